@@ -1,0 +1,177 @@
+"""Settings of the example site, every value from the environment (see README)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    return env(name, "1" if default else "0").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", True)
+SECRET_KEY = env("SECRET_KEY") or (
+    "django-insecure-example-site-only" if DEBUG else ""  # a real deployment sets its own
+)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_rq",
+    "imagen_assets",
+]
+if env("IMAGEN_STORAGE") == "s3":
+    INSTALLED_APPS.append("storages")
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "campaigns.urls"
+WSGI_APPLICATION = "campaigns.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"), conn_max_age=60
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web server, workers and the CLI share one file: wait for locks instead of failing.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    if env("DATABASE_TEST_NAME"):
+        DATABASES["default"]["TEST"] = {"NAME": env("DATABASE_TEST_NAME")}
+
+REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
+RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 300}}
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / ".run" / "static"
+MEDIA_URL = "/media/"
+MEDIA_ROOT = env("MEDIA_ROOT", str(BASE_DIR / "media"))
+
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+if env("IMAGEN_STORAGE") == "s3":
+    # django-storages reads its own AWS_* names (AWS_STORAGE_BUCKET_NAME,
+    # AWS_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...) from the environment.
+    STORAGES["imagen"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            key.removeprefix("AWS_").lower(): value
+            for key, value in os.environ.items()
+            if key.startswith("AWS_")
+            and key
+            in {
+                "AWS_STORAGE_BUCKET_NAME",
+                "AWS_S3_ENDPOINT_URL",
+                "AWS_S3_REGION_NAME",
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_S3_CUSTOM_DOMAIN",
+                "AWS_LOCATION",
+                "AWS_QUERYSTRING_AUTH",
+                "AWS_DEFAULT_ACL",
+            }
+        },
+    }
+    STORAGES["imagen"]["OPTIONS"]["bucket_name"] = STORAGES["imagen"]["OPTIONS"].pop(
+        "storage_bucket_name", "imagen-assets"
+    )
+    STORAGES["imagen"]["OPTIONS"]["endpoint_url"] = STORAGES["imagen"]["OPTIONS"].pop(
+        "s3_endpoint_url", None
+    )
+    if "s3_region_name" in STORAGES["imagen"]["OPTIONS"]:
+        STORAGES["imagen"]["OPTIONS"]["region_name"] = STORAGES["imagen"]["OPTIONS"].pop(
+            "s3_region_name"
+        )
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+SANDBOX_URL = env("IMAGEN_SANDBOX_URL", "http://127.0.0.1:8765")
+
+IMAGEN_ASSETS = {
+    "DEFAULT_PROVIDER": env("IMAGEN_DEFAULT_PROVIDER", "sandbox"),
+    "PROVIDERS": {
+        "sandbox": {
+            "BACKEND": "imagen_assets.providers.sandbox.SandboxProvider",
+            "OPTIONS": {"BASE_URL": SANDBOX_URL},
+        },
+        "wave": {
+            "BACKEND": "imagen_assets.providers.wave.WaveProvider",
+            "OPTIONS": {
+                "API_KEY": env("IMAGEN_WAVE_API_KEY"),
+                "BASE_URL": env("IMAGEN_WAVE_BASE_URL", "https://www.qingbo.dev"),
+            },
+        },
+        "wavespeed": {
+            "BACKEND": "imagen_assets.providers.wavespeed.WaveSpeedProvider",
+            "OPTIONS": {
+                "API_KEY": env("IMAGEN_WAVESPEED_API_KEY"),
+                "BASE_URL": env("IMAGEN_WAVESPEED_BASE_URL", "https://api.wavespeed.ai"),
+                "WEBHOOK_SECRET": env("IMAGEN_WAVESPEED_WEBHOOK_SECRET"),
+            },
+        },
+    },
+    "WEBHOOK_BASE_URL": env("IMAGEN_WEBHOOK_BASE_URL") or None,
+    "STORAGE": "imagen" if env("IMAGEN_STORAGE") == "s3" else "default",
+    "DOWNLOAD_ALLOW_HOSTS": env_list("IMAGEN_DOWNLOAD_ALLOW_HOSTS"),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "imagen_assets": {"handlers": ["console"], "level": env("IMAGEN_LOG_LEVEL", "INFO")},
+    },
+}

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class ImagenAssetsConfig(AppConfig):
+    name = "imagen_assets"
+    verbose_name = _("Campaign images")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from imagen_assets import checks  # noqa: F401  (registers the system checks)

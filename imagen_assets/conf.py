@@ -1,0 +1,78 @@
+"""The one setting, ``IMAGEN_ASSETS``, read lazily on every access.
+
+Nothing here is cached, so ``override_settings(IMAGEN_ASSETS=...)`` works everywhere, and
+nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # Alias (a key of PROVIDERS) used when a request names no provider.
+    "DEFAULT_PROVIDER": "sandbox",
+    # alias -> {"BACKEND": dotted path, "OPTIONS": {...}}, like STORAGES / CACHES.
+    "PROVIDERS": {},
+    # Public origin the providers call back, e.g. "https://marketing.example.com".
+    # None means no callbacks are requested: completion is found by polling alone.
+    "WEBHOOK_BASE_URL": None,
+    # django-rq queue the jobs run on.
+    "QUEUE": "default",
+    # Alias in settings.STORAGES that image files are written to.
+    "STORAGE": "default",
+    # Folder (key prefix) inside that storage.
+    "UPLOAD_PREFIX": "imagen",
+    # Downloads of provider outputs.
+    "DOWNLOAD_ALLOW_HOSTS": [],
+    "DOWNLOAD_MAX_BYTES": 40 * 1024 * 1024,
+    "DOWNLOAD_TIMEOUT": 60.0,
+    # Largest image (in pixels) that will be decoded; Imagen's biggest is 2816x1536.
+    "MAX_IMAGE_PIXELS": 40_000_000,
+    "THUMBNAIL_SIZE": 400,
+    # Provider HTTP calls.
+    "HTTP_TIMEOUT": 30.0,
+    "SUBMIT_MAX_ATTEMPTS": 6,
+    # Polling: first check after POLL_INTERVAL s, then x POLL_BACKOFF up to POLL_MAX_INTERVAL.
+    "POLL_INTERVAL": 2.0,
+    "POLL_BACKOFF": 1.5,
+    "POLL_MAX_INTERVAL": 30.0,
+    # A task the provider has not finished after this many seconds is failed.
+    "TASK_TIMEOUT": 15 * 60,
+    # Rows untouched for this long in a non-terminal state are repaired by the reconciler.
+    "RECONCILE_AFTER": 120,
+    "RECONCILE_INTERVAL": 60,
+    # Webhooks.
+    "WEBHOOK_MAX_BODY": 256 * 1024,
+    "WEBHOOK_TOLERANCE": 300,
+    # Largest number of images one request (admin form or CLI) may ask for.
+    "MAX_IMAGES_PER_REQUEST": 100,
+}
+
+
+def get(name: str) -> Any:
+    """Return the current value of one ``IMAGEN_ASSETS`` key (or its default)."""
+    if name not in DEFAULTS:
+        raise KeyError(f"Unknown IMAGEN_ASSETS key {name!r}")
+    user = getattr(settings, "IMAGEN_ASSETS", {}) or {}
+    return user.get(name, DEFAULTS[name])
+
+
+def user_settings() -> dict[str, Any]:
+    return dict(getattr(settings, "IMAGEN_ASSETS", {}) or {})
+
+
+@dataclass(frozen=True)
+class _Accessor:
+    """``conf.app.POLL_INTERVAL`` style access, still read on every call."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return get(name)
+        except KeyError as exc:
+            raise AttributeError(name) from exc
+
+
+app = _Accessor()

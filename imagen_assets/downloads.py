@@ -1,0 +1,148 @@
+"""The guarded download of a provider's output URL.
+
+A result URL comes from outside, so it is treated as hostile: http(s) only; the host is
+resolved once and every address must be public (no private, loopback, link-local, ...)
+unless the host is allow-listed; we then connect to the address we checked, so a second DNS
+answer cannot point us elsewhere; redirects are followed by hand and checked the same way;
+the body is capped in bytes and the whole download in time; environment proxies are ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from imagen_assets import __version__
+
+MAX_REDIRECTS = 3
+
+Resolver = Callable[[str, int], list[str]]
+
+
+class DownloadError(Exception):
+    """The output could not be fetched safely; the message is fit for the admin."""
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    content: bytes
+    content_type: str
+    url: str
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (IPv4 and IPv6)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def _host_allowed(host: str, allow_hosts: Iterable[str]) -> bool:
+    host = host.lower().rstrip(".")
+    return any(host == allowed.lower().rstrip(".") for allowed in allow_hosts)
+
+
+def _checked_address(url: str, allow_hosts: Iterable[str], resolver: Resolver) -> tuple[str, str]:
+    """(host, address to connect to) for ``url``, or :class:`DownloadError`."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise DownloadError(f"refused a {parts.scheme or 'schemeless'} URL; only http(s) is used")
+    host = parts.hostname
+    if not host:
+        raise DownloadError("refused a URL without a host")
+    if parts.username or parts.password:
+        raise DownloadError("refused a URL with credentials in it")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        addresses = resolver(host, port)
+    except (OSError, UnicodeError) as exc:
+        raise DownloadError(f"could not resolve {host} ({type(exc).__name__})") from None
+    if not addresses:
+        raise DownloadError(f"could not resolve {host}")
+    if not _host_allowed(host, allow_hosts):
+        for address in addresses:
+            if not _is_public(address):
+                raise DownloadError(
+                    f"refused {host}: it resolves to a non-public address ({address}); "
+                    "add the host to IMAGEN_ASSETS['DOWNLOAD_ALLOW_HOSTS'] if it is trusted"
+                )
+    return host, addresses[0]
+
+
+def download(
+    url: str,
+    *,
+    max_bytes: int,
+    timeout: float,
+    allow_hosts: Iterable[str] = (),
+    resolver: Resolver = resolve,
+    transport: httpx.BaseTransport | None = None,
+) -> Downloaded:
+    """Fetch ``url`` under the rules above; raise :class:`DownloadError` on any breach."""
+    allow_hosts = list(allow_hosts)
+    deadline = time.monotonic() + timeout
+    with httpx.Client(
+        trust_env=False,
+        follow_redirects=False,
+        transport=transport,
+        headers={"User-Agent": f"imagen-assets/{__version__}"},
+    ) as client:
+        for _hop in range(MAX_REDIRECTS + 1):
+            host, address = _checked_address(url, allow_hosts, resolver)
+            parts = urlsplit(url)
+            ip_host = f"[{address}]" if ":" in address else address
+            netloc = ip_host + (f":{parts.port}" if parts.port else "")
+            pinned = parts._replace(netloc=netloc).geturl()
+            headers = {"Host": parts.netloc.rsplit("@", 1)[-1]}
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DownloadError(f"gave up after {timeout:.0f} s")
+            try:
+                with client.stream(
+                    "GET",
+                    pinned,
+                    headers=headers,
+                    timeout=httpx.Timeout(remaining),
+                    extensions={"sni_hostname": host},
+                ) as response:
+                    if response.is_redirect:
+                        location = response.headers.get("Location", "")
+                        if not location:
+                            raise DownloadError("redirect without a Location header")
+                        url = urljoin(url, location)
+                        continue
+                    if response.status_code != 200:
+                        raise DownloadError(f"{host} answered HTTP {response.status_code}")
+                    declared = response.headers.get("Content-Length")
+                    if declared and declared.isdigit() and int(declared) > max_bytes:
+                        raise DownloadError(
+                            f"file is {int(declared):,} bytes, over the {max_bytes:,} byte limit"
+                        )
+                    chunks: list[bytes] = []
+                    size = 0
+                    for chunk in response.iter_bytes(65536):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise DownloadError(f"file is over the {max_bytes:,} byte limit")
+                        if time.monotonic() > deadline:
+                            raise DownloadError(f"gave up after {timeout:.0f} s")
+                        chunks.append(chunk)
+                    content_type = response.headers.get("Content-Type", "").split(";")[0]
+                    return Downloaded(b"".join(chunks), content_type.strip().lower(), url)
+            except httpx.TimeoutException:
+                raise DownloadError(f"{host} timed out") from None
+            except httpx.HTTPError as exc:
+                raise DownloadError(f"could not fetch from {host} ({type(exc).__name__})") from None
+        raise DownloadError(f"more than {MAX_REDIRECTS} redirects")

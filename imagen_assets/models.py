@@ -1,0 +1,363 @@
+"""Campaigns, provider tasks and the images they produce. No I/O here: see services and jobs."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.files.storage import Storage, storages
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Count, Q, Sum
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from imagen_assets import conf
+from imagen_assets.providers.base import ASPECT_RATIOS, TaskStatus
+
+
+def image_storage() -> Storage:
+    """The storage images are written to, looked up on every use so settings stay live."""
+    return storages[conf.get("STORAGE")]
+
+
+def image_upload_to(instance: GeneratedImage, filename: str) -> str:
+    prefix = conf.get("UPLOAD_PREFIX").strip("/")
+    return f"{prefix}/{instance.campaign.slug}/{filename}"
+
+
+def thumbnail_upload_to(instance: GeneratedImage, filename: str) -> str:
+    prefix = conf.get("UPLOAD_PREFIX").strip("/")
+    return f"{prefix}/{instance.campaign.slug}/thumbs/{filename}"
+
+
+def new_callback_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+ASPECT_RATIO_CHOICES = [(ratio, ratio) for ratio in ASPECT_RATIOS]
+
+
+class Campaign(models.Model):
+    """A body of marketing work: what it is about, how its images should look, what it may cost."""
+
+    name = models.CharField(_("name"), max_length=200)
+    slug = models.SlugField(_("slug"), max_length=100, unique=True)
+    brief = models.TextField(_("brief"), blank=True, help_text=_("What the campaign is for."))
+    brand_prompt = models.TextField(
+        _("brand prompt"),
+        blank=True,
+        help_text=_("Added to every prompt of this campaign, e.g. the brand's style and palette."),
+    )
+    default_provider = models.CharField(
+        _("default provider"),
+        max_length=50,
+        blank=True,
+        help_text=_("Provider alias; empty means the site's default."),
+    )
+    default_aspect_ratio = models.CharField(
+        _("default aspect ratio"), max_length=8, choices=ASPECT_RATIO_CHOICES, default="1:1"
+    )
+    default_negative_prompt = models.TextField(_("default negative prompt"), blank=True)
+    budget = models.DecimalField(
+        _("budget (USD)"),
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text=_("Most this campaign may spend on generation; empty means no limit."),
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("campaign")
+        verbose_name_plural = _("campaigns")
+        ordering = ["-created_at"]
+        permissions = [("generate_images", _("Can generate images for campaigns"))]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("admin:imagen_assets_campaign_change", args=[self.pk])
+
+    def build_prompt(self, prompt: str) -> str:
+        """The prompt sent to the provider: the user's words, then the brand prompt."""
+        parts = [prompt.strip(), self.brand_prompt.strip()]
+        return "\n\n".join(part for part in parts if part)
+
+    def committed_spend(self) -> Decimal:
+        """Money spent or reserved: actual cost of finished tasks plus estimates of open ones."""
+        totals = self.tasks.aggregate(
+            spent=Sum("cost", filter=Q(status=TaskStatus.SUCCEEDED)),
+            reserved=Sum(
+                "estimated_cost",
+                filter=Q(status__in=[s for s in TaskStatus if not s.terminal]),
+            ),
+        )
+        return (totals["spent"] or Decimal(0)) + (totals["reserved"] or Decimal(0))
+
+    def approved_images(self) -> models.QuerySet[GeneratedImage]:
+        """The images marketers may use: approved ones only."""
+        return self.images.approved()
+
+
+class GenerationTask(models.Model):
+    """One call to a provider: everything sent, everything learned, and what it cost."""
+
+    Status = models.TextChoices(
+        "Status",
+        [(status.name, (status.value, _(status.value.capitalize()))) for status in TaskStatus],
+    )
+
+    campaign = models.ForeignKey(
+        Campaign, verbose_name=_("campaign"), on_delete=models.CASCADE, related_name="tasks"
+    )
+    provider = models.CharField(_("provider"), max_length=50)
+    model = models.CharField(_("model"), max_length=100)
+    prompt = models.TextField(_("final prompt"))
+    negative_prompt = models.TextField(_("negative prompt"), blank=True)
+    aspect_ratio = models.CharField(_("aspect ratio"), max_length=8, choices=ASPECT_RATIO_CHOICES)
+    num_images = models.PositiveSmallIntegerField(
+        _("images"), validators=[MinValueValidator(1), MaxValueValidator(4)]
+    )
+    seed = models.BigIntegerField(_("seed"), null=True, blank=True)
+    request_body = models.JSONField(
+        _("request sent"), default=dict, blank=True, help_text=_("The exact JSON body submitted.")
+    )
+    idempotency_key = models.UUIDField(_("idempotency key"), default=uuid.uuid4, editable=False)
+    callback_token = models.CharField(
+        _("callback token"), max_length=64, unique=True, default=new_callback_token, editable=False
+    )
+    provider_task_id = models.CharField(
+        _("provider task id"), max_length=200, blank=True, db_index=True
+    )
+    status = models.CharField(
+        _("status"), max_length=20, choices=Status.choices, default=TaskStatus.QUEUED, db_index=True
+    )
+    progress = models.PositiveSmallIntegerField(_("progress"), default=0)
+    outputs = models.JSONField(
+        _("outputs"), default=list, blank=True, help_text=_("Result URLs the provider returned.")
+    )
+    error_code = models.CharField(_("error code"), max_length=100, blank=True)
+    error_message = models.TextField(_("error"), blank=True)
+    attempts = models.PositiveSmallIntegerField(_("submit attempts"), default=0)
+    polls = models.PositiveIntegerField(_("status reads"), default=0)
+    estimated_cost = models.DecimalField(
+        _("estimated cost (USD)"), max_digits=10, decimal_places=4, default=Decimal(0)
+    )
+    cost = models.DecimalField(
+        _("cost (USD)"), max_digits=10, decimal_places=4, null=True, blank=True
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("requested by"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # While set and in the future, a submit job owns this task (crash-safe claim).
+    submit_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
+    submitted_at = models.DateTimeField(_("submitted"), null=True, blank=True)
+    completed_at = models.DateTimeField(_("completed"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("generation task")
+        verbose_name_plural = _("generation tasks")
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(progress__lte=100), name="imagen_task_progress_lte_100"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} task #{self.pk} ({self.status})"
+
+    @property
+    def status_enum(self) -> TaskStatus:
+        return TaskStatus(self.status)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status_enum.terminal
+
+
+class ImageQuerySet(models.QuerySet["GeneratedImage"]):
+    def approved(self) -> ImageQuerySet:
+        return self.filter(review_status=GeneratedImage.Review.APPROVED)
+
+    def pending_review(self) -> ImageQuerySet:
+        return self.filter(
+            status=GeneratedImage.Status.SUCCEEDED, review_status=GeneratedImage.Review.PENDING
+        )
+
+    def unfinished(self) -> ImageQuerySet:
+        return self.filter(status__in=GeneratedImage.OPEN_STATUSES)
+
+    def counts(self) -> dict[str, int]:
+        return self.aggregate(
+            total=Count("pk"),
+            succeeded=Count("pk", filter=Q(status=GeneratedImage.Status.SUCCEEDED)),
+            approved=Count("pk", filter=Q(review_status=GeneratedImage.Review.APPROVED)),
+            failed=Count("pk", filter=Q(status__in=GeneratedImage.FAILED_STATUSES)),
+        )
+
+
+class GeneratedImage(models.Model):
+    """One output image of a task: its file, what it is, and whether it may be used."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        PROCESSING = "processing", _("Generating")
+        SUCCEEDED = "succeeded", _("Ready")
+        FILTERED = "filtered", _("Withheld by provider")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    class Review(models.TextChoices):
+        PENDING = "pending", _("Pending review")
+        APPROVED = "approved", _("Approved")
+        REJECTED = "rejected", _("Rejected")
+
+    OPEN_STATUSES = (Status.QUEUED, Status.PROCESSING)
+    FAILED_STATUSES = (Status.FAILED, Status.FILTERED, Status.CANCELLED)
+
+    task = models.ForeignKey(
+        GenerationTask, verbose_name=_("task"), on_delete=models.CASCADE, related_name="images"
+    )
+    campaign = models.ForeignKey(
+        Campaign, verbose_name=_("campaign"), on_delete=models.CASCADE, related_name="images"
+    )
+    index = models.PositiveSmallIntegerField(_("position in task"))
+    status = models.CharField(
+        _("status"), max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    error_message = models.TextField(_("error"), blank=True)
+    source_url = models.URLField(_("provider URL"), max_length=2000, blank=True)
+    nsfw = models.BooleanField(_("flagged NSFW by provider"), default=False)
+    file = models.ImageField(
+        _("image"),
+        storage=image_storage,
+        upload_to=image_upload_to,
+        max_length=300,
+        blank=True,
+        width_field="width",
+        height_field="height",
+    )
+    thumbnail = models.ImageField(
+        _("thumbnail"),
+        storage=image_storage,
+        upload_to=thumbnail_upload_to,
+        max_length=300,
+        blank=True,
+    )
+    width = models.PositiveIntegerField(_("width"), null=True, blank=True)
+    height = models.PositiveIntegerField(_("height"), null=True, blank=True)
+    bytes = models.PositiveBigIntegerField(_("size in bytes"), null=True, blank=True)
+    sha256 = models.CharField(_("SHA-256"), max_length=64, blank=True, db_index=True)
+    content_type = models.CharField(_("content type"), max_length=50, blank=True)
+    review_status = models.CharField(
+        _("review"), max_length=20, choices=Review.choices, default=Review.PENDING, db_index=True
+    )
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("reviewed by"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    reviewed_at = models.DateTimeField(_("reviewed at"), null=True, blank=True)
+    review_note = models.TextField(_("review note"), blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
+    completed_at = models.DateTimeField(_("completed"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = ImageQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("generated image")
+        verbose_name_plural = _("generated images")
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "index"], name="imagen_image_task_index"),
+        ]
+        indexes = [
+            models.Index(fields=["campaign", "-created_at"], name="imagen_image_campaign_idx"),
+        ]
+        permissions = [
+            ("approve_generatedimage", _("Can approve generated images")),
+            ("reject_generatedimage", _("Can reject generated images")),
+        ]
+
+    def __str__(self) -> str:
+        return f"Image #{self.pk} of {self.campaign}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES
+
+    def reproduction(self) -> dict[str, Any]:
+        """Everything needed to ask for this image again."""
+        task = self.task
+        return {
+            "provider": task.provider,
+            "model": task.model,
+            "request_body": task.request_body,
+            "seed": task.seed,
+            "index": self.index,
+        }
+
+
+class WebhookEvent(models.Model):
+    """A webhook delivery we accepted: kept for deduplication and support."""
+
+    provider = models.CharField(_("provider"), max_length=50)
+    event_id = models.CharField(_("event id"), max_length=200)
+    provider_task_id = models.CharField(_("provider task id"), max_length=200, db_index=True)
+    task = models.ForeignKey(
+        GenerationTask,
+        verbose_name=_("task"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="webhook_events",
+    )
+    payload = models.JSONField(_("payload"), default=dict)
+    # The task state a signed webhook reported (authoritative); None when the body is
+    # only a hint and the task must be re-read from the provider.
+    state = models.JSONField(_("reported state"), null=True, blank=True)
+    received_at = models.DateTimeField(_("received"), default=timezone.now)
+    processed_at = models.DateTimeField(_("processed"), null=True, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = _("webhook event")
+        verbose_name_plural = _("webhook events")
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "event_id"], name="imagen_webhook_event_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} webhook {self.event_id}"

@@ -1,0 +1,76 @@
+"""Provider backends, built from ``IMAGEN_ASSETS["PROVIDERS"]`` by alias."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from imagen_assets import conf
+from imagen_assets.providers.base import (
+    GenerationParams,
+    Output,
+    Provider,
+    ProviderError,
+    ProviderTask,
+    TaskStatus,
+    WebhookError,
+    WebhookNotice,
+)
+
+__all__ = [
+    "GenerationParams",
+    "Output",
+    "Provider",
+    "ProviderError",
+    "ProviderTask",
+    "TaskStatus",
+    "WebhookError",
+    "WebhookNotice",
+    "get_provider",
+    "provider_aliases",
+]
+
+
+def provider_aliases() -> list[str]:
+    return list(conf.get("PROVIDERS"))
+
+
+def provider_config(alias: str) -> dict[str, Any]:
+    providers = conf.get("PROVIDERS")
+    if alias not in providers:
+        known = ", ".join(sorted(providers)) or "none"
+        raise ImproperlyConfigured(
+            f"No provider {alias!r} in IMAGEN_ASSETS['PROVIDERS'] (configured: {known})."
+        )
+    config = providers[alias]
+    if "BACKEND" not in config:
+        raise ImproperlyConfigured(f"IMAGEN_ASSETS['PROVIDERS'][{alias!r}] has no 'BACKEND'.")
+    return config
+
+
+def get_provider_class(alias: str) -> type[Provider]:
+    backend = provider_config(alias)["BACKEND"]
+    try:
+        cls = import_string(backend)
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"IMAGEN_ASSETS['PROVIDERS'][{alias!r}]['BACKEND'] = {backend!r} cannot be "
+            f"imported: {exc}"
+        ) from exc
+    if not (isinstance(cls, type) and issubclass(cls, Provider)):
+        raise ImproperlyConfigured(f"{backend!r} is not a subclass of {Provider.__qualname__}.")
+    return cls
+
+
+def get_provider(alias: str | None = None, *, client: httpx.Client | None = None) -> Provider:
+    """Build the provider configured under ``alias`` (default: ``DEFAULT_PROVIDER``).
+
+    Settings are read on every call; use the result as a context manager so its HTTP
+    connections are closed.
+    """
+    alias = alias or conf.get("DEFAULT_PROVIDER")
+    cls = get_provider_class(alias)
+    return cls(alias, provider_config(alias).get("OPTIONS", {}), client=client)

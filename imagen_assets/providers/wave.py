@@ -1,0 +1,350 @@
+"""Wave (qingbo.dev) task API, model ``imagen-4.0``.
+
+Wire format: PROVIDERS.md section 1 and the seed page ``seeds/000_a68ddd5bb5e88166.txt``.
+One ``POST /v1/tasks`` starts a task, ``GET /v1/tasks/{task_id}`` reads it back. Wave's
+docs exist in several generations that disagree on small things (progress as int or
+``"NN%"``, timestamps in seconds or milliseconds, ``url`` as string or list); this module
+accepts all of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import httpx
+
+from imagen_assets.providers.base import (
+    SIZES_2K,
+    GenerationParams,
+    Output,
+    Provider,
+    ProviderError,
+    ProviderTask,
+    TaskStatus,
+    WebhookError,
+    WebhookNotice,
+)
+
+# Assumption (PROVIDERS.md §1.3): the submit status code is undocumented; any of these is
+# an accepted task.
+SUBMIT_OK = frozenset({200, 201, 202})
+
+# PROVIDERS.md §1.4 states; ``succeeded`` is the legacy name of ``completed`` (§1.6).
+STATUSES: Mapping[str, TaskStatus] = {
+    "queued": TaskStatus.SUBMITTED,
+    "processing": TaskStatus.PROCESSING,
+    "completed": TaskStatus.SUCCEEDED,
+    "succeeded": TaskStatus.SUCCEEDED,
+    "failed": TaskStatus.FAILED,
+    "cancelled": TaskStatus.CANCELLED,
+}
+
+# Assumption (PROVIDERS.md §1.6): the event names are undocumented; these are the three
+# terminal statuses, which is also what the default ("all terminal events") means.
+CALLBACK_EVENTS = ("completed", "failed", "cancelled")
+
+# PROVIDERS.md §1.2: the billing unit is "quota"; cost / 500000 = USD (derived from the
+# official skill, not from the API reference).
+QUOTA_PER_USD = Decimal(500_000)
+
+# Timestamps above this are milliseconds (PROVIDERS.md §1.0).
+_MS_THRESHOLD = 10**11
+
+
+class WaveProvider(Provider):
+    """Wave's ``imagen-4.0`` through the generic task API.
+
+    Submits carry an ``Idempotency-Key``, so a submit retried with the same key and body
+    returns the task created the first time instead of a second one (PROVIDERS.md §1.1).
+    Callbacks are unsigned: the callback URL must carry an unguessable per-task token, and
+    a callback is only a hint to re-read the task.
+    """
+
+    display_name = "Wave"
+    default_options: ClassVar[Mapping[str, Any]] = {
+        "BASE_URL": "https://www.qingbo.dev",
+        "MODEL": "imagen-4.0",
+        "PRICE_PER_IMAGE": "0.0425",
+    }
+    callback_needs_token = True
+    # imagen-4.0 has no negative prompt, and Wave rejects unknown root parameters.
+    supports_negative_prompt = False
+
+    def output_size(self, aspect_ratio: str) -> tuple[int, int]:
+        # Assumption (PROVIDERS.md §1.2, §3): "native 2K" means Google's 2K table.
+        return SIZES_2K[aspect_ratio]
+
+    # -- submit --------------------------------------------------------------------------
+
+    def request_body(self, params: GenerationParams, *, callback_url: str | None) -> dict[str, Any]:
+        """The seed's body; ``resolution`` is left out ("native 2K, leave empty").
+
+        Raises ``ValueError`` for parameters the service layer should have refused.
+        """
+        if not params.prompt:
+            raise ValueError("Wave: the prompt is empty.")
+        if params.negative_prompt:
+            raise ValueError("Wave imagen-4.0 has no negative prompt; leave it empty.")
+        if not 1 <= params.num_images <= self.max_images_per_task:
+            # Assumption (PROVIDERS.md §1.2): Wave documents no maximum for n; Google's
+            # cap of 4 applies.
+            raise ValueError(
+                f"Wave: num_images must be 1 to {self.max_images_per_task}, "
+                f"not {params.num_images}."
+            )
+        if params.aspect_ratio not in self.aspect_ratios:
+            raise ValueError(
+                f"Wave: unknown aspect ratio {params.aspect_ratio!r}; "
+                f"use one of {', '.join(self.aspect_ratios)}."
+            )
+        body: dict[str, Any] = {
+            "model": self.model,
+            "action": "generate",
+            "prompt": params.prompt,
+            "n": params.num_images,
+            "seed": -1 if params.seed is None else params.seed,
+            "aspect_ratio": params.aspect_ratio,
+        }
+        if callback_url:
+            body["callback_url"] = callback_url
+            body["callback_events"] = list(CALLBACK_EVENTS)
+        return body
+
+    def submit(
+        self,
+        params: GenerationParams,
+        *,
+        idempotency_key: str,
+        callback_url: str | None = None,
+    ) -> ProviderTask:
+        """``POST /v1/tasks``. Safe to retry with the same ``idempotency_key`` and params."""
+        if not idempotency_key:
+            raise ValueError("Wave: an idempotency key is required to submit safely.")
+        body = self.request_body(params, callback_url=callback_url)
+        response = self.request(
+            "POST",
+            f"{self.base_url}/v1/tasks",
+            json=body,
+            headers={"Content-Type": "application/json", "Idempotency-Key": idempotency_key},
+        )
+        self._expect_status(response, SUBMIT_OK)
+        return self._task(self.json(response), status_code=response.status_code)
+
+    # -- status --------------------------------------------------------------------------
+
+    def fetch(self, task_id: str) -> ProviderTask:
+        """``GET /v1/tasks/{task_id}``."""
+        response = self.request("GET", f"{self.base_url}/v1/tasks/{quote(task_id, safe='')}")
+        self._expect_status(response, frozenset({200}))
+        task = self._task(self.json(response), task_id=task_id, status_code=response.status_code)
+        if task.task_id != task_id:
+            raise ProviderError(
+                self.display_name,
+                f"asked for task {task_id!r} but the answer is about {task.task_id!r}",
+                status_code=response.status_code,
+            )
+        return task
+
+    def _expect_status(self, response: httpx.Response, accepted: frozenset[int]) -> None:
+        if response.status_code not in accepted:
+            raise ProviderError(
+                self.display_name,
+                f"unexpected HTTP status (expected {', '.join(map(str, sorted(accepted)))})",
+                status_code=response.status_code,
+            )
+
+    def _task(self, data: Any, *, status_code: int, task_id: str = "") -> ProviderTask:
+        """Read a task object (submit answer, status answer) into a :class:`ProviderTask`."""
+        if not isinstance(data, dict):
+            raise ProviderError(
+                self.display_name,
+                "answered with JSON that is not an object",
+                status_code=status_code,
+            )
+        task_id = data.get("task_id", task_id)
+        if not isinstance(task_id, str) or not task_id:
+            raise ProviderError(self.display_name, "answer has no task_id", status_code=status_code)
+        raw_status = data.get("status")
+        status = STATUSES.get(raw_status) if isinstance(raw_status, str) else None
+        if status is None:
+            raise ProviderError(
+                self.display_name,
+                f"task {task_id} has an unknown status {raw_status!r}",
+                status_code=status_code,
+            )
+        error_code = error_message = ""
+        if status is TaskStatus.FAILED:
+            error_code, error_message = _error_fields(data.get("error"))
+        return ProviderTask(
+            task_id=task_id,
+            status=status,
+            progress=_progress(data.get("progress")),
+            outputs=_outputs(data.get("result")),
+            error_code=self.redact(error_code),
+            error_message=self.redact(error_message),
+            cost=_cost(data.get("cost")) if status.terminal else None,
+            raw=data,
+        )
+
+    # -- errors --------------------------------------------------------------------------
+
+    def parse_error_body(self, response: httpx.Response) -> tuple[str, str]:
+        """``{"error": {"message", "code", "param"?}}`` (PROVIDERS.md §1.7)."""
+        data = _json_or_none(response)
+        if not isinstance(data, dict):
+            return "", self.redact(response.text[:300])
+        code, message = _error_fields(data.get("error"))
+        if not message and isinstance(data.get("message"), str):
+            message = data["message"]
+        error = data.get("error")
+        param = error.get("param") if isinstance(error, dict) else None
+        if param:
+            message = f"{message} (param: {param})"
+        return self.redact(code[:100]), self.redact(message[:300])
+
+    def error_from_response(self, response: httpx.Response) -> ProviderError:
+        """As the base, plus a 429 without ``Retry-After`` waits until the body's ``reset_at``."""
+        error = super().error_from_response(response)
+        if response.status_code == 429 and error.retry_after is None:
+            error.retry_after = _reset_after(_json_or_none(response))
+        return error
+
+    # -- callbacks -----------------------------------------------------------------------
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Accept any JSON object: Wave callbacks are not signed (PROVIDERS.md §1.6).
+
+        Authenticity comes from the per-task token in the callback URL, which the view
+        checks against the database before calling this; the body itself proves nothing.
+        Raises :class:`WebhookError` (400) for a body that is not a UTF-8 JSON object.
+        """
+        _json_object(body)
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookNotice:
+        """A hint naming the task; ``task`` is ``None`` so the status is re-read with GET.
+
+        Assumption (PROVIDERS.md §1.6): the body is the terminal status object, so it
+        carries ``task_id``. Wave sends no event id: the hash of the body stands in, so a
+        redelivered identical body is recognised as a duplicate.
+        """
+        data = _json_object(body)
+        task_id = data.get("task_id")
+        if not isinstance(task_id, str) or not task_id:
+            raise WebhookError("callback body has no task_id string", 400)
+        return WebhookNotice(event_id=hashlib.sha256(body).hexdigest(), task_id=task_id, task=None)
+
+
+# -- parsing helpers (module level: they know Wave's format, not the provider's options) --
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise WebhookError("callback body is not UTF-8", 400) from None
+    except ValueError:
+        raise WebhookError("callback body is not JSON", 400) from None
+    if not isinstance(data, dict):
+        raise WebhookError("callback body is not a JSON object", 400)
+    return data
+
+
+def _error_fields(error: Any) -> tuple[str, str]:
+    """(code, message) from an ``error`` value: an object, or (older pages) a string."""
+    if isinstance(error, dict):
+        code, message = error.get("code"), error.get("message")
+        return (
+            str(code) if code not in (None, "") else "",
+            str(message) if message not in (None, "") else "",
+        )
+    if isinstance(error, str):
+        return "", error
+    return "", ""
+
+
+def _progress(value: Any) -> int | None:
+    """0..100 from an int (older docs) or ``"NN%"`` (newest); ``""``/missing is unknown."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        value = value.strip().removesuffix("%").strip()
+        if not value:
+            return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(number):
+        return None
+    return max(0, min(100, int(number)))
+
+
+def _outputs(result: Any) -> tuple[Output, ...]:
+    """Every image URL in ``result.images``, in order.
+
+    ``url`` is a list in the current docs and a string in older ones; with ``n > 1`` the
+    URLs may come as several items or as one item with several URLs (PROVIDERS.md §1.4,
+    UNCONFIRMED), so all of them are flattened.
+    """
+    if not isinstance(result, dict) or not isinstance(result.get("images"), list):
+        return ()
+    urls: list[str] = []
+    for item in result["images"]:
+        url = item.get("url") if isinstance(item, dict) else item
+        for one in url if isinstance(url, list) else [url]:
+            if isinstance(one, str) and one:
+                urls.append(one)
+    return tuple(Output(url=url) for url in urls)
+
+
+def _cost(value: Any) -> Decimal | None:
+    """USD from the quota charged (``cost``), or ``None`` when not reported."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        quota = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    if not quota.is_finite() or quota < 0:
+        return None
+    return quota / QUOTA_PER_USD
+
+
+def _unix_seconds(value: Any) -> float | None:
+    """A Wave timestamp in seconds; values above 10**11 are milliseconds (PROVIDERS.md §1.0)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    if not math.isfinite(number):
+        return None
+    return number / 1000 if number > _MS_THRESHOLD else number
+
+
+def _reset_after(data: Any, *, now: float | None = None) -> float | None:
+    """Seconds until ``reset_at`` in a 429 body (top level or inside ``error``)."""
+    if not isinstance(data, dict):
+        return None
+    reset_at = data.get("reset_at")
+    if reset_at is None and isinstance(data.get("error"), dict):
+        reset_at = data["error"].get("reset_at")
+    when = _unix_seconds(reset_at)
+    if when is None:
+        return None
+    return max(0.0, when - (time.time() if now is None else now))

@@ -1,0 +1,273 @@
+"""What users can do: ask for images, review them. Every change is atomic and locks its rows.
+
+The admin, the command line and host projects call these functions; none of them talks to a
+provider or downloads anything. Work that needs the network is queued, after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from imagen_assets import conf, queueing
+from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
+from imagen_assets.providers import GenerationParams, Provider, get_provider
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+    User = AbstractBaseUser | AnonymousUser
+
+logger = logging.getLogger(__name__)
+
+SEED_MAX = 2_147_483_647
+
+
+class GenerationRequestError(ValueError):
+    """The request cannot be carried out as asked; the message is meant for the user."""
+
+
+class BudgetExceeded(GenerationRequestError):
+    pass
+
+
+class ReviewError(ValueError):
+    """The image cannot be reviewed in its current state; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    provider: str
+    count: int
+    tasks: int
+    price_per_image: Decimal
+    total: Decimal
+
+
+def split_into_tasks(count: int, per_task: int) -> list[int]:
+    """Images per provider task, e.g. 10 at 4 per task -> [4, 4, 2]."""
+    full, rest = divmod(count, per_task)
+    return [per_task] * full + ([rest] if rest else [])
+
+
+def usable_provider(alias: str | None) -> Provider:
+    """The provider for ``alias``, or a :class:`GenerationRequestError` saying why not."""
+    try:
+        provider = get_provider(alias or None)
+    except ImproperlyConfigured as exc:
+        raise GenerationRequestError(str(exc)) from exc
+    missing = provider.missing_options()
+    if missing:
+        raise GenerationRequestError(
+            _("Provider %(alias)s is not configured: set %(options)s.")
+            % {"alias": provider.alias, "options": ", ".join(missing)}
+        )
+    return provider
+
+
+def estimate(provider: str | None, count: int) -> Estimate:
+    """Price of ``count`` images from ``provider`` at its configured per-image price."""
+    backend = usable_provider(provider)
+    with backend:
+        price = backend.price_per_image
+        tasks = len(split_into_tasks(count, backend.max_images_per_task))
+        return Estimate(backend.alias, count, tasks, price, price * count)
+
+
+def request_images(
+    *,
+    campaign: Campaign,
+    prompt: str,
+    count: int = 1,
+    aspect_ratio: str | None = None,
+    provider: str | None = None,
+    seed: int | None = None,
+    negative_prompt: str | None = None,
+    user: User | None = None,
+) -> list[GenerationTask]:
+    """Create the tasks and image rows for ``count`` images and queue their submission.
+
+    Rows are committed before any job is queued, the campaign's budget is checked under a
+    row lock (so two concurrent requests cannot both spend the last dollar), and each task
+    gets its own seed (``seed``, ``seed + 1``, ...) so a batch is reproducible without
+    producing the same picture over and over.
+    """
+    prompt = (prompt or "").strip()
+    if not prompt:
+        raise GenerationRequestError(_("Write a prompt."))
+    limit = conf.get("MAX_IMAGES_PER_REQUEST")
+    if not 1 <= count <= limit:
+        raise GenerationRequestError(
+            _("Ask for between 1 and %(limit)d images.") % {"limit": limit}
+        )
+    backend = usable_provider(provider or campaign.default_provider or None)
+    with backend:
+        aspect_ratio = aspect_ratio or campaign.default_aspect_ratio
+        if aspect_ratio not in backend.aspect_ratios:
+            raise GenerationRequestError(
+                _("%(provider)s does not offer the aspect ratio %(ratio)s.")
+                % {"provider": backend.display_name, "ratio": aspect_ratio}
+            )
+        if negative_prompt is None:
+            negative_prompt = campaign.default_negative_prompt
+        negative_prompt = negative_prompt.strip()
+        if negative_prompt and not backend.supports_negative_prompt:
+            raise GenerationRequestError(
+                _("%(provider)s does not accept a negative prompt; leave it empty.")
+                % {"provider": backend.display_name}
+            )
+        if seed is not None and not 0 <= seed <= SEED_MAX:
+            raise GenerationRequestError(
+                _("The seed must be between 0 and %(max)d.") % {"max": SEED_MAX}
+            )
+        sizes = split_into_tasks(count, backend.max_images_per_task)
+        final_prompt = campaign.build_prompt(prompt)
+        user_id = getattr(user, "pk", None)
+
+        with transaction.atomic():
+            locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+            cost = backend.price_per_image * count
+            if locked.budget is not None:
+                committed = locked.committed_spend()
+                if committed + cost > locked.budget:
+                    raise BudgetExceeded(
+                        _(
+                            "This would cost $%(cost)s but only $%(left)s of the "
+                            "$%(budget)s budget is left."
+                        )
+                        % {
+                            "cost": f"{cost:.2f}",
+                            "left": f"{max(locked.budget - committed, Decimal(0)):.2f}",
+                            "budget": f"{locked.budget:.2f}",
+                        }
+                    )
+            tasks = []
+            for position, size in enumerate(sizes):
+                task_seed = None if seed is None else (seed + position) % (SEED_MAX + 1)
+                params = GenerationParams(
+                    prompt=final_prompt,
+                    aspect_ratio=aspect_ratio,
+                    num_images=size,
+                    seed=task_seed,
+                    negative_prompt=negative_prompt,
+                )
+                tasks.append(
+                    GenerationTask(
+                        campaign=locked,
+                        provider=backend.alias,
+                        model=backend.model,
+                        prompt=final_prompt,
+                        negative_prompt=negative_prompt,
+                        aspect_ratio=aspect_ratio,
+                        num_images=size,
+                        seed=task_seed,
+                        request_body=backend.request_body(params, callback_url=None),
+                        estimated_cost=backend.price_per_image * size,
+                        requested_by_id=user_id,
+                    )
+                )
+            GenerationTask.objects.bulk_create(tasks)
+            GeneratedImage.objects.bulk_create(
+                GeneratedImage(task=task, campaign=locked, index=index)
+                for task in tasks
+                for index in range(task.num_images)
+            )
+            task_ids = [task.pk for task in tasks]
+            transaction.on_commit(lambda: queueing.enqueue_submits(task_ids))
+    logger.info(
+        "Queued %d image(s) in %d task(s) for campaign %s on %s",
+        count,
+        len(tasks),
+        campaign.slug,
+        backend.alias,
+    )
+    return tasks
+
+
+def _review(
+    image_id: int, *, user: User, approved: bool, note: str
+) -> GeneratedImage:
+    with transaction.atomic():
+        image = GeneratedImage.objects.select_for_update().get(pk=image_id)
+        if image.status != GeneratedImage.Status.SUCCEEDED:
+            raise ReviewError(
+                _("Image #%(id)d is not ready (%(status)s); only finished images can be reviewed.")
+                % {"id": image.pk, "status": image.get_status_display()}
+            )
+        image.review_status = (
+            GeneratedImage.Review.APPROVED if approved else GeneratedImage.Review.REJECTED
+        )
+        image.reviewed_by_id = getattr(user, "pk", None)
+        image.reviewed_at = timezone.now()
+        image.review_note = note.strip()
+        image.save(
+            update_fields=[
+                "review_status",
+                "reviewed_by",
+                "reviewed_at",
+                "review_note",
+                "updated_at",
+            ]
+        )
+    logger.info(
+        "Image %s %s by user %s", image.pk, image.review_status, getattr(user, "pk", None)
+    )
+    return image
+
+
+def approve_image(image_id: int, *, user: User, note: str = "") -> GeneratedImage:
+    """Mark a finished image approved, recording who, when and (optionally) why."""
+    return _review(image_id, user=user, approved=True, note=note)
+
+
+def reject_image(image_id: int, *, user: User, note: str) -> GeneratedImage:
+    """Mark a finished image rejected; a reason is required so the team learns from it."""
+    if not (note or "").strip():
+        raise ReviewError(_("Say why the image is rejected."))
+    return _review(image_id, user=user, approved=False, note=note)
+
+
+def review_many(
+    image_ids: Sequence[int], *, user: User, approved: bool, note: str = ""
+) -> tuple[list[GeneratedImage], list[str]]:
+    """Review several images; returns (reviewed, error messages) and skips the unready ones."""
+    done: list[GeneratedImage] = []
+    errors: list[str] = []
+    for image_id in image_ids:
+        try:
+            if approved:
+                done.append(approve_image(image_id, user=user, note=note))
+            else:
+                done.append(reject_image(image_id, user=user, note=note))
+        except ReviewError as exc:
+            errors.append(str(exc))
+    return done, errors
+
+
+def image_summary(image: GeneratedImage) -> dict[str, Any]:
+    """The per-image view the CLI prints (``--json``) and tests assert on."""
+    task = image.task
+    return {
+        "id": image.pk,
+        "campaign": image.campaign.slug,
+        "status": image.status,
+        "review_status": image.review_status,
+        "provider": task.provider,
+        "provider_task_id": task.provider_task_id or None,
+        "task_status": task.status,
+        "progress": task.progress,
+        "file": image.file.name or None,
+        "width": image.width,
+        "height": image.height,
+        "bytes": image.bytes,
+        "sha256": image.sha256 or None,
+        "error": image.error_message or task.error_message or None,
+    }

@@ -1,0 +1,100 @@
+"""The webhook endpoint: verify, record, queue, answer 2xx fast.
+
+It never calls a provider for the status and never downloads: the work happens in
+:func:`imagen_assets.jobs.process_webhook`. Bad input is always a 4xx with no state change.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from imagen_assets import conf, jobs, queueing
+from imagen_assets.models import GenerationTask, WebhookEvent
+from imagen_assets.providers import ProviderError, WebhookError, get_provider
+
+logger = logging.getLogger(__name__)
+
+
+def _refuse(message: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+def _read_body(request: HttpRequest, limit: int) -> bytes | None:
+    """The raw body, or None if it is larger than ``limit`` (checked before reading it all)."""
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = request.read(limit + 1)
+    return None if len(body) > limit else body
+
+
+@csrf_exempt
+@require_POST
+def webhook(request: HttpRequest, provider: str, token: str | None = None) -> JsonResponse:
+    try:
+        backend = get_provider(provider)
+    except ImproperlyConfigured:
+        return _refuse("unknown provider", 404)
+    with backend:
+        task = None
+        if backend.callback_needs_token:
+            task = (
+                GenerationTask.objects.filter(provider=provider, callback_token=token)
+                .only("pk", "provider_task_id")
+                .first()
+                if token
+                else None
+            )
+            if task is None:
+                return _refuse("unknown callback", 404)
+        elif token is not None:
+            return _refuse("unknown callback", 404)
+
+        body = _read_body(request, conf.get("WEBHOOK_MAX_BODY"))
+        if body is None:
+            return _refuse("body too large", 413)
+        try:
+            backend.verify_webhook(request.headers, body)
+            notice = backend.parse_webhook(request.headers, body)
+        except WebhookError as exc:
+            logger.warning("Refused a %s webhook: %s", provider, exc.message)
+            return _refuse(exc.message, exc.status_code)
+        except ProviderError as exc:
+            # We could not get the secret to check it with: ask the sender to retry later.
+            logger.error("Cannot verify %s webhooks now: %s", provider, exc)
+            return _refuse("cannot verify webhooks right now", 503)
+
+    if task is not None and task.provider_task_id and notice.task_id != task.provider_task_id:
+        logger.warning("Refused a %s callback naming another task", provider)
+        return _refuse("task id does not match this callback URL", 400)
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = {}
+    state = None
+    if notice.task is not None:
+        state = asdict(notice.task)
+        state.pop("raw", None)
+        state["cost"] = None if state["cost"] is None else str(state["cost"])
+    try:
+        with transaction.atomic():
+            event = WebhookEvent.objects.create(
+                provider=provider,
+                event_id=notice.event_id[:200],
+                provider_task_id=notice.task_id[:200],
+                task_id=task.pk if task is not None else None,
+                payload=payload if isinstance(payload, dict) else {},
+                state=state,
+            )
+            transaction.on_commit(lambda: queueing.enqueue(jobs.process_webhook, event.pk))
+    except IntegrityError:
+        return JsonResponse({"ok": True, "duplicate": True})
+    return JsonResponse({"ok": True})
