@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -39,7 +41,7 @@ INSTALLED_APPS = [
     "imagen_assets",
 ]
 if env("IMAGEN_STORAGE") == "s3":
-    INSTALLED_APPS.append("storages")
+    INSTALLED_APPS.append("storages")  # django-storages, for the S3 backend
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -78,8 +80,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web server, workers and the CLI share one file: wait for locks instead of failing.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    if env("DATABASE_TEST_NAME"):
-        DATABASES["default"]["TEST"] = {"NAME": env("DATABASE_TEST_NAME")}
+    # A file, not memory: the integration tests' workers and live server share it.
+    DATABASES["default"]["TEST"] = {
+        "NAME": env("DATABASE_TEST_NAME", str(BASE_DIR / ".run" / "test.sqlite3"))
+    }
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 300}}
@@ -96,75 +100,77 @@ STATIC_ROOT = BASE_DIR / ".run" / "static"
 MEDIA_URL = "/media/"
 MEDIA_ROOT = env("MEDIA_ROOT", str(BASE_DIR / "media"))
 
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+S3_OPTION_NAMES = {
+    # django-storages' own AWS_* names -> S3Storage options
+    "AWS_STORAGE_BUCKET_NAME": "bucket_name",
+    "AWS_S3_ENDPOINT_URL": "endpoint_url",
+    "AWS_S3_REGION_NAME": "region_name",
+    "AWS_ACCESS_KEY_ID": "access_key",
+    "AWS_SECRET_ACCESS_KEY": "secret_key",
+    "AWS_S3_CUSTOM_DOMAIN": "custom_domain",
+    "AWS_LOCATION": "location",
+    "AWS_DEFAULT_ACL": "default_acl",
+    "AWS_S3_ADDRESSING_STYLE": "addressing_style",
 }
-if env("IMAGEN_STORAGE") == "s3":
-    # django-storages reads its own AWS_* names (AWS_STORAGE_BUCKET_NAME,
-    # AWS_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...) from the environment.
-    STORAGES["imagen"] = {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {
-            key.removeprefix("AWS_").lower(): value
-            for key, value in os.environ.items()
-            if key.startswith("AWS_")
-            and key
-            in {
-                "AWS_STORAGE_BUCKET_NAME",
-                "AWS_S3_ENDPOINT_URL",
-                "AWS_S3_REGION_NAME",
-                "AWS_ACCESS_KEY_ID",
-                "AWS_SECRET_ACCESS_KEY",
-                "AWS_S3_CUSTOM_DOMAIN",
-                "AWS_LOCATION",
-                "AWS_QUERYSTRING_AUTH",
-                "AWS_DEFAULT_ACL",
-            }
-        },
+
+
+def storages_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """STORAGES for the site; with IMAGEN_STORAGE=s3 the images go to an "imagen" S3 storage."""
+    result: dict[str, Any] = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
-    STORAGES["imagen"]["OPTIONS"]["bucket_name"] = STORAGES["imagen"]["OPTIONS"].pop(
-        "storage_bucket_name", "imagen-assets"
-    )
-    STORAGES["imagen"]["OPTIONS"]["endpoint_url"] = STORAGES["imagen"]["OPTIONS"].pop(
-        "s3_endpoint_url", None
-    )
-    if "s3_region_name" in STORAGES["imagen"]["OPTIONS"]:
-        STORAGES["imagen"]["OPTIONS"]["region_name"] = STORAGES["imagen"]["OPTIONS"].pop(
-            "s3_region_name"
-        )
+    if environ.get("IMAGEN_STORAGE") == "s3":
+        options = {
+            option: environ[name] for name, option in S3_OPTION_NAMES.items() if environ.get(name)
+        }
+        if "AWS_QUERYSTRING_AUTH" in environ:
+            options["querystring_auth"] = environ["AWS_QUERYSTRING_AUTH"].lower() in ("1", "true")
+        result["imagen"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options}
+    return result
+
+
+STORAGES = storages_from_env(os.environ)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-SANDBOX_URL = env("IMAGEN_SANDBOX_URL", "http://127.0.0.1:8765")
 
-IMAGEN_ASSETS = {
-    "DEFAULT_PROVIDER": env("IMAGEN_DEFAULT_PROVIDER", "sandbox"),
-    "PROVIDERS": {
-        "sandbox": {
-            "BACKEND": "imagen_assets.providers.sandbox.SandboxProvider",
-            "OPTIONS": {"BASE_URL": SANDBOX_URL},
-        },
-        "wave": {
-            "BACKEND": "imagen_assets.providers.wave.WaveProvider",
-            "OPTIONS": {
-                "API_KEY": env("IMAGEN_WAVE_API_KEY"),
-                "BASE_URL": env("IMAGEN_WAVE_BASE_URL", "https://www.qingbo.dev"),
+
+def imagen_assets_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The IMAGEN_ASSETS setting built from the environment variables in the README."""
+    sandbox_url = environ.get("IMAGEN_SANDBOX_URL", "http://127.0.0.1:8765")
+    allow_hosts = environ.get("IMAGEN_DOWNLOAD_ALLOW_HOSTS", "")
+    return {
+        "DEFAULT_PROVIDER": environ.get("IMAGEN_DEFAULT_PROVIDER", "sandbox"),
+        "PROVIDERS": {
+            "sandbox": {
+                "BACKEND": "imagen_assets.providers.sandbox.SandboxProvider",
+                "OPTIONS": {"BASE_URL": sandbox_url},
+            },
+            "wave": {
+                "BACKEND": "imagen_assets.providers.wave.WaveProvider",
+                "OPTIONS": {
+                    "API_KEY": environ.get("IMAGEN_WAVE_API_KEY", ""),
+                    "BASE_URL": environ.get("IMAGEN_WAVE_BASE_URL") or "https://www.qingbo.dev",
+                },
+            },
+            "wavespeed": {
+                "BACKEND": "imagen_assets.providers.wavespeed.WaveSpeedProvider",
+                "OPTIONS": {
+                    "API_KEY": environ.get("IMAGEN_WAVESPEED_API_KEY", ""),
+                    "BASE_URL": environ.get("IMAGEN_WAVESPEED_BASE_URL")
+                    or "https://api.wavespeed.ai",
+                    "WEBHOOK_SECRET": environ.get("IMAGEN_WAVESPEED_WEBHOOK_SECRET", ""),
+                },
             },
         },
-        "wavespeed": {
-            "BACKEND": "imagen_assets.providers.wavespeed.WaveSpeedProvider",
-            "OPTIONS": {
-                "API_KEY": env("IMAGEN_WAVESPEED_API_KEY"),
-                "BASE_URL": env("IMAGEN_WAVESPEED_BASE_URL", "https://api.wavespeed.ai"),
-                "WEBHOOK_SECRET": env("IMAGEN_WAVESPEED_WEBHOOK_SECRET"),
-            },
-        },
-    },
-    "WEBHOOK_BASE_URL": env("IMAGEN_WEBHOOK_BASE_URL") or None,
-    "STORAGE": "imagen" if env("IMAGEN_STORAGE") == "s3" else "default",
-    "DOWNLOAD_ALLOW_HOSTS": env_list("IMAGEN_DOWNLOAD_ALLOW_HOSTS"),
-}
+        "WEBHOOK_BASE_URL": environ.get("IMAGEN_WEBHOOK_BASE_URL") or None,
+        "STORAGE": "imagen" if environ.get("IMAGEN_STORAGE") == "s3" else "default",
+        "DOWNLOAD_ALLOW_HOSTS": [h.strip() for h in allow_hosts.split(",") if h.strip()],
+    }
+
+
+IMAGEN_ASSETS = imagen_assets_from_env(os.environ)
 
 LOGGING = {
     "version": 1,

@@ -61,9 +61,7 @@ class Response:
     headers: tuple[tuple[str, str], ...] = field(default=())
 
 
-def json_response(
-    status: int, payload: Any, headers: tuple[tuple[str, str], ...] = ()
-) -> Response:
+def json_response(status: int, payload: Any, headers: tuple[tuple[str, str], ...] = ()) -> Response:
     """Serialise ``payload`` compactly as UTF-8 JSON (non-ASCII kept as is)."""
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return Response(status=status, body=body, headers=headers)

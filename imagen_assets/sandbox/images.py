@@ -106,10 +106,12 @@ def _renderable(text: str) -> str:
 def _colours(spec: ImageSpec) -> tuple[tuple[int, int, int], ...]:
     digest = hashlib.sha256(f"{spec.seed}\x1f{spec.prompt}\x1f{spec.index}".encode()).digest()
     # Keep channels in a mid range so white text with a dark outline stays readable.
-    return tuple(
+    palette = [
         (40 + digest[i] % 176, 40 + digest[i + 1] % 176, 40 + digest[i + 2] % 176)
         for i in (0, 3, 6)
-    ) + ((digest[9], digest[10], digest[11]),)
+    ]
+    # The fourth triple is not a colour but three bytes that steer the layout.
+    return (*palette, (digest[9], digest[10], digest[11]))
 
 
 def _background(spec: ImageSpec) -> Image.Image:
@@ -117,8 +119,12 @@ def _background(spec: ImageSpec) -> Image.Image:
     small = (max(8, spec.width // 32), max(8, spec.height // 32))
     # A linear blend between two colours, in one of four directions, with an off-centre
     # radial blob of a third colour: varied enough to tell images apart at a glance.
-    direction = (None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180,
-                 Image.Transpose.ROTATE_270)[knobs[0] % 4]
+    direction = (
+        None,
+        Image.Transpose.ROTATE_90,
+        Image.Transpose.ROTATE_180,
+        Image.Transpose.ROTATE_270,
+    )[knobs[0] % 4]
     linear = Image.linear_gradient("L")
     if direction is not None:
         linear = linear.transpose(direction)

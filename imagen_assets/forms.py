@@ -1,0 +1,323 @@
+"""Forms of the admin pages the app adds: generate images, review notes, campaign defaults.
+
+They validate what can be checked without the database (choices, ranges, what the chosen
+provider accepts); the services check the rest (budget) under a lock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+from imagen_assets import conf
+from imagen_assets.models import Campaign
+from imagen_assets.providers import get_provider, provider_aliases
+from imagen_assets.providers.base import ASPECT_RATIOS
+from imagen_assets.services import SEED_MAX
+
+
+def money(value: Decimal | int | None) -> str:
+    """Dollars with two to four decimals: ``$0.0425`` for a price, ``$1.20`` for a total."""
+    if value is None:
+        return "—"
+    amount = Decimal(value).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+    whole, _sep, fraction = f"{amount:,.4f}".partition(".")
+    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
+
+
+@dataclass(frozen=True)
+class ProviderOption:
+    """What the generate form needs to know about one usable provider."""
+
+    alias: str
+    display_name: str
+    price_per_image: Decimal
+    supports_negative_prompt: bool
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def aspect_ratios(self) -> tuple[str, ...]:
+        return tuple(self.sizes)
+
+
+def usable_providers() -> dict[str, ProviderOption]:
+    """Configured providers that can be used now (no required option missing), by alias."""
+    options: dict[str, ProviderOption] = {}
+    for alias in provider_aliases():
+        try:
+            with get_provider(alias) as provider:
+                if provider.missing_options():
+                    continue
+                options[alias] = ProviderOption(
+                    alias=alias,
+                    display_name=provider.display_name,
+                    price_per_image=provider.price_per_image,
+                    supports_negative_prompt=provider.supports_negative_prompt,
+                    sizes={ratio: provider.output_size(ratio) for ratio in provider.aspect_ratios},
+                )
+        except (ImproperlyConfigured, InvalidOperation, KeyError):
+            # A broken entry is reported by the system checks; here it is just not offered.
+            continue
+    return options
+
+
+def provider_display_name(alias: str) -> str:
+    """The provider's human name, or the alias itself when it is not (or badly) configured."""
+    try:
+        with get_provider(alias) as provider:
+            return provider.display_name
+    except ImproperlyConfigured:
+        return alias
+
+
+class ProviderSelect(forms.Select):
+    """A select whose options carry each provider's price, sizes and negative-prompt support.
+
+    The generate page's script reads these data attributes to update the estimate and the
+    aspect-ratio labels as the user changes provider; the server computes the same numbers.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.providers: dict[str, ProviderOption] = {}
+
+    def create_option(self, name: str, value: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        option = super().create_option(name, value, *args, **kwargs)
+        info = self.providers.get(str(value))
+        if info is not None:
+            option["attrs"].update(
+                {
+                    "data-price": str(info.price_per_image),
+                    "data-name": info.display_name,
+                    "data-negative": "1" if info.supports_negative_prompt else "0",
+                    "data-sizes": json.dumps(
+                        {ratio: f"{w}×{h}" for ratio, (w, h) in info.sizes.items()}
+                    ),
+                }
+            )
+        return option
+
+
+class CampaignAdminForm(forms.ModelForm):
+    """The campaign form, with the default provider picked from the configured aliases."""
+
+    default_provider = forms.ChoiceField(
+        label=_("default provider"),
+        required=False,
+        help_text=_("Used by “Generate images” unless another provider is chosen there."),
+    )
+
+    class Meta:
+        model = Campaign
+        fields = "__all__"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        usable = usable_providers()
+        site_default = conf.get("DEFAULT_PROVIDER")
+        choices: list[tuple[str, str]] = [
+            ("", _("Site default (%(name)s)") % {"name": provider_display_name(site_default)})
+        ]
+        for alias in provider_aliases():
+            name = provider_display_name(alias)
+            label = name if name.lower() == alias.lower() else f"{name} ({alias})"
+            if alias not in usable:
+                label = _("%(label)s: not configured yet") % {"label": label}
+            choices.append((alias, label))
+        current = self.instance.default_provider if self.instance else ""
+        if current and current not in dict(choices):
+            # Keep a provider that was removed from settings visible instead of silently
+            # replacing it when the form is saved.
+            choices.append((current, _("%(alias)s (no longer configured)") % {"alias": current}))
+        self.fields["default_provider"].choices = choices
+
+
+class GenerateImagesForm(forms.Form):
+    """Ask for images for one or more campaigns; the price is shown before anything is spent."""
+
+    prompt = forms.CharField(
+        label=_("Prompt"),
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80, "autofocus": True}),
+        help_text=_("Describe the picture: subject, setting, mood, light."),
+    )
+    count = forms.IntegerField(label=_("Number of images"))
+    aspect_ratio = forms.ChoiceField(label=_("Aspect ratio"), widget=forms.RadioSelect)
+    provider = forms.ChoiceField(label=_("Provider"), widget=ProviderSelect)
+    seed = forms.IntegerField(
+        label=_("Seed"),
+        required=False,
+        min_value=0,
+        max_value=SEED_MAX,
+        help_text=_(
+            "Optional. The same seed and prompt give similar pictures; each further task "
+            "of the batch uses the next number."
+        ),
+    )
+    negative_prompt = forms.CharField(
+        label=_("Negative prompt"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 80}),
+        help_text=_("What the picture must not show. Not every provider accepts one."),
+    )
+
+    def __init__(self, *args: Any, campaigns: Sequence[Campaign], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.campaigns = list(campaigns)
+        self.providers = usable_providers()
+        limit = int(conf.get("MAX_IMAGES_PER_REQUEST"))
+        self.max_images = limit
+        self.fields["count"] = forms.IntegerField(
+            label=_("Number of images"),
+            min_value=1,
+            max_value=limit,
+            initial=min(4, limit),
+            widget=forms.NumberInput(attrs={"min": 1, "max": limit, "step": 1}),
+            help_text=_("Per campaign, 1 to %(limit)d.") % {"limit": limit},
+        )
+
+        names = [option.display_name for option in self.providers.values()]
+        provider_field = self.fields["provider"]
+        provider_field.choices = [
+            (
+                alias,
+                option.display_name
+                if names.count(option.display_name) == 1
+                else f"{option.display_name} ({alias})",
+            )
+            for alias, option in self.providers.items()
+        ]
+        widget = provider_field.widget
+        assert isinstance(widget, ProviderSelect)
+        widget.providers = self.providers
+
+        defaults = {campaign.default_provider for campaign in self.campaigns}
+        preferred = defaults.pop() if len(defaults) == 1 else ""
+        for alias in (preferred, conf.get("DEFAULT_PROVIDER")):
+            if alias in self.providers:
+                provider_field.initial = alias
+                break
+        else:
+            provider_field.initial = next(iter(self.providers), None)
+
+        ratios = {campaign.default_aspect_ratio for campaign in self.campaigns}
+        self.fields["aspect_ratio"].initial = ratios.pop() if len(ratios) == 1 else "1:1"
+        self.fields["aspect_ratio"].choices = self._ratio_choices(self.selected_provider)
+
+        negatives = {campaign.default_negative_prompt for campaign in self.campaigns}
+        if len(negatives) == 1:
+            self.fields["negative_prompt"].initial = negatives.pop()
+
+    # -- what the user picked (so far) -----------------------------------------------------
+
+    @property
+    def selected_provider(self) -> ProviderOption | None:
+        """The provider chosen in the submitted data, else the initial one."""
+        alias = self.data.get(self.add_prefix("provider")) if self.is_bound else None
+        if alias not in self.providers:
+            alias = self.fields["provider"].initial
+        return self.providers.get(alias) if alias else None
+
+    @property
+    def selected_count(self) -> int | None:
+        """The number of images asked for, when it is a valid number."""
+        if not self.is_bound:
+            return int(self.fields["count"].initial)
+        try:
+            count = int(self.data.get(self.add_prefix("count"), ""))
+        except (TypeError, ValueError):
+            return None
+        return count if 1 <= count <= self.max_images else None
+
+    def _ratio_choices(self, provider: ProviderOption | None) -> list[tuple[str, str]]:
+        sizes = provider.sizes if provider else {}
+        choices = []
+        for ratio in ASPECT_RATIOS:
+            if ratio in sizes:
+                width, height = sizes[ratio]
+                choices.append((ratio, f"{ratio} · {width}×{height}"))
+            else:
+                choices.append((ratio, ratio))
+        return choices
+
+    # -- validation ------------------------------------------------------------------------
+
+    def clean_prompt(self) -> str:
+        prompt = self.cleaned_data["prompt"].strip()
+        if not prompt:
+            raise forms.ValidationError(_("Write a prompt."), code="required")
+        return prompt
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if not self.providers:
+            raise forms.ValidationError(
+                _("No image provider is configured. Ask an administrator to set one up."),
+                code="no_provider",
+            )
+        provider = self.providers.get(cleaned.get("provider", ""))
+        if provider is None:
+            return cleaned
+        negative = (cleaned.get("negative_prompt") or "").strip()
+        cleaned["negative_prompt"] = negative
+        if negative and not provider.supports_negative_prompt:
+            self.add_error(
+                "negative_prompt",
+                forms.ValidationError(
+                    _("%(provider)s does not accept a negative prompt; leave it empty."),
+                    code="negative_prompt_unsupported",
+                    params={"provider": provider.display_name},
+                ),
+            )
+        ratio = cleaned.get("aspect_ratio")
+        if ratio and ratio not in provider.aspect_ratios:
+            self.add_error(
+                "aspect_ratio",
+                forms.ValidationError(
+                    _("%(provider)s does not offer the aspect ratio %(ratio)s."),
+                    code="aspect_ratio_unsupported",
+                    params={"provider": provider.display_name, "ratio": ratio},
+                ),
+            )
+        return cleaned
+
+    def request_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`imagen_assets.services.request_images`."""
+        data = self.cleaned_data
+        return {
+            "prompt": data["prompt"],
+            "count": data["count"],
+            "aspect_ratio": data["aspect_ratio"],
+            "provider": data["provider"],
+            "seed": data["seed"],
+            "negative_prompt": data["negative_prompt"],
+        }
+
+
+class RejectForm(forms.Form):
+    """The reason a rejection needs: it tells the team what to do differently next time."""
+
+    note = forms.CharField(
+        label=_("Reason"),
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text=_("Say what is wrong, e.g. “logo distorted” or “off-brand colours”."),
+        error_messages={"required": _("Say why the image is rejected.")},
+    )
+
+    def clean_note(self) -> str:
+        note = self.cleaned_data["note"].strip()
+        if not note:
+            raise forms.ValidationError(_("Say why the image is rejected."), code="required")
+        return note
+
+
+class ApproveForm(forms.Form):
+    """An approval may carry an optional note."""
+
+    note = forms.CharField(label=_("Note"), required=False, widget=forms.Textarea(attrs={"rows": 2}))

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+
+from .mock_http import Expected, MockHTTP
+
+
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: Any) -> Any:
+    """Collect classes named after a behaviour (``WaveSubmitTests``), not only ``Test*``.
+
+    Only needed until pyproject sets ``python_classes = ["Test*", "*Tests"]``.
+    """
+    if inspect.isclass(obj) and name.endswith("Tests") and not name.startswith("_"):
+        return pytest.Class.from_parent(collector, name=name, obj=obj)
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> Iterator[None]:
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def mock_http() -> Iterator[Callable[..., MockHTTP]]:
+    """``mock_http((method, url, response), ...)``; every expected request must be made."""
+    made: list[MockHTTP] = []
+
+    def make(*expected: Expected) -> MockHTTP:
+        http = MockHTTP(expected)
+        made.append(http)
+        return http
+
+    yield make
+    for http in made:
+        http.client.close()
+        http.assert_done()
