@@ -121,7 +121,7 @@ def storages_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
     if environ.get("IMAGEN_STORAGE") == "s3":
-        options = {
+        options: dict[str, Any] = {
             option: environ[name] for name, option in S3_OPTION_NAMES.items() if environ.get(name)
         }
         if "AWS_QUERYSTRING_AUTH" in environ:

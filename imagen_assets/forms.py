@@ -22,6 +22,13 @@ from imagen_assets.providers import get_provider, provider_aliases
 from imagen_assets.providers.base import ASPECT_RATIOS
 from imagen_assets.services import SEED_MAX
 
+TIMES = "\N{MULTIPLICATION SIGN}"
+
+
+def pixel_size(width: int, height: int) -> str:
+    """Width by height, as in ``1408 by 768`` written with a multiplication sign."""
+    return f"{width}{TIMES}{height}"
+
 
 def money(value: Decimal | int | None) -> str:
     """Dollars with two to four decimals: ``$0.0425`` for a price, ``$1.20`` for a total."""
@@ -98,7 +105,7 @@ class ProviderSelect(forms.Select):
                     "data-name": info.display_name,
                     "data-negative": "1" if info.supports_negative_prompt else "0",
                     "data-sizes": json.dumps(
-                        {ratio: f"{w}×{h}" for ratio, (w, h) in info.sizes.items()}
+                        {ratio: pixel_size(*size) for ratio, size in info.sizes.items()}
                     ),
                 }
             )
@@ -116,7 +123,16 @@ class CampaignAdminForm(forms.ModelForm):
 
     class Meta:
         model = Campaign
-        fields = "__all__"
+        fields = [
+            "name",
+            "slug",
+            "brief",
+            "brand_prompt",
+            "default_provider",
+            "default_aspect_ratio",
+            "default_negative_prompt",
+            "budget",
+        ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -240,8 +256,7 @@ class GenerateImagesForm(forms.Form):
         choices = []
         for ratio in ASPECT_RATIOS:
             if ratio in sizes:
-                width, height = sizes[ratio]
-                choices.append((ratio, f"{ratio} · {width}×{height}"))
+                choices.append((ratio, f"{ratio} · {pixel_size(*sizes[ratio])}"))
             else:
                 choices.append((ratio, ratio))
         return choices
@@ -320,4 +335,6 @@ class RejectForm(forms.Form):
 class ApproveForm(forms.Form):
     """An approval may carry an optional note."""
 
-    note = forms.CharField(label=_("Note"), required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    note = forms.CharField(
+        label=_("Note"), required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )

@@ -151,7 +151,7 @@ def submit(task_id: int) -> str:
                 params, idempotency_key=str(task.idempotency_key), callback_url=url
             )
         except ProviderError as exc:
-            return _submit_failed(task, exc)
+            return _submit_failed(task, exc, idempotent=provider.idempotent_submit)
         body = provider.request_body(params, callback_url=_redact(url, task))
     # The provider task id goes to the database before anything else can happen.
     saved = GenerationTask.objects.filter(pk=task_id, provider_task_id="").update(
@@ -178,9 +178,20 @@ def submit(task_id: int) -> str:
     return f"submitted as {result.task_id}"
 
 
-def _submit_failed(task: GenerationTask, exc: ProviderError) -> str:
+def _submit_failed(task: GenerationTask, exc: ProviderError, *, idempotent: bool) -> str:
     attempts = task.attempts
     limit = conf.get("SUBMIT_MAX_ATTEMPTS")
+    if exc.ambiguous and not idempotent:
+        # The provider may have started (and will bill) the task; without an idempotency
+        # key a second submit could pay twice, so a person decides.
+        _fail_task(
+            task.pk,
+            f"{exc}. The request may or may not have reached the provider, which offers no "
+            "way to submit safely twice; it was not retried. Check the provider's dashboard "
+            "before generating again.",
+            "ambiguous",
+        )
+        return "failed: ambiguous submit"
     if exc.retryable and attempts < limit:
         delay = backoff_delay(attempts, exc.retry_after)
         GenerationTask.objects.filter(pk=task.pk, provider_task_id="").update(

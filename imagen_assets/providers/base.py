@@ -8,7 +8,9 @@ database, the queue or storage: the jobs do that with what it returns.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -133,8 +135,12 @@ class ProviderError(Exception):
         code: str = "",
         retryable: bool = False,
         retry_after: float | None = None,
+        ambiguous: bool = False,
     ) -> None:
         self.provider = provider
+        # True when the request may have been acted on although we got no answer (a read
+        # timeout after sending): retrying a submit is then only safe with idempotency.
+        self.ambiguous = ambiguous
         self.message = message
         self.status_code = status_code
         self.code = code
@@ -157,22 +163,33 @@ class WebhookError(Exception):
         super().__init__(message)
 
 
+#: Longest wait a provider may ask for with Retry-After; a larger value is clamped.
+MAX_RETRY_AFTER = 3600.0
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date).
+
+    Nonsense (negative, infinite, NaN, unparsable) gives None; waits are clamped to an hour.
+    """
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        if when.tzinfo is None:  # HTTP dates are always GMT
+            when = when.replace(tzinfo=datetime.UTC)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
         return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 class Provider:
@@ -198,6 +215,8 @@ class Provider:
     callback_needs_token: ClassVar[bool] = False
     #: True when webhooks are signed and a secret must be configured or fetchable.
     signs_webhooks: ClassVar[bool] = False
+    #: True when a repeated submit with the same idempotency key creates no second task.
+    idempotent_submit: ClassVar[bool] = False
     #: False when the API has no negative prompt: callers must not send one.
     supports_negative_prompt: ClassVar[bool] = True
 
@@ -283,11 +302,18 @@ class Provider:
             response = self.client.request(method, url, headers=headers, **kwargs)
         except httpx.TimeoutException as exc:
             raise ProviderError(
-                self.display_name, f"timed out ({type(exc).__name__})", retryable=True
+                self.display_name,
+                f"timed out ({type(exc).__name__})",
+                retryable=True,
+                ambiguous=not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
             ) from None
         except httpx.TransportError as exc:
+            sent = not isinstance(exc, httpx.ConnectError)
             raise ProviderError(
-                self.display_name, f"could not connect ({type(exc).__name__})", retryable=True
+                self.display_name,
+                f"{'connection lost' if sent else 'could not connect'} ({type(exc).__name__})",
+                retryable=True,
+                ambiguous=sent,
             ) from None
         if response.status_code >= 400:
             raise self.error_from_response(response)

@@ -74,6 +74,7 @@ class WaveProvider(Provider):
         "PRICE_PER_IMAGE": "0.0425",
     }
     callback_needs_token = True
+    idempotent_submit = True  # Idempotency-Key: same key within 24 h = same task, billed once
     # imagen-4.0 has no negative prompt, and Wave rejects unknown root parameters.
     supports_negative_prompt = False
 
@@ -172,13 +173,13 @@ class WaveProvider(Provider):
         if not isinstance(task_id, str) or not task_id:
             raise ProviderError(self.display_name, "answer has no task_id", status_code=status_code)
         raw_status = data.get("status")
-        status = STATUSES.get(raw_status) if isinstance(raw_status, str) else None
-        if status is None:
+        if not isinstance(raw_status, str) or raw_status not in STATUSES:
             raise ProviderError(
                 self.display_name,
                 f"task {task_id} has an unknown status {raw_status!r}",
                 status_code=status_code,
             )
+        status = STATUSES[raw_status]
         error_code = error_message = ""
         if status is TaskStatus.FAILED:
             error_code, error_message = _error_fields(data.get("error"))

@@ -249,13 +249,13 @@ class WaveSpeedProvider(Provider):
                 self.display_name, "prediction has no 'id' string", status_code=status_code
             )
         raw_status = data.get("status")
-        status = STATUSES.get(raw_status) if isinstance(raw_status, str) else None
-        if status is None:
+        if not isinstance(raw_status, str) or raw_status not in STATUSES:
             raise ProviderError(
                 self.display_name,
                 f"prediction {task_id} has an unknown status {raw_status!r}",
                 status_code=status_code,
             )
+        status = STATUSES[raw_status]
         error_code = error_message = ""
         # A sync-mode timeout is {"status": "processing", "code": 5004, "error": "..."}
         # (PROVIDERS.md §2.5): the task is still running, so errors count only once it

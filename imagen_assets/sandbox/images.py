@@ -171,7 +171,9 @@ def render_image(spec: ImageSpec) -> bytes:
     prompt = _renderable(spec.prompt.strip())
     if len(prompt) > 60:
         prompt = prompt[:57].rstrip() + "..."
-    _fitted_line(draw, "SANDBOX", (w / 2, h * 0.36), short // 5, max_width)
+    # Positions are offsets from the centre in units of the short side, so the block of
+    # text looks the same in portrait and landscape.
+    _fitted_line(draw, "SANDBOX", (w / 2, h / 2 - short * 0.16), short // 5, max_width)
     lines = (
         # The bundled font has no em dash, hence the plain hyphen.
         "imagen-assets sandbox - not a real AI image",
@@ -180,7 +182,8 @@ def render_image(spec: ImageSpec) -> bytes:
         f'"{prompt}"',
     )
     for row, text in enumerate(lines):
-        _fitted_line(draw, text, (w / 2, h * (0.54 + 0.075 * row)), short // 26, max_width)
+        centre = (w / 2, h / 2 + short * (0.05 + 0.08 * row))
+        _fitted_line(draw, text, centre, short // 26, max_width)
     buffer = io.BytesIO()
     if spec.fmt == "png":
         image.save(buffer, "PNG", compress_level=1)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -8,16 +7,6 @@ import pytest
 from django.core.cache import cache
 
 from .mock_http import Expected, MockHTTP
-
-
-def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: Any) -> Any:
-    """Collect classes named after a behaviour (``WaveSubmitTests``), not only ``Test*``.
-
-    Only needed until pyproject sets ``python_classes = ["Test*", "*Tests"]``.
-    """
-    if inspect.isclass(obj) and name.endswith("Tests") and not name.startswith("_"):
-        return pytest.Class.from_parent(collector, name=name, obj=obj)
-    return None
 
 
 @pytest.fixture(autouse=True)

@@ -53,7 +53,11 @@ def wave(http=None, **options) -> WaveProvider:
 
 
 def submit_ok(data=None, status=200):
-    return ("POST", f"{BASE}/v1/tasks", json_response(status, data or fixture("wave/submit_queued.json")))
+    return (
+        "POST",
+        f"{BASE}/v1/tasks",
+        json_response(status, data or fixture("wave/submit_queued.json")),
+    )
 
 
 def get_ok(name: str, task_id: str = TASK):
@@ -227,7 +231,11 @@ class WaveSubmitTests:
 
     def test_uses_the_configured_base_url(self, mock_http):
         http = mock_http(
-            ("POST", "https://api.qingbo.ai/v1/tasks", json_response(200, fixture("wave/submit_queued.json")))
+            (
+                "POST",
+                "https://api.qingbo.ai/v1/tasks",
+                json_response(200, fixture("wave/submit_queued.json")),
+            )
         )
 
         wave(http, BASE_URL="https://api.qingbo.ai/").submit(
@@ -259,7 +267,12 @@ class WaveFetchTests:
         [
             ("status_queued_progress_empty", "task-wave1789004688b950049238", "submitted", None),
             ("status_processing_progress_int_ms", TASK, "processing", 45),
-            ("status_processing_progress_percent", "task-wave1789004688b950049238", "processing", 45),
+            (
+                "status_processing_progress_percent",
+                "task-wave1789004688b950049238",
+                "processing",
+                45,
+            ),
             ("status_completed_url_list", "task_01K8SGYNNNVBQTXNR4MM964S7K", "succeeded", 100),
             ("status_completed_url_string_ms", TASK, "succeeded", 100),
             ("status_completed_n2_two_items", "task-wave1789004688b950049238", "succeeded", 100),
@@ -279,7 +292,9 @@ class WaveFetchTests:
         assert task.raw == fixture(f"wave/{name}.json")
 
     def test_reads_a_completed_task_with_url_lists(self, mock_http):
-        http = mock_http(get_ok("wave/status_completed_url_list.json", "task_01K8SGYNNNVBQTXNR4MM964S7K"))
+        http = mock_http(
+            get_ok("wave/status_completed_url_list.json", "task_01K8SGYNNNVBQTXNR4MM964S7K")
+        )
 
         task = wave(http).fetch("task_01K8SGYNNNVBQTXNR4MM964S7K")
 
@@ -296,7 +311,9 @@ class WaveFetchTests:
         assert task.outputs == (Output("https://cdn.qingbo.dev/output/one.jpg"),)
         assert task.raw["completed_at"] == 1775285171912
 
-    @pytest.mark.parametrize("name", ["status_completed_n2_two_items", "status_completed_n2_one_item"])
+    @pytest.mark.parametrize(
+        "name", ["status_completed_n2_two_items", "status_completed_n2_one_item"]
+    )
     def test_flattens_two_images_in_order_whatever_the_layout(self, mock_http, name):
         http = mock_http(get_ok(f"wave/{name}.json", "task-wave1789004688b950049238"))
 
@@ -398,7 +415,11 @@ class WaveErrorTests:
 
     def test_explains_a_bad_parameter_with_its_name(self, mock_http):
         http = mock_http(
-            ("POST", f"{BASE}/v1/tasks", json_response(400, fixture("wave/error_400_capability_violation.json")))
+            (
+                "POST",
+                f"{BASE}/v1/tasks",
+                json_response(400, fixture("wave/error_400_capability_violation.json")),
+            )
         )
 
         with pytest.raises(ProviderError) as caught:
@@ -459,7 +480,9 @@ class WaveErrorTests:
         when = datetime.now(UTC) + timedelta(seconds=90)
         header = email.utils.format_datetime(when, usegmt=True)
 
-        error = self.fail(mock_http, json_response(429, {"error": {"message": "slow"}}, {"Retry-After": header}))
+        error = self.fail(
+            mock_http, json_response(429, {"error": {"message": "slow"}}, {"Retry-After": header})
+        )
 
         assert 85 <= error.retry_after <= 91
 
@@ -473,7 +496,9 @@ class WaveErrorTests:
 
     def test_reads_reset_at_inside_the_error_object_and_in_milliseconds(self, mock_http):
         reset_ms = int((time.time() + 60) * 1000)
-        data = {"error": {"message": "window", "code": "quota_window_exceeded", "reset_at": reset_ms}}
+        data = {
+            "error": {"message": "window", "code": "quota_window_exceeded", "reset_at": reset_ms}
+        }
 
         error = self.fail(mock_http, json_response(429, data))
 
@@ -487,7 +512,10 @@ class WaveErrorTests:
         assert error.retry_after == 5
 
     def test_a_past_reset_at_means_retry_now(self, mock_http):
-        error = self.fail(mock_http, json_response(429, fixture("wave/error_429_quota_window.json") | {"reset_at": 1}))
+        error = self.fail(
+            mock_http,
+            json_response(429, fixture("wave/error_429_quota_window.json") | {"reset_at": 1}),
+        )
 
         assert error.retry_after == 0
 
@@ -521,7 +549,8 @@ class WaveCallbackTests:
         assert wave().verify_webhook({}, b"{}") is None
 
     @pytest.mark.parametrize(
-        "body", [b"", b"not json", b"[1, 2]", b'"text"', b"null", b"\xff\xfe{}", b'{"a": 1'],
+        "body",
+        [b"", b"not json", b"[1, 2]", b'"text"', b"null", b"\xff\xfe{}", b'{"a": 1'],
     )
     def test_refuses_a_body_that_is_not_a_json_object(self, body):
         with pytest.raises(WebhookError) as caught:

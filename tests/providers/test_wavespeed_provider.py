@@ -67,7 +67,9 @@ class WaveSpeedRequestBodyTests:
 
     @pytest.mark.parametrize("seed", [-1, 0, 2147483647])
     def test_sends_a_seed_when_given(self, seed):
-        body = wavespeed().request_body(GenerationParams(prompt=PROMPT, seed=seed), callback_url=None)
+        body = wavespeed().request_body(
+            GenerationParams(prompt=PROMPT, seed=seed), callback_url=None
+        )
 
         assert body["seed"] == seed
         assert set(body) <= SEED_BODY_FIELDS
@@ -120,7 +122,9 @@ class WaveSpeedRequestBodyTests:
 class WaveSpeedSubmitTests:
     def test_posts_the_seed_request(self, mock_http):
         http = mock_http(submitted())
-        params = GenerationParams(prompt=PROMPT, negative_prompt="text", aspect_ratio="4:3", num_images=2)
+        params = GenerationParams(
+            prompt=PROMPT, negative_prompt="text", aspect_ratio="4:3", num_images=2
+        )
 
         wavespeed(http).submit(params, idempotency_key="req-1-task-0")
 
@@ -181,7 +185,11 @@ class WaveSpeedSubmitTests:
 
     def test_refuses_an_error_envelope_in_a_200_answer(self, mock_http):
         http = mock_http(
-            ("POST", SUBMIT_URL, json_response(200, fixture("wavespeed/envelope_error_in_200.json")))
+            (
+                "POST",
+                SUBMIT_URL,
+                json_response(200, fixture("wavespeed/envelope_error_in_200.json")),
+            )
         )
 
         with pytest.raises(ProviderError) as caught:
@@ -192,7 +200,9 @@ class WaveSpeedSubmitTests:
         assert "internal server error" in str(caught.value)
 
     def test_refuses_an_answer_without_data(self, mock_http):
-        http = mock_http(("POST", SUBMIT_URL, json_response(200, {"code": 200, "message": "success"})))
+        http = mock_http(
+            ("POST", SUBMIT_URL, json_response(200, {"code": 200, "message": "success"}))
+        )
 
         with pytest.raises(ProviderError, match="'data'"):
             wavespeed(http).submit(GenerationParams(prompt=PROMPT), idempotency_key="k")
@@ -217,7 +227,9 @@ class WaveSpeedFetchTests:
     def test_quotes_the_id_in_the_path(self, mock_http):
         data = fixture("wavespeed/result_processing.json")
         data["data"]["id"] = "a/b"
-        http = mock_http(("GET", f"{BASE}/api/v3/predictions/a%2Fb/result", json_response(200, data)))
+        http = mock_http(
+            ("GET", f"{BASE}/api/v3/predictions/a%2Fb/result", json_response(200, data))
+        )
 
         wavespeed(http).fetch("a/b")
 
@@ -331,7 +343,11 @@ class WaveSpeedFetchTests:
 
     def test_refuses_an_answer_about_another_prediction(self, mock_http):
         http = mock_http(
-            ("GET", f"{BASE}/api/v3/predictions/other/result", json_response(200, fixture("wavespeed/result_processing.json")))
+            (
+                "GET",
+                f"{BASE}/api/v3/predictions/other/result",
+                json_response(200, fixture("wavespeed/result_processing.json")),
+            )
         )
 
         with pytest.raises(ProviderError, match="other"):
@@ -355,7 +371,11 @@ class WaveSpeedErrorTests:
 
     def test_explains_a_bad_request_with_a_bare_error_string(self, mock_http):
         http = mock_http(
-            ("POST", SUBMIT_URL, json_response(400, fixture("wavespeed/error_400_base64_webhook.json")))
+            (
+                "POST",
+                SUBMIT_URL,
+                json_response(400, fixture("wavespeed/error_400_base64_webhook.json")),
+            )
         )
 
         with pytest.raises(ProviderError) as caught:
@@ -381,14 +401,18 @@ class WaveSpeedErrorTests:
         assert str(error) == message
 
     def test_keeps_an_envelope_code_that_differs_from_the_status(self, mock_http):
-        error = self.fail(mock_http, json_response(400, {"code": 1401, "message": "bad seed", "data": None}))
+        error = self.fail(
+            mock_http, json_response(400, {"code": 1401, "message": "bad seed", "data": None})
+        )
 
         assert str(error) == "WaveSpeed AI: HTTP 400 [1401]: bad seed"
 
     def test_reads_message_and_error_code(self, mock_http):
         error = self.fail(
             mock_http,
-            json_response(429, fixture("wavespeed/error_429_error_code.json"), {"Retry-After": "3"}),
+            json_response(
+                429, fixture("wavespeed/error_429_error_code.json"), {"Retry-After": "3"}
+            ),
         )
 
         assert error.retryable is True
@@ -398,13 +422,17 @@ class WaveSpeedErrorTests:
     def test_honours_retry_after_as_http_date(self, mock_http):
         header = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=40), usegmt=True)
 
-        error = self.fail(mock_http, json_response(429, {"message": "slow"}, {"Retry-After": header}))
+        error = self.fail(
+            mock_http, json_response(429, {"message": "slow"}, {"Retry-After": header})
+        )
 
         assert 35 <= error.retry_after <= 41
 
     @pytest.mark.parametrize("status", [500, 502, 503, 504])
     def test_server_errors_are_retried(self, mock_http, status):
-        error = self.fail(mock_http, json_response(status, {"code": status, "message": "busy", "data": None}))
+        error = self.fail(
+            mock_http, json_response(status, {"code": status, "message": "busy", "data": None})
+        )
 
         assert error.retryable is True
         assert "busy" in str(error)

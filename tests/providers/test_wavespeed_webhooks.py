@@ -62,7 +62,9 @@ def wavespeed(http=None, **options) -> WaveSpeedProvider:
     )
 
 
-def refused(provider: WaveSpeedProvider, hdrs, body: bytes = BODY, now: float = NOW) -> WebhookError:
+def refused(
+    provider: WaveSpeedProvider, hdrs, body: bytes = BODY, now: float = NOW
+) -> WebhookError:
     with pytest.raises(WebhookError) as caught:
         provider.verify_webhook(hdrs, body, now=now)
     message = caught.value.message
@@ -234,7 +236,11 @@ class WaveSpeedSignatureTests:
 
 class WaveSpeedSecretTests:
     def secret_answer(self, data=None):
-        return ("GET", SECRET_URL, json_response(200, data or fixture("wavespeed/webhook_secret.json")))
+        return (
+            "GET",
+            SECRET_URL,
+            json_response(200, data or fixture("wavespeed/webhook_secret.json")),
+        )
 
     def test_fetches_the_secret_once_then_uses_the_cache(self, mock_http):
         http = mock_http(self.secret_answer())
