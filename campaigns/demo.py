@@ -31,6 +31,9 @@ RUN_DIR = BASE_DIR / ".run"
 WEB_PORT = int(os.environ.get("DEMO_PORT", "8000"))
 SANDBOX_PORT = int(os.environ.get("DEMO_SANDBOX_PORT", "8765"))
 
+# The sandbox signs its WaveSpeed-style webhooks with this; fresh for every demo run.
+SANDBOX_SECRET = "whsec_" + secrets.token_hex(24)
+
 SAMPLE_CAMPAIGN = """
 from imagen_assets.models import Campaign
 Campaign.objects.update_or_create(slug="spring-launch", defaults=dict(
@@ -60,6 +63,7 @@ def demo_env(redis_url: str) -> dict[str, str]:
     if not env.get("IMAGEN_WAVESPEED_API_KEY"):
         env["IMAGEN_WAVESPEED_API_KEY"] = "sandbox"
         env["IMAGEN_WAVESPEED_BASE_URL"] = sandbox
+        env["IMAGEN_WAVESPEED_WEBHOOK_SECRET"] = SANDBOX_SECRET
     return env
 
 
@@ -68,6 +72,9 @@ def run(argv: list[str], env: dict[str, str]) -> None:
 
 
 def main() -> int:
+    # Ctrl-C and SIGTERM both stop the demo (a shell may start us with SIGINT ignored).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     RUN_DIR.mkdir(exist_ok=True)
     logs = RUN_DIR / "logs"
     logs.mkdir(exist_ok=True)
@@ -82,10 +89,16 @@ def main() -> int:
     try:
         with running(redis):
             run(manage("migrate", "--noinput", "-v", "0"), env)
-            run(manage("shell", "-c", _superuser_code(password)), env)
-            run(manage("shell", "-c", SAMPLE_CAMPAIGN), env)
+            run(manage("shell", "-v", "0", "-c", _superuser_code(password)), env)
+            run(manage("shell", "-v", "0", "-c", SAMPLE_CAMPAIGN), env)
             print("Starting the sandbox provider, a worker and the web server ...", flush=True)
-            sandbox = start_sandbox(SANDBOX_PORT, env, logs / "sandbox.log", "--latency", "3")
+            sandbox = start_sandbox(
+                SANDBOX_PORT,
+                env,
+                logs / "sandbox.log",
+                "--latency", "3",
+                "--webhook-secret", SANDBOX_SECRET,
+            )
             worker = start_worker(env, logs / "worker.log")
             web = start_web(WEB_PORT, env, logs / "web.log")
             with running(sandbox, worker, web):
@@ -143,7 +156,6 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _wait(*processes: object) -> None:
-    signal.signal(signal.SIGTERM, _interrupt)
     while True:
         for process in processes:
             if not process.alive():  # type: ignore[attr-defined]

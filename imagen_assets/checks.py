@@ -95,9 +95,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     errors.append(checks.Error(message, hint=hint, id=ID + "E007"))
                 else:
                     errors.append(checks.Warning(message, hint=hint, id=ID + "W001"))
-            if webhooks_on and provider.signs_webhooks and not provider.options.get(
-                "WEBHOOK_SECRET"
-            ) and not missing:
+            if (
+                webhooks_on
+                and provider.signs_webhooks
+                and not provider.local_only
+                and not provider.options.get("WEBHOOK_SECRET")
+                and not missing
+            ):
                 errors.append(
                     checks.Warning(
                         f"Webhooks are on but provider {alias!r} has no WEBHOOK_SECRET.",

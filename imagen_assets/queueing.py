@@ -20,7 +20,7 @@ from imagen_assets import conf
 
 logger = logging.getLogger(__name__)
 
-RECONCILE_JOB_ID = "imagen_assets.reconcile"
+RECONCILE_JOB_ID = "imagen_assets-reconcile"
 
 
 def get_queue() -> Queue:

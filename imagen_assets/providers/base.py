@@ -217,6 +217,8 @@ class Provider:
     signs_webhooks: ClassVar[bool] = False
     #: True when a repeated submit with the same idempotency key creates no second task.
     idempotent_submit: ClassVar[bool] = False
+    #: True for the local sandbox: it needs no real key and fetching its secret is expected.
+    local_only: ClassVar[bool] = False
     #: False when the API has no negative prompt: callers must not send one.
     supports_negative_prompt: ClassVar[bool] = True
 

@@ -24,3 +24,4 @@ class SandboxProvider(WaveSpeedProvider):
         "PRICE_PER_IMAGE": "0",
     }
     required_options = frozenset()
+    local_only = True

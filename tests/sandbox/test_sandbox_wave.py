@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from imagen_assets.sandbox import SandboxConfig, SandboxServer
+from imagen_assets.sandbox import SandboxConfig, SandboxServer, callbacks
 
 TASK_ID = re.compile(r"^task-wave\d{10}[a-z]\d{9}$")
 
@@ -479,8 +479,11 @@ class TestCallbacks:
         wait_until(lambda: sandbox.stats["callbacks_sent"] == 1)
         assert sandbox.stats["callback_attempts"] == 2
 
-    def test_unreachable_callback_url_gives_up_after_three_retries(self, sandbox, wait_until):
-        # A closed port refuses at once, so only the backoff (0.5 + 1 + 2 s) takes time.
+    def test_unreachable_callback_url_gives_up_after_three_retries(
+        self, sandbox, wait_until, monkeypatch
+    ):
+        # A closed port refuses at once; shrink the 0.5/1/2 s backoff to keep the test fast.
+        monkeypatch.setattr(callbacks, "RETRY_BACKOFF", (0.01, 0.02, 0.04))
         sandbox.config.latency = 0
         httpx.post(
             f"{sandbox.url}/v1/tasks",
@@ -488,7 +491,7 @@ class TestCallbacks:
             headers={"Authorization": "Bearer t"},
         )
 
-        wait_until(lambda: sandbox.stats["callbacks_failed"] == 1, timeout=8)
+        wait_until(lambda: sandbox.stats["callbacks_failed"] == 1)
 
         assert sandbox.stats["callback_attempts"] == 4
         assert sandbox.stats["callbacks_sent"] == 0

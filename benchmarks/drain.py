@@ -1,0 +1,89 @@
+"""Drain a batch: `imagen_generate --count N --wait` with one worker and a slow provider.
+
+Prints the wall time, the provider-bound lower limit (one provider latency: every task runs
+at once at the provider), and their ratio; and the bound the issue sets (25 s for 40 images
+at 5 s latency). Real processes throughout: redis-server, the sandbox over HTTP, one
+`rqworker --with-scheduler`, and (with --webhooks) the Django server receiving callbacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from campaigns.stack import free_port, manage, running, start_redis, start_sandbox, start_web, start_worker
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=40)
+    parser.add_argument("--latency", type=float, default=5.0)
+    parser.add_argument("--provider", default="sandbox")
+    parser.add_argument("--aspect-ratio", default="16:9")
+    parser.add_argument("--webhooks", action="store_true", help="also run the web server")
+    parser.add_argument("--bound", type=float, default=25.0)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="imagen-bench-"))
+    redis, redis_url = start_redis(work / "redis")
+    sandbox_port, web_port = free_port(), free_port()
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{work / 'db.sqlite3'}"),
+        "REDIS_URL": redis_url,
+        "MEDIA_ROOT": str(work / "media"),
+        "IMAGEN_SANDBOX_URL": sandbox_url,
+        "IMAGEN_DOWNLOAD_ALLOW_HOSTS": "127.0.0.1",
+        "IMAGEN_WAVE_API_KEY": "bench",
+        "IMAGEN_WAVE_BASE_URL": sandbox_url,
+        "IMAGEN_WAVESPEED_API_KEY": "bench",
+        "IMAGEN_WAVESPEED_BASE_URL": sandbox_url,
+        "IMAGEN_LOG_LEVEL": "WARNING",
+    }
+    if args.webhooks:
+        env["IMAGEN_WEBHOOK_BASE_URL"] = f"http://127.0.0.1:{web_port}"
+    subprocess.run(manage("migrate", "-v", "0"), env=env, check=True)
+    processes = [redis]
+    with running(redis):
+        sandbox = start_sandbox(
+            sandbox_port, env, work / "sandbox.log", "--latency", str(args.latency)
+        )
+        worker = start_worker(env, work / "worker.log")
+        processes = [sandbox, worker]
+        if args.webhooks:
+            processes.append(start_web(web_port, env, work / "web.log"))
+        with running(*processes):
+            time.sleep(2.0)  # let the worker finish importing Django before the clock starts
+            started = time.monotonic()
+            result = subprocess.run(
+                manage(
+                    "imagen_generate", "--campaign", "bench", "--prompt", "benchmark",
+                    "--count", str(args.count), "--provider", args.provider,
+                    "--aspect-ratio", args.aspect_ratio, "--wait", "--timeout", "300", "--json",
+                ),
+                env=env, capture_output=True, text=True,
+            )
+            elapsed = time.monotonic() - started
+    ok = result.returncode == 0
+    lines = result.stdout.splitlines()
+    mode = "webhooks+polling" if args.webhooks else "polling only"
+    print(
+        f"drain {args.count} images ({args.provider}, {args.aspect_ratio}), provider latency "
+        f"{args.latency:g} s, 1 worker, {mode}: {elapsed:.1f} s; lower bound "
+        f"{args.latency:.1f} s; ratio {elapsed / args.latency:.2f}; bound {args.bound:g} s: "
+        f"ratio {elapsed / args.bound:.2f}; {'all succeeded' if ok else 'FAILED'} "
+        f"({len(lines)} images reported)"
+    )
+    if not ok:
+        print(result.stderr[-2000:], file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+/* imagen_assets admin: live price on the generate page, self-refresh while images are open. */
+"use strict";
+(function () {
+    // -- "$0.0425" for prices, "$1.20" for totals (mirrors imagen_assets.forms.money) --------
+    function money(tenThousandths) {
+        const whole = Math.floor(tenThousandths / 10000);
+        let fraction = String(tenThousandths % 10000).padStart(4, "0").replace(/0+$/, "");
+        fraction = fraction.padEnd(2, "0");
+        return "$" + whole.toLocaleString("en-US") + "." + fraction;
+    }
+
+    function setText(root, selector, text) {
+        root.querySelectorAll(selector).forEach(function (el) { el.textContent = text; });
+    }
+
+    function initGenerate(form) {
+        const campaigns = parseInt(form.dataset.campaigns || "1", 10);
+        const count = form.querySelector("input[name=count]");
+        const provider = form.querySelector("select[name=provider]");
+        const max = count ? parseInt(count.getAttribute("max") || "0", 10) : 0;
+
+        function update() {
+            const option = provider && provider.selectedOptions[0];
+            if (!option || !count) {
+                return;
+            }
+            const price = Math.round(parseFloat(option.dataset.price || "0") * 10000);
+            const n = parseInt(count.value, 10);
+            const valid = Number.isInteger(n) && n >= 1 && (!max || n <= max);
+            const perCampaign = valid ? price * n : null;
+            setText(form, "[data-imagen-provider-name]", option.dataset.name || option.text);
+            setText(form, "[data-imagen-price]", money(price));
+            setText(form, "[data-imagen-count]", valid ? String(n) : "—");
+            setText(form, "[data-imagen-per-campaign]", valid ? money(perCampaign) : "—");
+            setText(form, "[data-imagen-total]", valid ? money(perCampaign * campaigns) : "—");
+            form.querySelectorAll("tr[data-left]").forEach(function (row) {
+                const left = row.dataset.left;
+                const over = valid && left !== "" &&
+                    perCampaign > Math.round(parseFloat(left) * 10000);
+                row.classList.toggle("imagen-over-budget", over);
+            });
+            const sizes = JSON.parse(option.dataset.sizes || "{}");
+            form.querySelectorAll(".imagen-ratio-label[data-ratio]").forEach(function (label) {
+                const ratio = label.dataset.ratio;
+                label.textContent = sizes[ratio] ? ratio + " · " + sizes[ratio] : ratio;
+            });
+            const note = form.querySelector("[data-imagen-negative-note]");
+            if (note) {
+                note.hidden = option.dataset.negative !== "0";
+            }
+        }
+
+        if (count) {
+            count.addEventListener("input", update);
+        }
+        if (provider) {
+            provider.addEventListener("change", update);
+        }
+        update();
+    }
+
+    // -- reload while images are queued or generating, unless the user is busy ---------------
+    const REFRESH_MS = 3000;
+
+    function userIsBusy() {
+        if (document.querySelector("#result_list input.action-select:checked, #action-toggle:checked")) {
+            return true;
+        }
+        const action = document.querySelector("#changelist-form select[name=action]");
+        if (action && action.value) {
+            return true;
+        }
+        const active = document.activeElement;
+        if (active && active.matches("input, textarea, select, [contenteditable]")) {
+            return true;
+        }
+        return document.hidden;
+    }
+
+    function initRefresh() {
+        // Only on pages that are safe to reload (the images list, an image's own page):
+        // never on a form the user may be filling in, such as a campaign's change page.
+        const reloadable = document.body.classList.contains("change-list") ||
+            document.querySelector("[data-imagen-autorefresh]");
+        if (!reloadable || !document.querySelector("[data-imagen-open]")) {
+            return;
+        }
+        window.setInterval(function () {
+            if (!userIsBusy()) {
+                window.location.reload();
+            }
+        }, REFRESH_MS);
+    }
+
+    function init() {
+        document.querySelectorAll("form[data-imagen-generate]").forEach(initGenerate);
+        initRefresh();
+    }
+
+    if (document.readyState === "loading") {
+        document.addEventListener("DOMContentLoaded", init);
+    } else {
+        init();
+    }
+})();

@@ -1,0 +1,137 @@
+"""Hermetic unit tests: no Redis, no DNS, no network, no shared database file.
+
+Every test gets the IMAGEN_ASSETS of :func:`unit_helpers.imagen_settings` and a private
+MEDIA_ROOT; the real queue, the real resolver and any real HTTP connection are replaced by
+tripwires that fail the test if anything reaches them.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from django.core.cache import cache
+
+from imagen_assets import downloads, jobs, providers, queueing
+
+from unit_helpers import CDN_ADDRESS, CDN_HOST, FakeCDN, FakeHTTP, imagen_settings
+
+UNIT_DIR = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    request: pytest.FixtureRequest, django_db_modify_db_settings_parallel_suffix: None
+) -> None:
+    """Run on an in-memory SQLite database when only unit tests are collected.
+
+    The example site's test database is a file shared with the integration tests' worker
+    processes; unit tests neither need it nor should race other runs over it.
+    """
+    from django.conf import settings
+
+    only_unit = all(UNIT_DIR in Path(item.path).parents for item in request.session.items)
+    database = settings.DATABASES["default"]
+    if only_unit and database["ENGINE"] == "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})["NAME"] = ":memory:"
+
+
+def _tripwire(what: str) -> Callable[..., Any]:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"unit tests must not {what}")
+
+    return refuse
+
+
+@pytest.fixture(autouse=True)
+def _hermetic(monkeypatch: pytest.MonkeyPatch, settings: Any, tmp_path: Path) -> Iterator[None]:
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", _tripwire("open connections"))
+    monkeypatch.setattr(
+        downloads,
+        "socket",
+        types.SimpleNamespace(getaddrinfo=_tripwire("resolve names"), SOCK_STREAM=1),
+    )
+    monkeypatch.setattr(queueing, "get_queue", _tripwire("talk to Redis"))
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.IMAGEN_ASSETS = imagen_settings()
+    cache.clear()
+    yield
+    cache.clear()
+
+
+# -- the queue -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    delay: float | None
+    job_id: str | None
+
+    @property
+    def name(self) -> str:
+        return self.func.__name__
+
+
+@pytest.fixture
+def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[Enqueued]:
+    """Every job the code queues, in order (nothing reaches Redis)."""
+    calls: list[Enqueued] = []
+
+    def record(
+        func: Callable[..., Any], *args: Any, delay: float | None = None, job_id: str | None = None
+    ) -> bool:
+        calls.append(Enqueued(func, args, delay, job_id))
+        return True
+
+    monkeypatch.setattr(queueing, "enqueue", record)
+    return calls
+
+
+# -- providers and downloads for the jobs ----------------------------------------------------
+
+
+@pytest.fixture
+def use_http(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., FakeHTTP]]:
+    """``use_http(("POST", url, response), ...)``: the jobs' providers talk to this fake."""
+    made: list[FakeHTTP] = []
+
+    def install(*expected: Any) -> FakeHTTP:
+        http = FakeHTTP(*expected)
+        made.append(http)
+        monkeypatch.setattr(
+            jobs,
+            "get_provider",
+            lambda alias=None, **kwargs: providers.get_provider(alias, client=http.client),
+        )
+        return http
+
+    yield install
+    for http in made:
+        http.client.close()
+        http.assert_done()
+
+
+@pytest.fixture
+def cdn(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCDN]:
+    """The CDN the providers' output URLs point at; jobs download through it."""
+    fake = FakeCDN()
+    real_download = downloads.download
+
+    def download(url: str, **kwargs: Any) -> downloads.Downloaded:
+        return real_download(
+            url,
+            **kwargs,
+            transport=fake.transport,
+            resolver=lambda host, port: [CDN_ADDRESS] if host == CDN_HOST else [],
+        )
+
+    monkeypatch.setattr(jobs, "download", download)
+    yield fake
+    assert not fake.failures, fake.failures

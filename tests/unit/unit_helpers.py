@@ -1,0 +1,210 @@
+"""Shared pieces of the unit tests: settings, a strict fake HTTP server, images, factories.
+
+Everything here is hermetic: the fake HTTP server answers only what a test told it to
+expect and fails the test (loudly, even if the code under test swallows the error) on any
+other request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from PIL import Image
+
+from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+WAVE_KEY = "wave-unit-key-7c1e0b"
+WS_KEY = "ws-unit-key-93fa1d"
+WS_SECRET = "whsec_unit-secret-0b9f27c4e1d8a6"
+WAVE_BASE = "https://wave.test"
+WS_BASE = "https://ws.test"
+CDN_HOST = "cdn.test"
+CDN_ADDRESS = "10.0.0.7"  # private on purpose: cdn.test is allow-listed
+
+WAVE_BACKEND = "imagen_assets.providers.wave.WaveProvider"
+WS_BACKEND = "imagen_assets.providers.wavespeed.WaveSpeedProvider"
+
+
+def imagen_settings(**overrides: Any) -> dict[str, Any]:
+    """The IMAGEN_ASSETS every unit test starts from (both real providers, no webhooks)."""
+    config: dict[str, Any] = {
+        "DEFAULT_PROVIDER": "wavespeed",
+        "PROVIDERS": {
+            "wave": {
+                "BACKEND": WAVE_BACKEND,
+                "OPTIONS": {"API_KEY": WAVE_KEY, "BASE_URL": WAVE_BASE},
+            },
+            "wavespeed": {
+                "BACKEND": WS_BACKEND,
+                "OPTIONS": {"API_KEY": WS_KEY, "BASE_URL": WS_BASE, "WEBHOOK_SECRET": WS_SECRET},
+            },
+        },
+        "WEBHOOK_BASE_URL": None,
+        "DOWNLOAD_ALLOW_HOSTS": [CDN_HOST],
+    }
+    config.update(overrides)
+    return config
+
+
+def fixture(name: str) -> Any:
+    """A JSON payload from ``tests/fixtures/`` (``"wave/submit_queued.json"``)."""
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+def json_response(status: int, data: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(status, json=data, headers=headers)
+
+
+# -- a strict fake HTTP server ---------------------------------------------------------------
+
+Answer = httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]
+
+
+class FakeHTTP:
+    """Answers the expected requests in order; anything else fails the test."""
+
+    def __init__(self, *expected: tuple[str, str, Answer]) -> None:
+        self.expected = list(expected)
+        self.requests: list[httpx.Request] = []
+        self.failures: list[str] = []
+        self.transport = httpx.MockTransport(self.handle)
+        self.client = httpx.Client(transport=self.transport)
+
+    def expect(self, method: str, url: str, answer: Answer) -> FakeHTTP:
+        self.expected.append((method, url, answer))
+        return self
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        request.read()
+        self.requests.append(request)
+        index = len(self.requests) - 1
+        if index >= len(self.expected):
+            self._fail(f"unexpected request #{index + 1}: {request.method} {request.url}")
+        method, url, answer = self.expected[index]
+        actual = str(request.url.copy_with(query=None))
+        if request.method != method or actual != url:
+            self._fail(f"request #{index + 1}: expected {method} {url}, got {request.method} {actual}")
+        if isinstance(answer, Exception):
+            raise answer
+        if callable(answer):
+            return answer(request)
+        return answer
+
+    def _fail(self, message: str) -> None:
+        self.failures.append(message)  # kept, so code that swallows the error still fails
+        raise AssertionError(message)
+
+    def assert_done(self) -> None:
+        assert not self.failures, self.failures
+        missing = self.expected[len(self.requests) :]
+        assert not missing, f"expected requests never made: {[(m, u) for m, u, _ in missing]}"
+
+
+# -- a fake CDN for downloads ----------------------------------------------------------------
+
+
+@dataclass
+class FakeCDN:
+    """Serves ``files`` (path -> bytes) on cdn.test; any other request fails the test."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    requests: list[httpx.Request] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    status: dict[str, int] = field(default_factory=dict)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        path = request.url.path
+        if request.headers.get("host") != CDN_HOST or path not in self.files:
+            message = f"unexpected download: {request.url} (Host {request.headers.get('host')})"
+            self.failures.append(message)
+            raise AssertionError(message)
+        code = self.status.get(path, 200)
+        return httpx.Response(code, content=self.files[path], headers={"Content-Type": "image/png"})
+
+    @property
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def url(self, path: str) -> str:
+        return f"https://{CDN_HOST}{path}"
+
+
+# -- images ----------------------------------------------------------------------------------
+
+
+def image_bytes(fmt: str, size: tuple[int, int] = (64, 48), mode: str = "RGB") -> bytes:
+    """A small, noisy image (noise so that truncating it really damages it)."""
+    noise = Image.effect_noise(size, 64).convert(mode)
+    buffer = io.BytesIO()
+    noise.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+# -- webhook signing (the WaveSpeed v3 scheme, computed independently of the app) -----------
+
+
+def sign(secret: str, webhook_id: str, timestamp: str, body: bytes) -> str:
+    key = secret.removeprefix("whsec_").encode("utf-8")
+    content = webhook_id.encode("utf-8") + b"." + timestamp.encode("ascii") + b"." + body
+    return hmac.new(key, content, hashlib.sha256).hexdigest()
+
+
+def signed_headers(
+    body: bytes, *, timestamp: int, webhook_id: str = "evt-1", secret: str = WS_SECRET
+) -> dict[str, str]:
+    return {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": f"v3,{sign(secret, webhook_id, str(timestamp), body)}",
+    }
+
+
+# -- factories -------------------------------------------------------------------------------
+
+
+def make_campaign(slug: str = "spring", **fields: Any) -> Campaign:
+    return Campaign.objects.create(name=slug.title(), slug=slug, **fields)
+
+
+def make_task(
+    campaign: Campaign,
+    *,
+    provider: str = "wavespeed",
+    num_images: int = 1,
+    status: str = "queued",
+    provider_task_id: str = "",
+    image_status: str | None = None,
+    **fields: Any,
+) -> GenerationTask:
+    """A task and its image rows, as request_images would have left them (or further on)."""
+    fields.setdefault("estimated_cost", "0.04" if provider == "wavespeed" else "0.0425")
+    task = GenerationTask.objects.create(
+        campaign=campaign,
+        provider=provider,
+        model="wavespeed-ai/imagen4" if provider == "wavespeed" else "imagen-4.0",
+        prompt="a red bicycle",
+        aspect_ratio="1:1",
+        num_images=num_images,
+        status=status,
+        provider_task_id=provider_task_id,
+        **fields,
+    )
+    for index in range(num_images):
+        GeneratedImage.objects.create(
+            task=task,
+            campaign=campaign,
+            index=index,
+            status=image_status or GeneratedImage.Status.QUEUED,
+        )
+    return task
