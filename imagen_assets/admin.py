@@ -163,6 +163,11 @@ def images_changelist_url(**filters: Any) -> str:
     return f"{url}?{query}" if query else url
 
 
+def fieldset_fields(fieldsets: Sequence[tuple[Any, Any]]) -> list[str]:
+    """Every field named in ``fieldsets``: support pages show them all read-only."""
+    return [name for _title, options in fieldsets for name in options["fields"]]
+
+
 def budget_percent(committed: Decimal, budget: Decimal | None) -> int | None:
     """How much of the budget is committed, 0 to 100; None when there is no budget."""
     if budget is None:
@@ -186,6 +191,10 @@ class ReadOnlyAdminMixin:
 
 
 # -- campaigns -----------------------------------------------------------------------------------
+
+# A campaign row of the changelist, carrying the annotations of CampaignAdmin.get_queryset
+# (n_images, n_ready, n_approved, n_failed, committed).
+AnnotatedCampaign = Any
 
 
 def _image_count(**filters: Any) -> Coalesce:
@@ -274,13 +283,13 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Campaign, form: Any, change: bool) -> None:
         if not change and obj.created_by_id is None:
-            obj.created_by = request.user
+            obj.created_by_id = request.user.pk
         super().save_model(request, obj, form, change)
 
     # -- changelist columns ------------------------------------------------------------------
 
     @admin.display(description=_("images"), ordering="n_images")
-    def image_total(self, obj: Campaign) -> str:
+    def image_total(self, obj: AnnotatedCampaign) -> str:
         return format_html(
             '<a href="{}">{}</a>',
             images_changelist_url(campaign__id__exact=obj.pk),
@@ -288,21 +297,21 @@ class CampaignAdmin(admin.ModelAdmin):
         )
 
     @admin.display(description=_("ready"), ordering="n_ready")
-    def image_ready(self, obj: Campaign) -> int:
+    def image_ready(self, obj: AnnotatedCampaign) -> int:
         return obj.n_ready
 
     @admin.display(description=_("approved"), ordering="n_approved")
-    def image_approved(self, obj: Campaign) -> int:
+    def image_approved(self, obj: AnnotatedCampaign) -> int:
         return obj.n_approved
 
     @admin.display(description=_("failed"), ordering="n_failed")
-    def image_failed(self, obj: Campaign) -> str:
+    def image_failed(self, obj: AnnotatedCampaign) -> str:
         if not obj.n_failed:
             return "0"
         return format_html('<span class="imagen-failed-count">{}</span>', obj.n_failed)
 
     @admin.display(description=_("spend"), ordering="committed")
-    def spend(self, obj: Campaign) -> str:
+    def spend(self, obj: AnnotatedCampaign) -> str:
         if obj.budget is None:
             return gettext("%(spent)s · no limit") % {"spent": money(obj.committed)}
         over = obj.committed > obj.budget
@@ -566,7 +575,7 @@ class GeneratedImageAdmin(admin.ModelAdmin):
             {
                 "fields": [
                     "provider",
-                    "model",
+                    "task_model",
                     "task_link",
                     "provider_task_id",
                     "seed",
@@ -586,7 +595,7 @@ class GeneratedImageAdmin(admin.ModelAdmin):
             },
         ),
     ]
-    readonly_fields = [name for _title, options in fieldsets for name in options["fields"]]
+    readonly_fields = fieldset_fields(fieldsets)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[GeneratedImage]:
         return super().get_queryset(request).select_related("campaign", "task", "reviewed_by")
@@ -664,7 +673,7 @@ class GeneratedImageAdmin(admin.ModelAdmin):
         )
 
     @admin.display(description=_("model"))
-    def model(self, obj: GeneratedImage) -> str:
+    def task_model(self, obj: GeneratedImage) -> str:
         return obj.task.model or "—"
 
     @admin.display(description=_("task"))
@@ -773,7 +782,7 @@ class GeneratedImageAdmin(admin.ModelAdmin):
         if not form.is_valid():
             for errors in form.errors.values():
                 for error in errors:
-                    self.message_user(request, error, messages.ERROR)
+                    self.message_user(request, str(error), messages.ERROR)
             return redirect(back)
         note = form.cleaned_data["note"]
         try:
@@ -936,7 +945,7 @@ class GenerationTaskAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ),
         (_("Times"), {"fields": ["created_at", "submitted_at", "completed_at", "updated_at"]}),
     ]
-    readonly_fields = [name for _title, options in fieldsets for name in options["fields"]]
+    readonly_fields = fieldset_fields(fieldsets)
 
     @admin.display(description=_("estimated cost"), ordering="estimated_cost")
     def estimated_cost_display(self, obj: GenerationTask) -> str:
@@ -991,7 +1000,7 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_per_page = 50
     show_full_result_count = False
     Media = ImagenMedia
-    fields = [
+    fields = readonly_fields = [
         "provider",
         "event_id",
         "provider_task_id",
@@ -1002,7 +1011,6 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "payload_json",
         "state_json",
     ]
-    readonly_fields = fields
 
     @admin.display(description=_("task"), ordering="task")
     def task_column(self, obj: WebhookEvent) -> str:

@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ImproperlyConfigured
@@ -152,7 +152,7 @@ class CampaignAdminForm(forms.ModelForm):
             # Keep a provider that was removed from settings visible instead of silently
             # replacing it when the form is saved.
             choices.append((current, _("%(alias)s (no longer configured)") % {"alias": current}))
-        self.fields["default_provider"].choices = choices
+        cast(forms.ChoiceField, self.fields["default_provider"]).choices = choices
 
 
 class GenerateImagesForm(forms.Form):
@@ -199,7 +199,7 @@ class GenerateImagesForm(forms.Form):
         )
 
         names = [option.display_name for option in self.providers.values()]
-        provider_field = self.fields["provider"]
+        provider_field = cast(forms.ChoiceField, self.fields["provider"])
         provider_field.choices = [
             (
                 alias,
@@ -224,7 +224,8 @@ class GenerateImagesForm(forms.Form):
 
         ratios = {campaign.default_aspect_ratio for campaign in self.campaigns}
         self.fields["aspect_ratio"].initial = ratios.pop() if len(ratios) == 1 else "1:1"
-        self.fields["aspect_ratio"].choices = self._ratio_choices(self.selected_provider)
+        ratio_field = cast(forms.ChoiceField, self.fields["aspect_ratio"])
+        ratio_field.choices = self._ratio_choices(self.selected_provider)
 
         negatives = {campaign.default_negative_prompt for campaign in self.campaigns}
         if len(negatives) == 1:
@@ -270,7 +271,8 @@ class GenerateImagesForm(forms.Form):
         return prompt
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         if not self.providers:
             raise forms.ValidationError(
                 _("No image provider is configured. Ask an administrator to set one up."),
