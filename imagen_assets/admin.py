@@ -1000,7 +1000,7 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_per_page = 50
     show_full_result_count = False
     Media = ImagenMedia
-    fields = readonly_fields = [
+    fields = readonly_fields = (
         "provider",
         "event_id",
         "provider_task_id",
@@ -1010,7 +1010,7 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "outcome",
         "payload_json",
         "state_json",
-    ]
+    )
 
     @admin.display(description=_("task"), ordering="task")
     def task_column(self, obj: WebhookEvent) -> str:

@@ -331,8 +331,9 @@ class RedirectTests:
         with pytest.raises(DownloadError, match="only http"):
             fetch("https://cdn.example/a.png", server, Resolver(cdn_example=[PUBLIC]))
 
-    def test_refuses_a_redirect_without_location(self):
-        server = Server({"/a.png": httpx.Response(302)})
+    @pytest.mark.parametrize("status", [301, 302, 304, 307])
+    def test_refuses_a_redirect_without_location(self, status):
+        server = Server({"/a.png": httpx.Response(status)})
 
         with pytest.raises(DownloadError, match="without a Location"):
             fetch("https://cdn.example/a.png", server, Resolver(cdn_example=[PUBLIC]))
@@ -354,6 +355,21 @@ class RedirectTests:
             fetch("https://cdn.example/0", server, Resolver(cdn_example=[PUBLIC]))
 
         assert len(server.requests) == 4
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(downloads, "time", fake)
+    return fake
 
 
 class SizeLimitTests:
@@ -406,26 +422,53 @@ class SizeLimitTests:
 
         assert len(result.content) == 1000
 
-    def test_gives_up_when_the_total_deadline_passes_mid_body(self, monkeypatch):
-        clock = iter(range(0, 10_000, 3))
-        monkeypatch.setattr(
-            downloads, "time", type("Clock", (), {"monotonic": staticmethod(lambda: next(clock))})
-        )
-
-        def trickle() -> Iterator[bytes]:
+    def test_gives_up_when_the_total_deadline_passes_mid_body(self, clock):
+        def slow() -> Iterator[bytes]:
             while True:
-                yield b"x"
+                clock.now += 3
+                yield b"x" * 65536
 
-        server = Server({"/a.png": httpx.Response(200, content=trickle())})
+        server = Server({"/a.png": httpx.Response(200, content=slow())})
 
         with pytest.raises(DownloadError, match="gave up after 10 s"):
             fetch(
-                "https://cdn.example/a.png", server, Resolver(cdn_example=[PUBLIC]), timeout=10
+                "https://cdn.example/a.png",
+                server,
+                Resolver(cdn_example=[PUBLIC]),
+                timeout=10,
+                max_bytes=10**8,
             )
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="BUG: downloads.download reads with iter_bytes(65536), which buffers small "
+        "reads, so the total deadline is not checked while a slow drip fills the buffer",
+    )
+    def test_stops_reading_a_slow_drip_once_the_deadline_passes(self, clock):
+        pulled: list[int] = []
+
+        def drip() -> Iterator[bytes]:
+            for _ in range(1000):  # one byte a second, each read well within a read timeout
+                clock.now += 1
+                pulled.append(1)
+                yield b"x"
+
+        server = Server({"/a.png": httpx.Response(200, content=drip())})
+
+        with pytest.raises(DownloadError, match="gave up after 10 s"):
+            fetch(
+                "https://cdn.example/a.png",
+                server,
+                Resolver(cdn_example=[PUBLIC]),
+                timeout=10,
+                max_bytes=10**6,
+            )
+
+        assert len(pulled) <= 15
 
 
 class AnswerTests:
-    @pytest.mark.parametrize("status", [201, 204, 206, 304, 403, 404, 410, 500, 503])
+    @pytest.mark.parametrize("status", [201, 204, 206, 400, 403, 404, 410, 500, 503])
     def test_anything_but_200_is_a_download_error(self, status):
         server = Server({"/a.png": httpx.Response(status, content=b"<Error/>")})
 

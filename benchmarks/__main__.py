@@ -1,0 +1,17 @@
+"""`python -m benchmarks` (`make bench`): run every benchmark once with its defaults."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHMARKS = [
+    ["benchmarks.drain"],
+    ["benchmarks.drain", "--webhooks"],
+    ["benchmarks.drain", "--provider", "wave"],
+]
+
+failed = 0
+for argv in BENCHMARKS:
+    failed += subprocess.run([sys.executable, "-m", *argv[:1], *argv[1:]]).returncode != 0
+sys.exit(1 if failed else 0)
