@@ -261,7 +261,8 @@ def start_seaweedfs(workdir: Path, *, timeout: float = 20) -> tuple[SeaweedFS, s
         ],
         env={**os.environ, "TMPDIR": str(workdir)},  # its glog files
         log_path=workdir / "seaweedfs.log",
-        sockets=[Path(f"/tmp/seaweedfs-{name}-grpc-{port}.sock") for name, port in grpc.items()],
+        # Its gRPC sockets go to fixed /tmp paths whatever TMPDIR says.
+        sockets=[Path(f"/tmp/seaweedfs-{n}-grpc-{p}.sock") for n, p in grpc.items()],  # noqa: S108
     ).start()
     try:
         wait_until(lambda: port_open("127.0.0.1", ports["s3"]), timeout, "SeaweedFS", 0.1)

@@ -36,6 +36,8 @@ from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format, time_format
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 from django.utils.translation import gettext, ngettext
@@ -52,11 +54,11 @@ from imagen_assets.forms import (
     provider_display_name,
 )
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, WebhookEvent
-from imagen_assets.providers import TaskStatus
+from imagen_assets.providers import TaskStatus, provider_aliases
 
 OPEN_TASK_STATUSES = [status.value for status in TaskStatus if not status.terminal]
 GALLERY_SIZE = 12
-ERROR_PREVIEW_CHARS = 90
+ERROR_PREVIEW_CHARS = 70
 
 
 class ImagenMedia:
@@ -67,22 +69,31 @@ class ImagenMedia:
 # -- small renderers shared by the admins --------------------------------------------------------
 
 
-def status_badge(image: GeneratedImage) -> str:
+# Shorter badge labels for the narrow list columns; the full label is the tooltip.
+SHORT_STATUS = {GeneratedImage.Status.FILTERED: _("Withheld")}
+SHORT_REVIEW = {GeneratedImage.Review.PENDING: _("Pending")}
+
+
+def status_badge(image: GeneratedImage, *, short: bool = False) -> str:
+    label = image.get_status_display()
     return format_html(
-        '<span class="imagen-badge imagen-status-{}">{}</span>',
+        '<span class="imagen-badge imagen-status-{}" title="{}">{}</span>',
         image.status,
-        image.get_status_display(),
+        label,
+        SHORT_STATUS.get(image.status, label) if short else label,
     )
 
 
-def review_badge(image: GeneratedImage) -> str:
+def review_badge(image: GeneratedImage, *, short: bool = False) -> str:
     if image.status != GeneratedImage.Status.SUCCEEDED:
         return format_html('<span class="imagen-quiet">{}</span>', "—")
+    label = image.get_review_status_display()
+    title = f"{label}: {image.review_note}" if image.review_note else label
     return format_html(
         '<span class="imagen-badge imagen-review-{}" title="{}">{}</span>',
         image.review_status,
-        image.review_note,
-        image.get_review_status_display(),
+        title,
+        SHORT_REVIEW.get(image.review_status, label) if short else label,
     )
 
 
@@ -174,7 +185,9 @@ def budget_percent(committed: Decimal, budget: Decimal | None) -> int | None:
         return None
     if budget <= 0:
         return 100 if committed > 0 else 0
-    return min(100, int(committed * 100 / budget))
+    percent = min(100, int(committed * 100 / budget))
+    # A sliver rather than an empty bar once anything is committed.
+    return max(percent, 1) if committed > 0 else 0
 
 
 class ReadOnlyAdminMixin:
@@ -526,20 +539,39 @@ class CampaignAdmin(admin.ModelAdmin):
 # -- generated images ----------------------------------------------------------------------------
 
 
+class ProviderFilter(admin.SimpleListFilter):
+    """Filter by ``task__provider``, listing the configured providers by name.
+
+    The choices come from settings, not from a ``SELECT DISTINCT`` over every task, so the
+    filter costs no query however many images there are.
+    """
+
+    title = _("provider")
+    parameter_name = "task__provider"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(alias, provider_display_name(alias)) for alias in provider_aliases()]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[GeneratedImage]
+    ) -> QuerySet[GeneratedImage]:
+        value = self.value()
+        return queryset.filter(task__provider=value) if value else queryset
+
+
 @admin.register(GeneratedImage)
 class GeneratedImageAdmin(admin.ModelAdmin):
     list_display = [
         "thumbnail_column",
-        "id",
         "campaign",
         "status_column",
         "review_column",
         "provider",
         "size",
-        "created_at",
+        "created",
     ]
-    list_display_links = ["thumbnail_column", "id"]
-    list_filter = ["campaign", "status", "review_status", "task__provider"]
+    list_display_links = ["thumbnail_column"]
+    list_filter = ["campaign", "status", "review_status", ProviderFilter]
     list_select_related = ["campaign", "task"]
     search_fields = ["task__prompt", "campaign__name"]
     ordering = ["-created_at", "-pk"]
@@ -621,7 +653,7 @@ class GeneratedImageAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("status"), ordering="status")
     def status_column(self, obj: GeneratedImage) -> str:
-        parts = [status_badge(obj)]
+        parts = [status_badge(obj, short=True)]
         if obj.is_open:
             parts.append(progress_bar(obj.task.progress))
         else:
@@ -641,11 +673,21 @@ class GeneratedImageAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("review"), ordering="review_status")
     def review_column(self, obj: GeneratedImage) -> str:
-        return review_badge(obj)
+        return review_badge(obj, short=True)
 
     @admin.display(description=_("provider"), ordering="task__provider")
     def provider(self, obj: GeneratedImage) -> str:
         return provider_display_name(obj.task.provider)
+
+    @admin.display(description=_("created"), ordering="created_at")
+    def created(self, obj: GeneratedImage) -> str:
+        # Two short lines instead of "Nov. 21, 2026, 9:22 a.m." keep the table narrow.
+        when = timezone.localtime(obj.created_at)
+        return format_html(
+            '{}<br><span class="imagen-quiet">{}</span>',
+            date_format(when, "SHORT_DATE_FORMAT"),
+            time_format(when),
+        )
 
     @admin.display(description=_("size"))
     def size(self, obj: GeneratedImage) -> str:

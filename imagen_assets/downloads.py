@@ -42,10 +42,26 @@ def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
+NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+
+
 def _is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
+        address.split("%", 1)[0]
+    )
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in NAT64_LOCAL:
+            return False
+        # IPv6 forms that carry an IPv4 address are judged by that address.
+        if ip in NAT64_WELL_KNOWN:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        elif ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        elif ip.sixtofour:
+            ip = ip.sixtofour
+        elif ip.teredo:
+            return _is_public(str(ip.teredo[1]))
     return ip.is_global and not ip.is_multicast
 
 
@@ -56,7 +72,11 @@ def _host_allowed(host: str, allow_hosts: Iterable[str]) -> bool:
 
 def _checked_address(url: str, allow_hosts: Iterable[str], resolver: Resolver) -> tuple[str, str]:
     """(host, address to connect to) for ``url``, or :class:`DownloadError`."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise DownloadError("refused a malformed URL") from None
     if parts.scheme not in ("http", "https"):
         raise DownloadError(f"refused a {parts.scheme or 'schemeless'} URL; only http(s) is used")
     host = parts.hostname
@@ -64,7 +84,6 @@ def _checked_address(url: str, allow_hosts: Iterable[str], resolver: Resolver) -
         raise DownloadError("refused a URL without a host")
     if parts.username or parts.password:
         raise DownloadError("refused a URL with credentials in it")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         addresses = resolver(host, port)
     except (OSError, UnicodeError) as exc:
@@ -132,7 +151,9 @@ def download(
                         )
                     chunks: list[bytes] = []
                     size = 0
-                    for chunk in response.iter_bytes(65536):
+                    # No chunk size: every read is checked, so a slow drip cannot outlast
+                    # the deadline by filling a large buffer.
+                    for chunk in response.iter_bytes():
                         size += len(chunk)
                         if size > max_bytes:
                             raise DownloadError(f"file is over the {max_bytes:,} byte limit")

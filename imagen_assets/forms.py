@@ -116,7 +116,7 @@ class CampaignAdminForm(forms.ModelForm):
     """The campaign form, with the default provider picked from the configured aliases."""
 
     default_provider = forms.ChoiceField(
-        label=_("default provider"),
+        label=_("Default provider"),
         required=False,
         help_text=_("Used by “Generate images” unless another provider is chosen there."),
     )

@@ -50,7 +50,9 @@ def check_image(data: bytes, *, max_pixels: int, thumbnail_size: int) -> Checked
             image.load()
     except ImageRejected:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageRejected(f"image is too large (over the {max_pixels:,} pixel limit)") from None
+    except UnidentifiedImageError:
         raise ImageRejected("not a JPEG, PNG or WebP image") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageRejected(f"image data is damaged ({exc})") from None

@@ -143,10 +143,14 @@ def submit(task_id: int) -> str:
     with provider:
         url = callback_url(task, provider)
         params = _params(task)
-        try:
-            if url and provider.signs_webhooks:
-                # Fetch (and cache) the webhook secret now, so the webhook view has it.
+        if url and provider.signs_webhooks:
+            # Fetch (and cache) the webhook secret now, so the webhook view has it. A
+            # failure is not fatal: the view fetches it itself, and polling still works.
+            try:
                 getattr(provider, "webhook_secrets", lambda: None)()
+            except ProviderError as exc:
+                logger.warning("Could not fetch the %s webhook secret: %s", task.provider, exc)
+        try:
             result = provider.submit(
                 params, idempotency_key=str(task.idempotency_key), callback_url=url
             )
@@ -195,7 +199,9 @@ def _submit_failed(task: GenerationTask, exc: ProviderError, *, idempotent: bool
     if exc.retryable and attempts < limit:
         delay = backoff_delay(attempts, exc.retry_after)
         GenerationTask.objects.filter(pk=task.pk, provider_task_id="").update(
-            submit_lease_until=None,
+            # Held until the retry is due, so neither the reconciler nor another run
+            # submits earlier than the provider asked (Retry-After).
+            submit_lease_until=timezone.now() + timedelta(seconds=max(0.0, delay - 1)),
             error_code=exc.code or (str(exc.status_code) if exc.status_code else "network"),
             error_message=f"{exc} (attempt {attempts} of {limit}; retrying in {delay:.0f} s)",
             updated_at=timezone.now(),

@@ -182,7 +182,13 @@ class WaveSpeedProvider(Provider):
             headers={"Content-Type": "application/json"},
         )
         self._expect_status(response, SUBMIT_OK)
-        return self._task(self._data(response), status_code=response.status_code)
+        try:
+            return self._task(self._data(response), status_code=response.status_code)
+        except ProviderError as exc:
+            # The submit was accepted (2xx) but its answer is unreadable: the prediction
+            # probably exists and is billed, so submitting again could pay twice.
+            exc.ambiguous = True
+            raise
 
     # -- status --------------------------------------------------------------------------
 

@@ -48,11 +48,10 @@ class CallbackDispatcher:
         self._config = config
         self._stats = stats
         self._closed = threading.Event()
-        # trust_env=False: a sandbox must not route its callbacks through the developer's
-        # proxy settings; redirects are not followed, like most webhook senders.
-        self._client = httpx.Client(
-            timeout=DELIVERY_TIMEOUT, trust_env=False, follow_redirects=False
-        )
+        # Created on first use: building a client loads the CA bundle (~30 ms), which would
+        # otherwise slow down every server start in a test suite that never calls back.
+        self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="imagen-sandbox-callback"
         )
@@ -81,7 +80,19 @@ class CallbackDispatcher:
         """Stop delivering: pending deliveries are abandoned, retries stop waiting."""
         self._closed.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._client.close()
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+
+    def _http(self) -> httpx.Client:
+        with self._client_lock:
+            if self._client is None:
+                # trust_env=False: a sandbox must not route its callbacks through the
+                # developer's proxy settings; redirects are not followed, like most senders.
+                self._client = httpx.Client(
+                    timeout=DELIVERY_TIMEOUT, trust_env=False, follow_redirects=False
+                )
+            return self._client
 
     def _deliver_in_order(self, plan: list[tuple[float, Delivery]]) -> None:
         for delay, delivery in plan:
@@ -100,7 +111,7 @@ class CallbackDispatcher:
             self._stats.incr("callback_attempts")
             outcome: str
             try:
-                response = self._client.post(delivery.url, content=delivery.body, headers=headers)
+                response = self._http().post(delivery.url, content=delivery.body, headers=headers)
                 outcome = str(response.status_code)
                 if response.is_success:
                     self._stats.incr("callbacks_sent")

@@ -174,11 +174,15 @@ def config_from_options(options: Mapping[str, Any]) -> SandboxConfig:
 
 def banner(server: SandboxServer) -> str:
     """The one line printed when the server is up."""
-    return f"imagen-assets sandbox listening on {server.url} (latency {server.config.latency:g} s)"
+    latency = float(server.config.latency)
+    return f"imagen-assets sandbox listening on {server.url} (latency {latency} s)"
 
 
 def run(config: SandboxConfig, host: str, port: int, write: Callable[[str], Any] = print) -> None:
-    """Serve until Ctrl-C or SIGTERM, after writing the banner line with ``write``."""
+    """Serve until Ctrl-C or SIGTERM, after writing the banner line with ``write``.
+
+    Raises ``OSError`` if the address cannot be bound (e.g. the port is taken).
+    """
     server = SandboxServer(config, host=host, port=port)
     if threading.current_thread() is threading.main_thread():
         # SIGTERM (docker stop, process managers) ends the server like Ctrl-C does.
@@ -186,9 +190,15 @@ def run(config: SandboxConfig, host: str, port: int, write: Callable[[str], Any]
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, _terminate)
-    server.start()
-    write(banner(server))
-    server.serve_forever()
+    # The interrupt may land anywhere, even before serve_forever() is reached.
+    try:
+        server.start()
+        write(banner(server))
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,7 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_options(options)
     except ValueError as error:
         parser.error(str(error))
-    run(config, options["host"], options["port"], write=lambda line: print(line, flush=True))
+    try:
+        run(config, options["host"], options["port"], write=lambda line: print(line, flush=True))
+    except OSError as error:
+        parser.exit(1, f"cannot listen on {options['host']}:{options['port']}: {error}\n")
     return 0
 
 

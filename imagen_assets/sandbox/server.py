@@ -187,14 +187,14 @@ class SandboxServer:
     def __init__(
         self, config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0
     ) -> None:
-        self.config = config if config is not None else SandboxConfig()
+        self._config = config if config is not None else SandboxConfig()
         self._counters = Counters()
         self._images = ImageStore()
-        self._callbacks = CallbackDispatcher(self.config, self._counters)
-        self._engine = TaskEngine(self.config, self._images, self._counters, self._on_terminal)
-        self._wave = WaveAPI(self.config, self._engine, self._counters, self._callbacks)
+        self._callbacks = CallbackDispatcher(self._config, self._counters)
+        self._engine = TaskEngine(self._config, self._images, self._counters, self._on_terminal)
+        self._wave = WaveAPI(self._config, self._engine, self._counters, self._callbacks)
         self._wavespeed = WaveSpeedAPI(
-            self.config, self._engine, self._images, self._counters, self._callbacks
+            self._config, self._engine, self._images, self._counters, self._callbacks
         )
         self._fault_lock = threading.Lock()
         self._random = random.Random()
@@ -205,6 +205,13 @@ class SandboxServer:
         self._stopped = threading.Event()
 
     # --- public handle ------------------------------------------------------------------
+
+    @property
+    def config(self) -> SandboxConfig:
+        """The live knobs. Change attributes (``server.config.latency = 0.1``) or call
+        ``config.update(...)``; the object itself cannot be replaced, since every part of
+        the server holds this one instance."""
+        return self._config
 
     @property
     def authority(self) -> str:
@@ -257,13 +264,23 @@ class SandboxServer:
             if self._stopped.is_set():
                 return
             if self._serve_thread is not None:
-                self._httpd.shutdown()
+                requester = threading.Thread(target=self._httpd.shutdown, daemon=True)
+                requester.start()
+                self._wake_serve_loop()
+                requester.join(timeout=5)
                 self._serve_thread.join(timeout=5)
             self._httpd.server_close()
             self._httpd.close_connections()
             self._engine.stop()
             self._callbacks.close()
             self._stopped.set()
+
+    def _wake_serve_loop(self) -> None:
+        # The serve loop notices a shutdown request only when its select() returns; a
+        # throwaway connection makes that happen now instead of at the next poll tick.
+        host, port = self.authority.rsplit(":", 1)
+        with contextlib.suppress(OSError), socket.create_connection((host, int(port)), 0.5):
+            pass
 
     def serve_forever(self) -> None:
         """Serve in the foreground until :meth:`stop` is called or KeyboardInterrupt."""

@@ -7,6 +7,7 @@ Nothing here needs Django; the suite runs with ``-p no:django``.
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -70,8 +71,7 @@ class CallbackReceiver:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/hook"
+        return f"http://127.0.0.1:{self._server.server_port}/hook"
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[Received]:
         """Block until at least ``count`` requests arrived; fail the test otherwise."""
@@ -88,21 +88,37 @@ class CallbackReceiver:
         self._server.server_close()
 
 
+@pytest.fixture(scope="session")
+def tls_context() -> ssl.SSLContext:
+    # Every httpx.Client would otherwise load the CA bundle again (~30 ms each).
+    return ssl.create_default_context()
+
+
 @pytest.fixture
 def sandbox() -> Iterator[SandboxServer]:
     """A running sandbox with a short latency; tests may change ``sandbox.config``."""
-    with SandboxServer(SandboxConfig(latency=0.1)) as server:
+    with SandboxServer(SandboxConfig(latency=0.05)) as server:
         yield server
 
 
 @pytest.fixture
-def client(sandbox: SandboxServer) -> Iterator[httpx.Client]:
-    """An httpx client for ``sandbox`` sending a Bearer token."""
+def client(sandbox: SandboxServer, tls_context: ssl.SSLContext) -> Iterator[httpx.Client]:
+    """An httpx client for ``sandbox`` sending a Bearer token (absolute URLs work too)."""
     with httpx.Client(
         base_url=sandbox.url,
         headers={"Authorization": f"Bearer {TOKEN}"},
         timeout=10,
         trust_env=False,
+        verify=tls_context,
+    ) as http:
+        yield http
+
+
+@pytest.fixture
+def anonymous(sandbox: SandboxServer, tls_context: ssl.SSLContext) -> Iterator[httpx.Client]:
+    """An httpx client for ``sandbox`` without any Authorization header."""
+    with httpx.Client(
+        base_url=sandbox.url, timeout=10, trust_env=False, verify=tls_context
     ) as http:
         yield http
 

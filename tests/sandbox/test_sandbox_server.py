@@ -28,7 +28,7 @@ def wave_done(client: httpx.Client, **fields: Any) -> dict[str, Any]:
 
 def wave_image(client: httpx.Client, **fields: Any) -> bytes:
     data = wave_done(client, **fields)
-    return httpx.get(data["result"]["images"][0]["url"][0]).content
+    return client.get(data["result"]["images"][0]["url"][0]).content
 
 
 class TestImages:
@@ -61,15 +61,15 @@ class TestImages:
 
     def test_images_of_one_task_differ(self, client):
         data = wave_done(client, n=2, seed=5)
-        first, second = (httpx.get(item["url"][0]).content for item in data["result"]["images"])
+        first, second = (client.get(item["url"][0]).content for item in data["result"]["images"])
 
         assert first != second
 
-    def test_files_need_no_auth_and_unknown_files_are_404(self, sandbox, client):
+    def test_files_need_no_auth_and_unknown_files_are_404(self, sandbox, client, anonymous):
         url = wave_done(client)["result"]["images"][0]["url"][0]
 
-        assert httpx.get(url).status_code == 200
-        assert httpx.get(f"{sandbox.url}/files/{'0' * 32}.jpg").status_code == 404
+        assert anonymous.get(url).status_code == 200
+        assert anonymous.get(f"/files/{'0' * 32}.jpg").status_code == 404
         assert sandbox.stats["downloads"] == 1
 
     def test_png_format_knob(self, client, sandbox):
@@ -77,7 +77,7 @@ class TestImages:
         data = wave_done(client)
 
         url = data["result"]["images"][0]["url"][0]
-        response = httpx.get(url)
+        response = client.get(url)
         assert url.endswith(".png")
         assert response.headers["content-type"] == "image/png"
         assert Image.open(io.BytesIO(response.content)).format == "PNG"
@@ -91,16 +91,15 @@ class TestImages:
         assert Image.open(io.BytesIO(data)).size == (2816, 1536)
 
     def test_render_of_a_2k_jpeg_is_fast(self):
-        spec = ImageSpec("Wave · imagen-4.0", "1:1", 2048, 2048, 1, "speed", 0)
-        render_image(spec)  # load fonts once
+        render_image(ImageSpec("Wave · imagen-4.0", "1:1", 2048, 2048, 1, "warm-up", 0))
         timings = []
         for index in range(5):
-            started = time.perf_counter()
+            # CPU time of this thread: what the render costs, whatever else the machine runs.
+            started = time.thread_time()
             render_image(ImageSpec("Wave · imagen-4.0", "1:1", 2048, 2048, 1, "speed", index))
-            timings.append(time.perf_counter() - started)
+            timings.append(time.thread_time() - started)
 
-        # The budget is 150 ms; the median keeps a busy CI machine from flaking.
-        assert sorted(timings)[2] < 0.15
+        assert sorted(timings)[2] < 0.15  # the budget is 150 ms on one core
 
 
 class TestFaultKnobs:
@@ -132,7 +131,9 @@ class TestFaultKnobs:
         sandbox.config.rate_limit_rate = 1.0
 
         assert client.get(f"/v1/tasks/{task_id}").status_code == 200
-        assert client.post("/v1/tasks", json={"model": "imagen-4.0", "prompt": "p"}).status_code == 429
+        assert (
+            client.post("/v1/tasks", json={"model": "imagen-4.0", "prompt": "p"}).status_code == 429
+        )
 
     def test_server_error_next_answers_500_on_both_apis(self, client, sandbox):
         sandbox.config.server_error_next = 2
@@ -162,7 +163,8 @@ class TestFaultKnobs:
 
 class TestConcurrency:
     def test_max_concurrency_keeps_extra_tasks_queued(self, client, sandbox, wait_until):
-        sandbox.config.update(max_concurrency=2, latency=0.3)
+        # Only lower bounds on time are asserted, so a slow machine cannot break this test.
+        sandbox.config.update(max_concurrency=2, latency=0.5)
         started = time.monotonic()
         ids = [
             client.post("/api/v3/wavespeed-ai/imagen4", json={"prompt": f"p{i}"}).json()["data"][
@@ -170,19 +172,25 @@ class TestConcurrency:
             ]
             for i in range(4)
         ]
-
-        stats = sandbox.stats
-        assert (stats["active"], stats["waiting"]) == (2, 2)
-        time.sleep(0.15)
+        # Tasks 3 and 4 cannot start before a slot frees at t >= 0.5 s.
         statuses = [
             client.get(f"/api/v3/predictions/{i}/result").json()["data"]["status"] for i in ids
         ]
-        assert statuses == ["processing", "processing", "created", "created"]
+        assert statuses[2:] == ["created", "created"]
+        most_active = 0
 
-        wait_until(lambda: sandbox.stats["tasks_completed"] == 4)
-        # Two waves of 0.3 s: the latency clock of a waiting task starts when a slot frees.
-        assert time.monotonic() - started >= 0.6
-        assert sandbox.stats["active"] == 0
+        def all_done() -> bool:
+            nonlocal most_active
+            stats = sandbox.stats
+            most_active = max(most_active, stats["active"])
+            return stats["tasks_completed"] == 4
+
+        wait_until(all_done)
+
+        assert most_active == 2
+        # Two waves: the latency clock of a waiting task starts when a slot frees.
+        assert time.monotonic() - started >= 1.0
+        assert sandbox.stats["active"] == sandbox.stats["waiting"] == 0
 
     def test_hundreds_of_tasks_at_once(self, sandbox, wait_until):
         sandbox.config.latency = 0.2

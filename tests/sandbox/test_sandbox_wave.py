@@ -79,7 +79,7 @@ class TestSubmitAndStatus:
         assert data["urls"] == {"get": base, "cancel": f"{base}/cancel"}
 
     def test_progress_moves_while_processing(self, client, sandbox, wait_until):
-        sandbox.config.latency = 0.6
+        sandbox.config.latency = 0.5
         task_id = submit(client).json()["task_id"]
         seen: list[int] = []
 
@@ -143,29 +143,23 @@ class TestAuthentication:
         [{}, {"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": "Bearer"}],
         ids=["missing", "not-bearer", "empty-token"],
     )
-    def test_requests_without_a_bearer_token_are_401(self, sandbox, headers):
+    def test_requests_without_a_bearer_token_are_401(self, sandbox, anonymous, headers):
         for method, path in [
             ("POST", "/v1/tasks"),
             ("GET", "/v1/tasks/task-wave1"),
             ("POST", "/v1/tasks/task-wave1/cancel"),
         ]:
-            response = httpx.request(
-                method, f"{sandbox.url}{path}", headers=headers, json={}, trust_env=False
-            )
+            response = anonymous.request(method, path, headers=headers, json={})
             assert response.status_code == 401
             assert response.json()["error"]["code"] == "invalid_api_key"
         assert sandbox.stats["unauthorized"] == 3
 
-    def test_configured_api_key_is_the_only_one_accepted(self, sandbox):
+    def test_configured_api_key_is_the_only_one_accepted(self, sandbox, anonymous):
         sandbox.config.api_key = "sk-right"
         body = {"model": "imagen-4.0", "prompt": "p"}
 
-        wrong = httpx.post(
-            f"{sandbox.url}/v1/tasks", json=body, headers={"Authorization": "Bearer sk-wrong"}
-        )
-        right = httpx.post(
-            f"{sandbox.url}/v1/tasks", json=body, headers={"Authorization": "Bearer sk-right"}
-        )
+        wrong = anonymous.post("/v1/tasks", json=body, headers={"Authorization": "Bearer sk-wrong"})
+        right = anonymous.post("/v1/tasks", json=body, headers={"Authorization": "Bearer sk-right"})
 
         assert wrong.status_code == 401
         assert right.status_code == 200
@@ -235,7 +229,9 @@ class TestValidation:
 class TestIdempotency:
     def test_same_key_returns_the_original_task_without_creating_another(self, client, sandbox):
         headers = {"Idempotency-Key": "order-42"}
-        first = client.post("/v1/tasks", json={"model": "imagen-4.0", "prompt": "p"}, headers=headers)
+        first = client.post(
+            "/v1/tasks", json={"model": "imagen-4.0", "prompt": "p"}, headers=headers
+        )
         second = client.post(
             "/v1/tasks", json={"model": "imagen-4.0", "prompt": "p"}, headers=headers
         )
@@ -252,15 +248,15 @@ class TestIdempotency:
         assert stats["wave_idempotent_replays"] == 1
         assert stats["tasks"] == 2
 
-    def test_concurrent_submits_with_one_key_create_one_task(self, sandbox):
+    def test_concurrent_submits_with_one_key_create_one_task(self, sandbox, client):
         ids: list[str] = []
         lock = threading.Lock()
 
         def post() -> None:
-            response = httpx.post(
-                f"{sandbox.url}/v1/tasks",
+            response = client.post(
+                "/v1/tasks",
                 json={"model": "imagen-4.0", "prompt": "p"},
-                headers={"Authorization": "Bearer t", "Idempotency-Key": "same"},
+                headers={"Idempotency-Key": "same"},
             )
             with lock:
                 ids.append(response.json()["task_id"])
@@ -302,8 +298,10 @@ class TestCancel:
         assert stats["wave_cancels"] == 1
         assert stats["waiting"] == 0
 
-    def test_cancelling_twice_or_after_the_queue_is_task_not_cancellable(self, client, sandbox):
-        sandbox.config.update(max_concurrency=1, latency=5)
+    def test_cancelling_twice_or_after_the_queue_is_task_not_cancellable(
+        self, client, sandbox, wait_until
+    ):
+        sandbox.config.update(max_concurrency=1, latency=2)
         running = submit(client).json()["task_id"]
         queued = submit(client).json()["task_id"]
         client.post(f"/v1/tasks/{queued}/cancel")
@@ -312,8 +310,8 @@ class TestCancel:
 
         assert again.status_code == 400
         assert again.json()["error"]["code"] == "task_not_cancellable"
-        # The first task leaves "queued" within its short queued phase.
-        time.sleep(0.6)
+        # The first task leaves "queued" after its short queued phase (10% of the latency).
+        wait_until(lambda: client.get(f"/v1/tasks/{running}").json()["status"] == "processing")
         processing = client.post(f"/v1/tasks/{running}/cancel")
         assert processing.status_code == 400
         assert processing.json()["error"]["code"] == "task_not_cancellable"
@@ -325,7 +323,7 @@ class TestCancel:
         assert response.json()["error"]["code"] == "task_not_found"
 
     def test_cancel_frees_the_slot_for_the_next_task(self, client, sandbox, wait_until):
-        sandbox.config.update(max_concurrency=1, latency=0.3)
+        sandbox.config.update(max_concurrency=1, latency=0.15)
         first = submit(client).json()["task_id"]
         doomed = submit(client).json()["task_id"]
         third = submit(client).json()["task_id"]
@@ -338,10 +336,11 @@ class TestCancel:
 
 class TestStyleKnobs:
     def test_percent_progress_style(self, client, sandbox, wait_until):
-        sandbox.config.update(wave_progress_style="percent", latency=1.0)
+        # Latency 5 s: the task stays queued for 0.5 s, plenty of time to look at it.
+        sandbox.config.update(wave_progress_style="percent", latency=5)
         submitted = submit(client).json()
         queued = client.get(f"/v1/tasks/{submitted['task_id']}").json()
-        sandbox.config.latency = 0.3
+        sandbox.config.latency = 0.2
         ok = submit(client).json()["task_id"]
         seen: list[str] = []
 
@@ -423,9 +422,7 @@ class TestFailuresAndFiltering:
 
 
 class TestCallbacks:
-    def test_terminal_status_object_is_posted_to_callback_url(
-        self, client, receiver, wait_until
-    ):
+    def test_terminal_status_object_is_posted_to_callback_url(self, client, receiver, wait_until):
         task_id = submit(client, callback_url=receiver.url).json()["task_id"]
 
         (callback,) = receiver.wait_for(1)
@@ -480,16 +477,12 @@ class TestCallbacks:
         assert sandbox.stats["callback_attempts"] == 2
 
     def test_unreachable_callback_url_gives_up_after_three_retries(
-        self, sandbox, wait_until, monkeypatch
+        self, client, sandbox, wait_until, monkeypatch
     ):
         # A closed port refuses at once; shrink the 0.5/1/2 s backoff to keep the test fast.
         monkeypatch.setattr(callbacks, "RETRY_BACKOFF", (0.01, 0.02, 0.04))
         sandbox.config.latency = 0
-        httpx.post(
-            f"{sandbox.url}/v1/tasks",
-            json={"model": "imagen-4.0", "prompt": "p", "callback_url": "http://127.0.0.1:9/x"},
-            headers={"Authorization": "Bearer t"},
-        )
+        submit(client, callback_url="http://127.0.0.1:9/x")
 
         wait_until(lambda: sandbox.stats["callbacks_failed"] == 1)
 
@@ -506,9 +499,7 @@ class TestCallbacks:
         assert receiver.requests == []
         assert sandbox.stats["callbacks_dropped"] == 1
 
-    def test_duplicate_callbacks_are_delivered_twice(
-        self, client, sandbox, receiver, wait_until
-    ):
+    def test_duplicate_callbacks_are_delivered_twice(self, client, sandbox, receiver, wait_until):
         sandbox.config.duplicate_callbacks = True
         submit(client, callback_url=receiver.url)
 

@@ -14,6 +14,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from imagen_assets.sandbox import callbacks
+
 MODEL = "wavespeed-ai/imagen4"
 ISO_NANOSECONDS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
 
@@ -77,7 +79,7 @@ class TestSubmitAndResult:
         assert data["timings"]["inference"] >= 50
 
     def test_prediction_passes_through_processing(self, client, sandbox, wait_until):
-        sandbox.config.latency = 0.5
+        sandbox.config.latency = 0.4
         prediction_id = submit(client).json()["data"]["id"]
         seen: set[str] = set()
 
@@ -134,7 +136,7 @@ class TestSubmitAndResult:
 
         assert data["model"] == model
         (url,) = data["outputs"]
-        image = Image.open(io.BytesIO(httpx.get(url).content))
+        image = Image.open(io.BytesIO(client.get(url).content))
         assert image.size == size
         assert image.format == "JPEG"
 
@@ -158,8 +160,8 @@ class TestSecretAndAuth:
             ("GET", "/api/v3/predictions/abc/result"),
         ],
     )
-    def test_missing_bearer_token_is_401_in_the_envelope(self, sandbox, method, path):
-        response = httpx.request(method, f"{sandbox.url}{path}", json={"prompt": "p"})
+    def test_missing_bearer_token_is_401_in_the_envelope(self, anonymous, method, path):
+        response = anonymous.request(method, path, json={"prompt": "p"})
 
         assert response.status_code == 401
         assert response.json() == {"code": 401, "message": "invalid authentication", "data": None}
@@ -204,9 +206,7 @@ class TestValidation:
         assert response.json()["code"] == 404
 
     def test_base64_output_with_a_webhook_is_rejected_as_documented(self, client, receiver):
-        response = submit(
-            client, "google/imagen4", webhook=receiver.url, enable_base64_output=True
-        )
+        response = submit(client, "google/imagen4", webhook=receiver.url, enable_base64_output=True)
 
         assert response.status_code == 400
         assert response.json() == {
@@ -243,10 +243,8 @@ class TestSyncMode:
         assert response.status_code == 200
         assert response.json()["data"]["status"] == "failed"
 
-    def test_sync_mode_timeout_answers_5004_and_keeps_processing(
-        self, client, sandbox, wait_until
-    ):
-        sandbox.config.update(latency=0.6, sync_timeout=0.15)
+    def test_sync_mode_timeout_answers_5004_and_keeps_processing(self, client, sandbox, wait_until):
+        sandbox.config.update(latency=0.4, sync_timeout=0.15)
 
         response = submit(client, enable_sync_mode=True)
 
@@ -309,7 +307,8 @@ class TestWebhooks:
             "whsec_rotated", headers["webhook-id"], headers["webhook-timestamp"], hook.body
         )
 
-    def test_retries_reuse_the_webhook_id(self, client, receiver):
+    def test_retries_reuse_the_webhook_id(self, client, receiver, monkeypatch):
+        monkeypatch.setattr(callbacks, "RETRY_BACKOFF", (0.01, 0.02, 0.04))
         receiver.answers = [503]
         submit(client, webhook=receiver.url)
 

@@ -16,10 +16,9 @@ from typing import Any
 import httpx
 import pytest
 from django.core.cache import cache
+from unit_helpers import CDN_ADDRESS, CDN_HOST, FakeCDN, FakeHTTP, imagen_settings
 
 from imagen_assets import downloads, jobs, providers, queueing
-
-from unit_helpers import CDN_ADDRESS, CDN_HOST, FakeCDN, FakeHTTP, imagen_settings
 
 UNIT_DIR = Path(__file__).resolve().parent
 

@@ -15,7 +15,11 @@ PUBLIC_V6 = "2606:2800:220:1:248:1893:25c8:1946"
 
 
 class Resolver:
-    """A DNS stub: names from ``table``; IP literals resolve to themselves; counts lookups."""
+    """A DNS stub that counts lookups; IP literals resolve to themselves.
+
+    Names are keyword arguments with dots written as underscores: ``cdn_example=[...]``
+    answers for ``cdn.example``; any other name does not resolve.
+    """
 
     def __init__(self, **table: list[str]) -> None:
         self.table = {host.replace("_", "."): answers for host, answers in table.items()}
@@ -106,8 +110,20 @@ class URLValidationTests:
         with pytest.raises(DownloadError, match="without a host"):
             fetch("http:///x.png", Server(), Resolver())
 
+    @pytest.mark.parametrize(
+        "url",
+        ["http://cdn.example:99999/x.png", "http://cdn.example:port/x.png", "http://[::1/x.png"],
+    )
+    def test_a_malformed_url_is_a_download_error(self, url):
+        resolver, server = Resolver(cdn_example=[PUBLIC]), Server()
+
+        with pytest.raises(DownloadError):
+            fetch(url, server, resolver)
+
+        assert server.requests == []
+
     def test_a_name_that_does_not_resolve_is_a_download_error(self):
-        with pytest.raises(DownloadError, match="could not resolve nowhere.example"):
+        with pytest.raises(DownloadError, match=r"could not resolve nowhere\.example"):
             fetch("https://nowhere.example/x.png", Server(), Resolver())
 
 
@@ -117,7 +133,7 @@ class PrivateAddressTests:
         [
             "127.0.0.1",
             "127.8.9.10",
-            "0.0.0.0",
+            "0.0.0.0",  # noqa: S104
             "10.1.2.3",
             "172.16.0.1",
             "192.168.1.1",
@@ -154,11 +170,6 @@ class PrivateAddressTests:
         with pytest.raises(DownloadError, match="non-public"):
             fetch(url, Server(), Resolver())
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG: downloads._is_public treats NAT64 64:ff9b::/96 addresses as public, "
-        "so an IPv4 loopback/metadata address embedded in them is reachable",
-    )
     @pytest.mark.parametrize("address", ["64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe"])
     def test_refuses_nat64_addresses_embedding_a_private_ipv4(self, address):
         with pytest.raises(DownloadError, match="non-public"):
@@ -181,7 +192,9 @@ class PrivateAddressTests:
         resolver = Resolver(evilsandbox_local=["127.0.0.1"])
 
         with pytest.raises(DownloadError, match="non-public"):
-            fetch("http://evilsandbox.local/x.png", Server(), resolver, allow_hosts=["sandbox.local"])
+            fetch(
+                "http://evilsandbox.local/x.png", Server(), resolver, allow_hosts=["sandbox.local"]
+            )
 
 
 class PinningTests:
@@ -240,7 +253,9 @@ class PinningTests:
 
 
 class EnvironmentProxyTests:
-    PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+    PROXY_VARS = (
+        "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"
+    )
 
     @pytest.fixture(autouse=True)
     def proxies_everywhere(self, monkeypatch):
@@ -439,11 +454,6 @@ class SizeLimitTests:
                 max_bytes=10**8,
             )
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG: downloads.download reads with iter_bytes(65536), which buffers small "
-        "reads, so the total deadline is not checked while a slow drip fills the buffer",
-    )
     def test_stops_reading_a_slow_drip_once_the_deadline_passes(self, clock):
         pulled: list[int] = []
 
@@ -479,12 +489,13 @@ class AnswerTests:
         server = Server()
         server.handle = lambda request: (_ for _ in ()).throw(httpx.ReadTimeout("slow"))
 
-        with pytest.raises(DownloadError, match="cdn.example timed out"):
+        with pytest.raises(DownloadError, match=r"cdn\.example timed out"):
             fetch("https://cdn.example/a.png", server, Resolver(cdn_example=[PUBLIC]))
 
     def test_a_connection_error_is_a_download_error(self):
         server = Server()
         server.handle = lambda request: (_ for _ in ()).throw(httpx.ConnectError("refused"))
 
-        with pytest.raises(DownloadError, match=r"could not fetch from cdn.example \(ConnectError\)"):
+        message = r"could not fetch from cdn\.example \(ConnectError\)"
+        with pytest.raises(DownloadError, match=message):
             fetch("https://cdn.example/a.png", server, Resolver(cdn_example=[PUBLIC]))

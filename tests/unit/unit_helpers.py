@@ -93,7 +93,9 @@ class FakeHTTP:
         method, url, answer = self.expected[index]
         actual = str(request.url.copy_with(query=None))
         if request.method != method or actual != url:
-            self._fail(f"request #{index + 1}: expected {method} {url}, got {request.method} {actual}")
+            self._fail(
+                f"request #{index + 1}: expected {method} {url}, got {request.method} {actual}"
+            )
         if isinstance(answer, Exception):
             raise answer
         if callable(answer):

@@ -33,4 +33,9 @@ class Command(BaseCommand):
             self.stdout.write(line)
             self.stdout.flush()  # the banner must show up even when stdout is a pipe
 
-        run(config, options["host"], options["port"], write=write)
+        try:
+            run(config, options["host"], options["port"], write=write)
+        except OSError as error:
+            raise CommandError(
+                f"cannot listen on {options['host']}:{options['port']}: {error}"
+            ) from error

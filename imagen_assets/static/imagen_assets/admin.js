@@ -17,6 +17,7 @@
         const campaigns = parseInt(form.dataset.campaigns || "1", 10);
         const count = form.querySelector("input[name=count]");
         const provider = form.querySelector("select[name=provider]");
+        const negative = form.querySelector("textarea[name=negative_prompt]");
         const max = count ? parseInt(count.getAttribute("max") || "0", 10) : 0;
 
         function update() {
@@ -44,9 +45,12 @@
                 const ratio = label.dataset.ratio;
                 label.textContent = sizes[ratio] ? ratio + " · " + sizes[ratio] : ratio;
             });
+            // Warn before submitting, unless the server already put the error on the field.
             const note = form.querySelector("[data-imagen-negative-note]");
             if (note) {
-                note.hidden = option.dataset.negative !== "0";
+                const typed = negative && negative.value.trim() !== "";
+                const shown = form.querySelector(".field-negative_prompt.errors");
+                note.hidden = option.dataset.negative !== "0" || !typed || !!shown;
             }
         }
 
@@ -55,6 +59,9 @@
         }
         if (provider) {
             provider.addEventListener("change", update);
+        }
+        if (negative) {
+            negative.addEventListener("input", update);
         }
         update();
     }

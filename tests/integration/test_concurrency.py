@@ -1,0 +1,220 @@
+"""The same work done at once from several threads, each with its own database connection,
+against PostgreSQL (``select_for_update`` does nothing on SQLite): exactly one provider
+submit, one stored file per image, one budget winner, one webhook event."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import django_rq
+import httpx
+import pytest
+from django.db import connection, connections
+
+from imagen_assets import jobs, services
+from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, WebhookEvent
+from imagen_assets.providers import TaskStatus, get_provider
+from imagen_assets.sandbox.signing import sign_wavespeed_webhook
+from tests.conftest import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+
+@pytest.fixture(autouse=True)
+def postgresql_only(stack_env: dict[str, str]) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            f"row locks need PostgreSQL, the database is {connection.vendor}: "
+            "run with DATABASE_URL=$(python -m campaigns.stack postgres)"
+        )
+
+
+@pytest.fixture
+def campaign(stack_env: dict[str, str]) -> Campaign:
+    return Campaign.objects.create(name="Winter", slug="winter")
+
+
+def at_once(calls: Sequence[Callable[[], Any]]) -> list[Any]:
+    """Run every call in its own thread, released together; each result or the exception
+    it raised, in order. Each thread closes its database connections when done."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], Any]) -> Any:
+        try:
+            barrier.wait(10)
+            return call()
+        except Exception as exc:
+            return exc
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def media_files(env: dict[str, str]) -> list[Path]:
+    root = Path(env["MEDIA_ROOT"])
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+class ConcurrentJobTests:
+    def test_concurrent_submits_reach_the_provider_once(
+        self, campaign: Campaign, sandbox: Any
+    ) -> None:
+        sandbox.config.drop_callbacks = True  # webhooks are not what this is about
+        # 12 images = 3 tasks; no worker runs, so only these calls submit.
+        tasks = services.request_images(campaign=campaign, prompt="Snowy roofs", count=12)
+        assert len(tasks) == 3
+        before = sandbox.stats["wavespeed_submits"]
+        calls = [lambda pk=task.pk: jobs.submit(pk) for task in tasks for _ in range(4)]
+        outcomes = at_once(calls)
+
+        assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+        assert sandbox.stats["wavespeed_submits"] - before == 3
+        for position, task in enumerate(tasks):
+            mine = outcomes[position * 4 : position * 4 + 4]
+            assert sum(o.startswith("submitted as ") for o in mine) == 1, mine
+            task.refresh_from_db()
+            assert task.status == TaskStatus.SUBMITTED
+            assert mine[[o.startswith("submitted") for o in mine].index(True)] == (
+                f"submitted as {task.provider_task_id}"
+            )
+            assert task.attempts == 1
+            assert task.submit_lease_until is None
+        assert len({t.provider_task_id for t in GenerationTask.objects.all()}) == 3
+
+    def test_concurrent_completions_store_each_image_once(
+        self, campaign: Campaign, sandbox: Any, settings: Any, stack_env: dict[str, str]
+    ) -> None:
+        settings.IMAGEN_ASSETS["WEBHOOK_BASE_URL"] = None  # only these calls complete it
+        [task] = services.request_images(campaign=campaign, prompt="Ice skaters", count=4)
+        assert jobs.submit(task.pk).startswith("submitted as ")
+        task.refresh_from_db()
+        with get_provider(task.provider) as provider:
+            state = wait_for(
+                lambda: (
+                    (s := provider.fetch(task.provider_task_id)).status == TaskStatus.SUCCEEDED
+                    and s
+                ),
+                15,
+                "the sandbox to finish",
+            )
+        jobs._apply(task.pk, state, counted_poll=True)
+        downloads = sandbox.stats["downloads"]
+
+        outcomes = at_once([lambda: jobs.complete(task.pk)] * 4)
+
+        assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+        stored = sum(int(o.split()[1].rstrip(",")) for o in outcomes if o.startswith("stored "))
+        assert stored == 4, outcomes
+        images = list(GeneratedImage.objects.filter(task=task))
+        assert {i.status for i in images} == {GeneratedImage.Status.SUCCEEDED}
+        assert len({i.sha256 for i in images}) == 4
+        files = media_files(stack_env)
+        originals = [p for p in files if p.parent.name != "thumbs"]
+        thumbs = [p for p in files if p.parent.name == "thumbs"]
+        assert len(originals) == len(thumbs) == 4, files
+        root = Path(stack_env["MEDIA_ROOT"])
+        assert sorted(str(p.relative_to(root)) for p in originals) == sorted(
+            i.file.name for i in images
+        )
+        assert sorted(str(p.relative_to(root)) for p in thumbs) == sorted(
+            i.thumbnail.name for i in images
+        )
+        assert sandbox.stats["downloads"] - downloads >= 4
+
+
+class BudgetRaceTests:
+    def test_only_one_of_two_concurrent_requests_fits_the_budget(
+        self, stack_env: dict[str, str]
+    ) -> None:
+        # wavespeed costs $0.04 an image: two images fit a $0.10 budget once, not twice.
+        for round_ in range(3):
+            campaign = Campaign.objects.create(
+                name=f"Tight {round_}", slug=f"tight-{round_}", budget=Decimal("0.10")
+            )
+            outcomes = at_once(
+                [
+                    lambda c=campaign: services.request_images(
+                        campaign=c, prompt="Frost", count=2, provider="wavespeed"
+                    )
+                ]
+                * 2
+            )
+            winners = [o for o in outcomes if isinstance(o, list)]
+            losers = [o for o in outcomes if isinstance(o, services.BudgetExceeded)]
+            assert len(winners) == 1 and len(losers) == 1, outcomes
+            assert "$0.02" in str(losers[0])  # what was left after the winner's reservation
+            assert GenerationTask.objects.filter(campaign=campaign).count() == 1
+            assert GeneratedImage.objects.filter(campaign=campaign).count() == 2
+            assert campaign.committed_spend() == Decimal("0.08")
+
+
+class DuplicateWebhookTests:
+    def test_ten_concurrent_deliveries_make_one_event(
+        self, campaign: Campaign, sandbox: Any, live_server: Any, settings: Any, redis_conn: Any
+    ) -> None:
+        settings.IMAGEN_ASSETS["PROVIDERS"]["wavespeed"]["OPTIONS"]["WEBHOOK_SECRET"] = (
+            sandbox.webhook_secret
+        )
+        task = GenerationTask.objects.create(
+            campaign=campaign,
+            provider="wavespeed",
+            model="wavespeed-ai/imagen4",
+            prompt="p",
+            aspect_ratio="1:1",
+            num_images=1,
+            provider_task_id="dup-123",
+            status="processing",
+        )
+        GeneratedImage.objects.create(task=task, campaign=campaign, index=0)
+        body = json.dumps(
+            {
+                "id": "dup-123",
+                "status": "completed",
+                "outputs": [f"{sandbox.url}/files/x.jpg"],
+                "has_nsfw_contents": [False],
+                "error": "",
+                "model": "wavespeed-ai/imagen4",
+            }
+        ).encode()
+        timestamp = int(time.time())
+        headers = {
+            "webhook-id": "evt-duplicate-1",
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign_wavespeed_webhook(
+                sandbox.webhook_secret, "evt-duplicate-1", timestamp, body
+            ),
+            "content-type": "application/json",
+        }
+        url = f"{live_server.url}/imagen/webhooks/wavespeed/"
+
+        def deliver() -> httpx.Response:
+            return httpx.post(url, content=body, headers=headers, timeout=20)
+
+        responses = at_once([deliver] * 10)
+
+        assert all(isinstance(r, httpx.Response) for r in responses), responses
+        assert sorted(r.status_code for r in responses) == [200] * 10
+        assert sum(not r.json().get("duplicate") for r in responses) == 1
+        assert WebhookEvent.objects.count() == 1
+        event = WebhookEvent.objects.get()
+        assert (event.provider, event.event_id, event.provider_task_id) == (
+            "wavespeed",
+            "evt-duplicate-1",
+            "dup-123",
+        )
+        assert event.state is not None and event.state["status"] == TaskStatus.SUCCEEDED
+        # One delivery was recorded, so one job was queued to act on it.
+        queue = django_rq.get_queue("default")
+        queued = [job for job in queue.get_jobs() if job.func_name.endswith("process_webhook")]
+        assert [job.args for job in queued] == [(event.pk,)]
+        task.refresh_from_db()
+        assert task.status == "processing"  # the view itself changes nothing

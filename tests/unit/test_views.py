@@ -1,0 +1,509 @@
+"""The webhook endpoint (RELIABILITY.md W1-W12): verify, record, queue on commit, answer 2xx.
+
+Every request goes through a test client that enforces CSRF checks, as a provider's would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import types
+
+import pytest
+from django.core.handlers.wsgi import WSGIRequest
+from django.test import Client
+from django.urls import reverse
+from unit_helpers import (
+    WS_SECRET,
+    FakeHTTP,
+    fixture,
+    json_response,
+    make_campaign,
+    make_task,
+    sign,
+    signed_headers,
+)
+
+from imagen_assets import jobs, providers, views
+from imagen_assets.models import WebhookEvent
+from imagen_assets.providers import wavespeed
+
+pytestmark = pytest.mark.django_db
+
+NOW = 1_790_000_000
+WS_ID = "8a1b2c3d4e5f40718293a4b5c6d7e8f9"
+WAVE_ID = "task-wave1789004688b950049238"
+BODY = json.dumps(fixture("wavespeed/webhook_completed.json")).encode()
+WS_URL = "/imagen/webhooks/wavespeed/"
+SECRET_PARTS = (WS_SECRET, WS_SECRET.removeprefix("whsec_"))
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(monkeypatch):
+    """The WaveSpeed verifier reads ``time.time()`` of its own module; pin it to NOW."""
+    monkeypatch.setattr(wavespeed, "time", types.SimpleNamespace(time=lambda: NOW))
+
+
+@pytest.fixture
+def client() -> Client:
+    return Client(enforce_csrf_checks=True)
+
+
+def post(client: Client, url: str, body: bytes, headers: dict[str, str] | None = None):
+    return client.generic(
+        "POST", url, body, content_type="application/json", headers=headers or {}
+    )
+
+
+def post_signed(client: Client, body: bytes = BODY, *, timestamp: int = NOW, **kwargs):
+    return post(client, WS_URL, body, signed_headers(body, timestamp=timestamp, **kwargs))
+
+
+def assert_nothing_recorded(enqueued) -> None:
+    assert not WebhookEvent.objects.exists()
+    assert enqueued == []
+
+
+class URLTests:
+    def test_the_urls_are_mounted_where_the_jobs_point_providers(self):
+        assert reverse("imagen_assets:webhook", kwargs={"provider": "wavespeed"}) == WS_URL
+        assert reverse(
+            "imagen_assets:webhook_token", kwargs={"provider": "wave", "token": "abc"}
+        ) == ("/imagen/webhooks/wave/abc/")
+
+
+class WaveSpeedWebhookTests:
+    def test_a_valid_signature_is_recorded_and_queued_after_commit(
+        self, client, enqueued, django_capture_on_commit_callbacks
+    ):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = post_signed(client, webhook_id="msg_2Lq")
+            assert enqueued == []
+
+        assert response.status_code == 200
+        assert response.json() == {"ok": True}
+        event = WebhookEvent.objects.get()
+        assert (event.provider, event.event_id, event.provider_task_id) == (
+            "wavespeed",
+            "msg_2Lq",
+            WS_ID,
+        )
+        assert event.task is None
+        assert event.payload == json.loads(BODY)
+        assert event.state["task_id"] == WS_ID
+        assert event.state["status"] == "succeeded"
+        assert event.state["outputs"] == [
+            {"url": "https://d2p7pge43lyniu.cloudfront.net/output/8a1b2c3d-0.jpeg", "nsfw": False}
+        ]
+        assert event.state["cost"] is None
+        assert "raw" not in event.state
+        assert event.processed_at is None
+        assert [(c.func, c.args) for c in enqueued] == [(jobs.process_webhook, (event.pk,))]
+
+    def test_accepts_any_matching_signature_among_several(self, client, enqueued):
+        headers = signed_headers(BODY, timestamp=NOW)
+        headers["webhook-signature"] = (
+            f"v1,{'0' * 64} v3,{'f' * 64} {headers['webhook-signature']} v2a,xyz"
+        )
+
+        assert post(client, WS_URL, BODY, headers).status_code == 200
+
+    def test_accepts_the_new_secret_while_rotating(self, client, enqueued, settings):
+        config = settings.IMAGEN_ASSETS
+        config["PROVIDERS"]["wavespeed"]["OPTIONS"]["WEBHOOK_SECRET"] = ["whsec_old", WS_SECRET]
+        settings.IMAGEN_ASSETS = config
+
+        assert post_signed(client).status_code == 200
+        assert post_signed(client, webhook_id="evt-2", secret="whsec_old").status_code == 200
+        assert post_signed(client, webhook_id="evt-3", secret="whsec_never").status_code == 401
+
+    @pytest.mark.parametrize("missing", ["webhook-id", "webhook-timestamp", "webhook-signature"])
+    def test_a_missing_header_is_a_400(self, client, enqueued, missing):
+        headers = signed_headers(BODY, timestamp=NOW)
+        del headers[missing]
+
+        response = post(client, WS_URL, BODY, headers)
+
+        assert response.status_code == 400
+        assert missing in response.json()["error"]
+        assert_nothing_recorded(enqueued)
+
+    @pytest.mark.parametrize("empty", ["webhook-id", "webhook-timestamp", "webhook-signature"])
+    def test_an_empty_header_is_a_400(self, client, enqueued, empty):
+        headers = signed_headers(BODY, timestamp=NOW)
+        headers[empty] = "  "
+
+        assert post(client, WS_URL, BODY, headers).status_code == 400
+        assert_nothing_recorded(enqueued)
+
+    def test_a_wrong_secret_is_a_401(self, client, enqueued):
+        response = post_signed(client, secret="whsec_not-the-secret")
+
+        assert response.status_code == 401
+        assert_nothing_recorded(enqueued)
+
+    @pytest.mark.parametrize(
+        "tamper",
+        [
+            lambda h, b: (h, b.replace(b"completed", b"completeD")),
+            lambda h, b: (h, b + b" "),
+            lambda h, b: ({**h, "webhook-id": h["webhook-id"] + "x"}, b),
+            lambda h, b: ({**h, "webhook-timestamp": str(NOW - 1)}, b),
+            lambda h, b: ({**h, "webhook-signature": h["webhook-signature"].upper()}, b),
+        ],
+        ids=["body", "body-extra-byte", "id", "timestamp", "signature-case"],
+    )
+    def test_anything_altered_after_signing_is_a_401(self, client, enqueued, tamper):
+        headers, body = tamper(signed_headers(BODY, timestamp=NOW), BODY)
+
+        assert post(client, WS_URL, body, headers).status_code == 401
+        assert_nothing_recorded(enqueued)
+
+    @pytest.mark.parametrize("offset", [-301, 301, -10**9, 10**9])
+    def test_a_timestamp_outside_the_window_is_a_401(self, client, enqueued, offset):
+        response = post_signed(client, timestamp=NOW + offset)
+
+        assert response.status_code == 401
+        assert "tolerance" in response.json()["error"]
+        assert_nothing_recorded(enqueued)
+
+    @pytest.mark.parametrize("offset", [-300, 300, 0])
+    def test_a_timestamp_at_the_edge_of_the_window_is_accepted(self, client, enqueued, offset):
+        assert post_signed(client, timestamp=NOW + offset).status_code == 200
+
+    def test_the_window_follows_the_setting(self, client, enqueued, settings):
+        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "WEBHOOK_TOLERANCE": 60}
+
+        assert post_signed(client, timestamp=NOW - 61).status_code == 401
+        assert post_signed(client, timestamp=NOW - 60).status_code == 200
+
+    def test_a_duplicate_delivery_is_answered_200_and_recorded_once(
+        self, client, enqueued, django_capture_on_commit_callbacks
+    ):
+        with django_capture_on_commit_callbacks(execute=True):
+            first = post_signed(client, webhook_id="evt-dup")
+        with django_capture_on_commit_callbacks(execute=True):
+            second = post_signed(client, webhook_id="evt-dup", timestamp=NOW + 5)
+
+        assert first.status_code == second.status_code == 200
+        assert second.json() == {"ok": True, "duplicate": True}
+        assert WebhookEvent.objects.count() == 1
+        assert len(enqueued) == 1
+
+    @pytest.mark.parametrize(
+        "signature",
+        [
+            "v1",
+            "v3",
+            "v3,",
+            ",",
+            "v1,!!!",
+            "v1,a,b",
+            "v3,a,b",
+            "v3,zz",
+            "v3,ü" + "a" * 63,
+            "v3,\u00e9\u00e8",
+            "\u202ev3,abc",
+            "v3,\x00\x01",
+            "ü" * 100,
+            "v3," + "a" * 10_000,
+            " ".join(["v3,abc"] * 1000),
+            " ".join(["v3," + "0" * 64] * 60),
+            "\t v3,abc \t",
+        ],
+        ids=lambda value: f"{value[:12]!r}..{len(value)}",
+    )
+    def test_a_malformed_signature_header_is_a_4xx_never_a_500(self, client, enqueued, signature):
+        headers = {**signed_headers(BODY, timestamp=NOW), "webhook-signature": signature}
+
+        assert post(client, WS_URL, BODY, headers).status_code in (400, 401)
+        assert_nothing_recorded(enqueued)
+
+    @pytest.mark.parametrize(
+        "timestamp",
+        ["abc", "1.79e9", "0x6AB", "", "١٧٩٠٠٠٠٠٠٠", "9" * 21, "-" + "9" * 20, "1790000000 1"],
+    )
+    def test_a_malformed_timestamp_is_a_4xx_never_a_500(self, client, enqueued, timestamp):
+        headers = {**signed_headers(BODY, timestamp=NOW), "webhook-timestamp": timestamp}
+
+        assert post(client, WS_URL, BODY, headers).status_code in (400, 401)
+        assert_nothing_recorded(enqueued)
+
+    @pytest.mark.parametrize("webhook_id", ["ü-id", "x" * 5000, "\udc80"])
+    def test_an_odd_webhook_id_is_never_a_500(self, client, enqueued, webhook_id):
+        headers = {**signed_headers(BODY, timestamp=NOW), "webhook-id": webhook_id}
+
+        assert post(client, WS_URL, BODY, headers).status_code in (400, 401)
+
+    def test_a_long_but_valid_webhook_id_is_stored_truncated(self, client, enqueued):
+        response = post_signed(client, webhook_id="e" * 300)
+
+        assert response.status_code == 200
+        assert WebhookEvent.objects.get().event_id == "e" * 200
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b"not json",
+            b"\xff\xfe\x00garbage",
+            b"[1, 2, 3]",
+            b'"a string"',
+            b"{}",
+            b'{"status": "completed"}',
+            b'{"id": 42, "status": "completed"}',
+            b'{"id": "abc", "status": "exploded"}',
+            b'{"id": "", "status": "completed"}',
+        ],
+    )
+    def test_signed_garbage_is_a_400(self, client, enqueued, body):
+        response = post_signed(client, body)
+
+        assert response.status_code == 400
+        assert_nothing_recorded(enqueued)
+
+    def test_a_body_over_the_limit_is_a_413(self, client, enqueued, settings):
+        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "WEBHOOK_MAX_BODY": 1024}
+        body = b"{" + b" " * 2048 + b"}"
+
+        assert post_signed(client, body).status_code == 413
+        assert_nothing_recorded(enqueued)
+
+    def test_a_body_at_the_limit_is_read(self, client, enqueued, settings):
+        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "WEBHOOK_MAX_BODY": len(BODY)}
+
+        assert post_signed(client).status_code == 200
+
+    def test_a_large_body_without_content_length_is_never_read_past_the_limit(
+        self, enqueued, settings
+    ):
+        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "WEBHOOK_MAX_BODY": 1024}
+        stream = CountingStream(b"{" + b" " * 5_000_000 + b"}")
+        headers = signed_headers(stream.data, timestamp=NOW)
+        environ = {
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": WS_URL,
+            "SERVER_NAME": "testserver",
+            "SERVER_PORT": "80",
+            "wsgi.input": stream,
+            "wsgi.url_scheme": "http",
+            **{f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()},
+        }
+
+        response = views.webhook(WSGIRequest(environ), provider="wavespeed")
+
+        assert response.status_code in (400, 401, 413)
+        assert stream.read_bytes <= 1025
+        assert_nothing_recorded(enqueued)
+
+    def test_a_content_length_smaller_than_the_body_reads_only_what_it_declares(
+        self, enqueued, settings
+    ):
+        stream = CountingStream(BODY + b" " * 5_000_000)
+        headers = signed_headers(BODY, timestamp=NOW)
+        environ = {
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": WS_URL,
+            "SERVER_NAME": "testserver",
+            "SERVER_PORT": "80",
+            "CONTENT_LENGTH": str(len(BODY)),
+            "wsgi.input": stream,
+            "wsgi.url_scheme": "http",
+            **{f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()},
+        }
+
+        response = views.webhook(WSGIRequest(environ), provider="wavespeed")
+
+        assert response.status_code == 200
+        assert stream.read_bytes <= len(BODY) + 1
+
+    @pytest.mark.parametrize("method", ["get", "put", "patch", "delete"])
+    def test_other_methods_are_a_405(self, client, enqueued, method):
+        response = getattr(client, method)(WS_URL)
+
+        assert response.status_code == 405
+        assert_nothing_recorded(enqueued)
+
+    def test_a_token_on_the_signed_providers_url_is_a_404(self, client, enqueued):
+        assert post(client, WS_URL + "sometoken/", BODY).status_code == 404
+
+    @pytest.mark.parametrize("alias", ["nope", "sandbox", "wave-speed"])
+    def test_an_unknown_provider_is_a_404(self, client, enqueued, alias):
+        response = post(client, f"/imagen/webhooks/{alias}/", BODY)
+
+        assert response.status_code == 404
+        assert_nothing_recorded(enqueued)
+
+    def test_a_provider_that_cannot_be_built_is_a_404(self, client, enqueued, settings):
+        config = settings.IMAGEN_ASSETS
+        config["PROVIDERS"]["broken"] = {"BACKEND": "imagen_assets.providers.nothing.Here"}
+        settings.IMAGEN_ASSETS = config
+
+        assert post(client, "/imagen/webhooks/broken/", BODY).status_code == 404
+
+    def test_a_secret_that_cannot_be_fetched_is_a_503(
+        self, client, enqueued, settings, monkeypatch
+    ):
+        config = settings.IMAGEN_ASSETS
+        config["PROVIDERS"]["wavespeed"]["OPTIONS"]["WEBHOOK_SECRET"] = ""
+        settings.IMAGEN_ASSETS = config
+        http = FakeHTTP(
+            (
+                "GET",
+                "https://ws.test/api/v3/webhook/secret",
+                json_response(500, {"code": 500, "message": "internal error"}),
+            )
+        )
+        monkeypatch.setattr(
+            views, "get_provider", lambda alias: providers.get_provider(alias, client=http.client)
+        )
+
+        response = post_signed(client)
+
+        assert response.status_code == 503
+        http.assert_done()
+        assert_nothing_recorded(enqueued)
+
+    def test_the_secret_never_appears_in_answers_or_logs(self, client, enqueued, caplog):
+        caplog.set_level(logging.DEBUG)
+        answers = [
+            post_signed(client),
+            post_signed(client, secret="whsec_wrong"),
+            post_signed(client, timestamp=NOW - 999),
+            post_signed(client, b"not json"),
+            post(client, WS_URL, BODY, {"webhook-id": "x"}),
+            post(client, WS_URL, BODY, {**signed_headers(BODY, timestamp=NOW),
+                                        "webhook-signature": "v3,zz"}),
+        ]
+        right_signature = sign(WS_SECRET, "evt-1", str(NOW), BODY)
+
+        texts = [answer.content.decode() for answer in answers] + [caplog.text]
+        for text in texts:
+            for secret in SECRET_PARTS:
+                assert secret not in text
+        assert right_signature not in caplog.text
+        assert "Refused a wavespeed webhook" in caplog.text
+
+
+class CountingStream(io.RawIOBase):
+    """A wsgi.input that counts how much of it was read."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.read_bytes = 0
+        self._buffer = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._buffer.read(size)
+        self.read_bytes += len(chunk)
+        return chunk
+
+    def readline(self, size: int = -1) -> bytes:
+        chunk = self._buffer.readline(size)
+        self.read_bytes += len(chunk)
+        return chunk
+
+
+class WaveCallbackTests:
+    @pytest.fixture
+    def task(self):
+        return make_task(
+            make_campaign(), provider="wave", status="submitted", provider_task_id=WAVE_ID
+        )
+
+    @staticmethod
+    def url(token: str) -> str:
+        return reverse("imagen_assets:webhook_token", kwargs={"provider": "wave", "token": token})
+
+    @staticmethod
+    def body(task_id: str = WAVE_ID) -> bytes:
+        return json.dumps({**fixture("wave/callback_completed.json"), "task_id": task_id}).encode()
+
+    def test_an_unknown_token_is_a_404(self, client, task, enqueued):
+        response = post(client, self.url("not-a-token"), self.body())
+
+        assert response.status_code == 404
+        assert_nothing_recorded(enqueued)
+
+    def test_no_token_is_a_404(self, client, task, enqueued):
+        assert post(client, "/imagen/webhooks/wave/", self.body()).status_code == 404
+        assert_nothing_recorded(enqueued)
+
+    def test_a_token_of_another_providers_task_is_a_404(self, client, enqueued):
+        other = make_task(make_campaign("other"), provider="wavespeed")
+
+        assert post(client, self.url(other.callback_token), self.body()).status_code == 404
+
+    def test_a_known_token_records_a_hint_and_queues_after_commit(
+        self, client, task, enqueued, django_capture_on_commit_callbacks
+    ):
+        body = self.body()
+        with django_capture_on_commit_callbacks(execute=True):
+            response = post(client, self.url(task.callback_token), body)
+            assert enqueued == []
+
+        assert response.status_code == 200
+        event = WebhookEvent.objects.get()
+        assert event.provider == "wave"
+        assert event.task == task
+        assert event.provider_task_id == WAVE_ID
+        assert event.state is None  # unsigned: only a hint to read the task again
+        assert event.event_id == hashlib.sha256(body).hexdigest()
+        assert [(c.func, c.args) for c in enqueued] == [(jobs.process_webhook, (event.pk,))]
+
+    def test_a_body_naming_another_task_is_a_400(self, client, task, enqueued):
+        response = post(client, self.url(task.callback_token), self.body("task-someone-else"))
+
+        assert response.status_code == 400
+        assert_nothing_recorded(enqueued)
+
+    def test_a_callback_before_the_task_id_is_saved_is_accepted(self, client, enqueued):
+        task = make_task(make_campaign(), provider="wave")
+
+        assert post(client, self.url(task.callback_token), self.body()).status_code == 200
+        assert WebhookEvent.objects.get().task == task
+
+    @pytest.mark.parametrize("body", [b"nope", b"[]", b"{}", b'{"task_id": 7}', b"\xff"])
+    def test_a_malformed_body_is_a_400(self, client, task, enqueued, body):
+        assert post(client, self.url(task.callback_token), body).status_code == 400
+        assert_nothing_recorded(enqueued)
+
+    def test_a_redelivered_identical_body_is_recorded_once(self, client, task, enqueued):
+        first = post(client, self.url(task.callback_token), self.body())
+        second = post(client, self.url(task.callback_token), self.body())
+
+        assert (first.status_code, second.status_code) == (200, 200)
+        assert second.json()["duplicate"] is True
+        assert WebhookEvent.objects.count() == 1
+
+    def test_a_body_over_the_limit_is_a_413(self, client, task, enqueued, settings):
+        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "WEBHOOK_MAX_BODY": 512}
+
+        response = post(client, self.url(task.callback_token), self.body() + b" " * 1024)
+
+        assert response.status_code == 413
+        assert_nothing_recorded(enqueued)
+
+    def test_the_token_never_appears_in_answers_or_logs(self, client, task, enqueued, caplog):
+        caplog.set_level(logging.DEBUG)
+        url = self.url(task.callback_token)
+
+        answers = [
+            post(client, url, self.body("task-someone-else")),
+            post(client, url, b"nope"),
+            post(client, url, self.body()),
+        ]
+
+        # Django's own django.request logger prints 4xx paths, as any access log does;
+        # the app's loggers must not add the token anywhere else.
+        ours = [r.getMessage() for r in caplog.records if r.name.startswith("imagen_assets")]
+        for text in [answer.content.decode() for answer in answers] + ours:
+            assert task.callback_token not in text
+        assert any("naming another task" in message for message in ours)
+
+    def test_get_is_a_405(self, client, task, enqueued):
+        assert client.get(self.url(task.callback_token)).status_code == 405
