@@ -148,6 +148,7 @@ def test_module_entry_point_serves_until_sigterm() -> None:
 
 
 def test_management_command_takes_the_same_flags() -> None:
+    pytest.importorskip("django")
     # A bare Django configuration is enough: the command uses no setting.
     script = (
         "import django, sys\n"
