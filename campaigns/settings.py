@@ -82,7 +82,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # A file, not memory: the integration tests' workers and live server share it.
     DATABASES["default"]["TEST"] = {
-        "NAME": env("DATABASE_TEST_NAME", str(BASE_DIR / ".run" / "test.sqlite3"))
+        "NAME": env("DATABASE_TEST_NAME", str(BASE_DIR / ".run" / f"test-{os.getpid()}.sqlite3"))
     }
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -250,7 +250,7 @@ class SandboxServer:
             self._engine.start()
             self._serve_thread = threading.Thread(
                 target=self._httpd.serve_forever,
-                # How often the loop checks for shutdown: bounds how long stop() takes.
+                # stop() wakes the loop at once; the tick only bounds the fallback.
                 kwargs={"poll_interval": 0.05},
                 name="imagen-sandbox-http",
                 daemon=True,

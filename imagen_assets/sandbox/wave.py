@@ -264,28 +264,12 @@ class WaveAPI:
             body = request.json()
         except ValueError:
             return error_response(400, "invalid_request", "request body is not valid JSON")
-        key = request.header("Idempotency-Key")
         try:
-            if key:
-                # Keys are scoped per API key, like any per-account resource; the lock makes
-                # two concurrent requests with one key create exactly one task.
-                scope = (request.bearer_token() or "", key)
-                with self._idempotency_lock:
-                    existing = self._idempotency.get(scope)
-                    if existing is None:
-                        task = self._create(body, request.base_url)
-                        self._idempotency[scope] = task.id
-            else:
-                existing = None
-                task = self._create(body, request.base_url)
+            task, replayed = self._create_or_replay(body, request)
         except WaveError as error:
             return error.response()
-        if existing is not None:
+        if replayed:
             self._stats.incr("wave_idempotent_replays")
-            found = self._engine.get(API, existing)
-            if found is None:  # cannot happen: tasks are never forgotten
-                return self.not_found()
-            task = found
         wait = _prefer_wait(request.header("Prefer"))
         if wait is None:
             return json_response(200, self._submit_body(task))
@@ -367,6 +351,25 @@ class WaveAPI:
         return data
 
     # --- internals ----------------------------------------------------------------------
+
+    def _create_or_replay(self, body: Any, request: Request) -> tuple[Task, bool]:
+        """A new task, or the one created earlier with this ``Idempotency-Key``
+        (``True`` second element)."""
+        key = request.header("Idempotency-Key")
+        if not key:
+            return self._create(body, request.base_url), False
+        # Keys are scoped per API key, like any per-account resource; the lock makes two
+        # concurrent requests with one key create exactly one task.
+        scope = (request.bearer_token() or "", key)
+        with self._idempotency_lock:
+            existing = self._idempotency.get(scope)
+            if existing is None:
+                task = self._create(body, request.base_url)
+                self._idempotency[scope] = task.id
+                return task, False
+        replayed = self._engine.get(API, existing)
+        assert replayed is not None  # the engine never forgets a task
+        return replayed, True
 
     def _create(self, body: Any, base_url: str) -> Task:
         prompt, parsed = parse_submit(body, base_url)
