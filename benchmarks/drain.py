@@ -16,7 +16,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from campaigns.stack import free_port, manage, running, start_redis, start_sandbox, start_web, start_worker
+from campaigns.stack import (
+    free_port,
+    manage,
+    running,
+    start_redis,
+    start_sandbox,
+    start_web,
+    start_worker,
+)
 
 
 def main() -> int:
@@ -63,11 +71,25 @@ def main() -> int:
             started = time.monotonic()
             result = subprocess.run(
                 manage(
-                    "imagen_generate", "--campaign", "bench", "--prompt", "benchmark",
-                    "--count", str(args.count), "--provider", args.provider,
-                    "--aspect-ratio", args.aspect_ratio, "--wait", "--timeout", "300", "--json",
+                    "imagen_generate",
+                    "--campaign",
+                    "bench",
+                    "--prompt",
+                    "benchmark",
+                    "--count",
+                    str(args.count),
+                    "--provider",
+                    args.provider,
+                    "--aspect-ratio",
+                    args.aspect_ratio,
+                    "--wait",
+                    "--timeout",
+                    "300",
+                    "--json",
                 ),
-                env=env, capture_output=True, text=True,
+                env=env,
+                capture_output=True,
+                text=True,
             )
             elapsed = time.monotonic() - started
     ok = result.returncode == 0

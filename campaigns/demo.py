@@ -96,8 +96,10 @@ def main() -> int:
                 SANDBOX_PORT,
                 env,
                 logs / "sandbox.log",
-                "--latency", "3",
-                "--webhook-secret", SANDBOX_SECRET,
+                "--latency",
+                "3",
+                "--webhook-secret",
+                SANDBOX_SECRET,
             )
             worker = start_worker(env, logs / "worker.log")
             web = start_web(WEB_PORT, env, logs / "web.log")
@@ -106,9 +108,12 @@ def main() -> int:
                 run(
                     manage(
                         "imagen_generate",
-                        "--campaign", "spring-launch",
-                        "--prompt", "A picnic blanket on a hill of spring flowers at sunrise",
-                        "--count", "4",
+                        "--campaign",
+                        "spring-launch",
+                        "--prompt",
+                        "A picnic blanket on a hill of spring flowers at sunrise",
+                        "--count",
+                        "4",
                     ),
                     env,
                 )

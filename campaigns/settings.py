@@ -135,7 +135,6 @@ STORAGES = storages_from_env(os.environ)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
-
 def imagen_assets_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     """The IMAGEN_ASSETS setting built from the environment variables in the README."""
     sandbox_url = environ.get("IMAGEN_SANDBOX_URL", "http://127.0.0.1:8765")

@@ -83,9 +83,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         with provider:
             missing = provider.missing_options()
             if missing:
-                message = (
-                    f"Provider {alias!r} is missing {', '.join(missing)} and cannot be used."
-                )
+                message = f"Provider {alias!r} is missing {', '.join(missing)} and cannot be used."
                 hint = (
                     f"Set IMAGEN_ASSETS['PROVIDERS'][{alias!r}]['OPTIONS'] "
                     f"{', '.join(missing)} (the example site reads "

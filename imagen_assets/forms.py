@@ -17,9 +17,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 from imagen_assets import conf
+from imagen_assets.imagen_sizes import ASPECT_RATIOS
 from imagen_assets.models import Campaign
 from imagen_assets.providers import get_provider, provider_aliases
-from imagen_assets.providers.base import ASPECT_RATIOS
 from imagen_assets.services import SEED_MAX
 
 TIMES = "\N{MULTIPLICATION SIGN}"

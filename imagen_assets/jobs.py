@@ -50,7 +50,8 @@ ORPHAN_GRACE_SECONDS = 60
 
 
 def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
-    """Full-jitter exponential backoff (2, 4, 8 ... s, capped at 5 min), never before Retry-After."""
+    """Full-jitter exponential backoff (up to 2, 4, 8 ... s, at most 5 min), never before
+    the provider's Retry-After."""
     delay = random.uniform(1.0, min(300.0, 2.0 * 2 ** max(attempt - 1, 0)))
     return max(delay, retry_after or 0.0)
 
@@ -84,9 +85,7 @@ def _fail_task(task_id: int, message: str, code: str = "", *, cancelled: bool = 
     now = timezone.now()
     status = TaskStatus.CANCELLED if cancelled else TaskStatus.FAILED
     with transaction.atomic():
-        updated = GenerationTask.objects.filter(
-            pk=task_id, status__in=OPEN_TASK_STATUSES
-        ).update(
+        updated = GenerationTask.objects.filter(pk=task_id, status__in=OPEN_TASK_STATUSES).update(
             status=status,
             error_message=message,
             error_code=code,
@@ -97,7 +96,9 @@ def _fail_task(task_id: int, message: str, code: str = "", *, cancelled: bool = 
         )
         if updated:
             GeneratedImage.objects.filter(task_id=task_id, status__in=OPEN_IMAGE_STATUSES).update(
-                status=GeneratedImage.Status.CANCELLED if cancelled else GeneratedImage.Status.FAILED,
+                status=GeneratedImage.Status.CANCELLED
+                if cancelled
+                else GeneratedImage.Status.FAILED,
                 error_message=message,
                 updated_at=now,
             )
@@ -169,8 +170,9 @@ def submit(task_id: int) -> str:
         updated_at=timezone.now(),
     )
     if not saved:
-        logger.error("Task %s was submitted twice; provider task %s is an orphan", task_id,
-                     result.task_id)
+        logger.error(
+            "Task %s was submitted twice; provider task %s is an orphan", task_id, result.task_id
+        )
         return "skipped: another run saved its id first"
     logger.info("Task %s submitted to %s as %s", task_id, task.provider, result.task_id)
     if result.status.rank > TaskStatus.SUBMITTED.rank:
@@ -329,7 +331,7 @@ def _fetch_and_check(url: str) -> CheckedImage:
             )
             break
         except DownloadError as exc:
-            if attempt == 2 or "timed out" not in str(exc) and "could not fetch" not in str(exc):
+            if attempt == 2 or ("timed out" not in str(exc) and "could not fetch" not in str(exc)):
                 raise
     return check_image(
         downloaded.content,
@@ -404,9 +406,7 @@ def complete(task_id: int) -> str:
     for image in todo:
         image.campaign = task.campaign  # upload_to reads the slug; no query per thread
     with ThreadPoolExecutor(max_workers=max(1, min(4, len(todo)))) as pool:
-        results = list(
-            pool.map(lambda img: _download_one(img, asdict(outputs[img.index])), todo)
-        )
+        results = list(pool.map(lambda img: _download_one(img, asdict(outputs[img.index])), todo))
     stored = 0
     for image, result in zip(todo, results, strict=True):
         output = outputs[image.index]
@@ -455,8 +455,12 @@ def process_webhook(event_id: int) -> str:
         WebhookEvent.objects.filter(pk=event_id).update(
             processed_at=timezone.now(), outcome="orphaned: no task with this id"
         )
-        logger.warning("Webhook %s names unknown %s task %r", event.event_id, event.provider,
-                       event.provider_task_id)
+        logger.warning(
+            "Webhook %s names unknown %s task %r",
+            event.event_id,
+            event.provider,
+            event.provider_task_id,
+        )
         return "orphaned"
     if event.state:
         state = ProviderTask(

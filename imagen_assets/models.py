@@ -17,7 +17,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from imagen_assets import conf
-from imagen_assets.providers.base import ASPECT_RATIOS, TaskStatus
+from imagen_assets.imagen_sizes import ASPECT_RATIOS
+from imagen_assets.providers.base import TaskStatus
 
 
 def image_storage() -> Storage:

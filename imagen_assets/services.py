@@ -192,9 +192,7 @@ def request_images(
     return tasks
 
 
-def _review(
-    image_id: int, *, user: User, approved: bool, note: str
-) -> GeneratedImage:
+def _review(image_id: int, *, user: User, approved: bool, note: str) -> GeneratedImage:
     with transaction.atomic():
         image = GeneratedImage.objects.select_for_update().get(pk=image_id)
         if image.status != GeneratedImage.Status.SUCCEEDED:
@@ -217,9 +215,7 @@ def _review(
                 "updated_at",
             ]
         )
-    logger.info(
-        "Image %s %s by user %s", image.pk, image.review_status, getattr(user, "pk", None)
-    )
+    logger.info("Image %s %s by user %s", image.pk, image.review_status, getattr(user, "pk", None))
     return image
 
 

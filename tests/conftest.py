@@ -104,7 +104,6 @@ def stack_env(
     Providers: ``sandbox`` (the default), ``wave`` and ``wavespeed``, all pointed at the
     sandbox over HTTP, with webhooks calling back into the live Django server.
     """
-    from campaigns.settings import imagen_assets_from_env, storages_from_env
 
     media = tmp_path / "media"
     env = {
@@ -152,9 +151,7 @@ def start_worker(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Callable
         if wait:
             connection = redis.Redis.from_url(env["REDIS_URL"])
             deadline = time.monotonic() + 30
-            while len(Worker.all(connection=connection)) < len(
-                [p for p in started if p.alive()]
-            ):
+            while len(Worker.all(connection=connection)) < len([p for p in started if p.alive()]):
                 if not process.alive() or time.monotonic() > deadline:
                     raise AssertionError(f"worker did not start:\n{process.log_tail()}")
                 time.sleep(0.1)

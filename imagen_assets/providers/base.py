@@ -22,24 +22,7 @@ import httpx
 from django.core.exceptions import ImproperlyConfigured
 
 from imagen_assets import __version__
-
-ASPECT_RATIOS: tuple[str, ...] = ("1:1", "3:4", "4:3", "9:16", "16:9")
-
-# Google's Imagen 4 output sizes (PROVIDERS.md section 3).
-SIZES_1K: dict[str, tuple[int, int]] = {
-    "1:1": (1024, 1024),
-    "3:4": (896, 1280),
-    "4:3": (1280, 896),
-    "9:16": (768, 1408),
-    "16:9": (1408, 768),
-}
-SIZES_2K: dict[str, tuple[int, int]] = {
-    "1:1": (2048, 2048),
-    "3:4": (1792, 2560),
-    "4:3": (2560, 1792),
-    "9:16": (1536, 2816),
-    "16:9": (2816, 1536),
-}
+from imagen_assets.imagen_sizes import ASPECT_RATIOS, SIZES_1K
 
 
 class TaskStatus(StrEnum):

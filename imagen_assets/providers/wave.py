@@ -20,8 +20,8 @@ from urllib.parse import quote
 
 import httpx
 
+from imagen_assets.imagen_sizes import SIZES_2K
 from imagen_assets.providers.base import (
-    SIZES_2K,
     GenerationParams,
     Output,
     Provider,

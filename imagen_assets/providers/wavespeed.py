@@ -27,9 +27,8 @@ from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 
 from imagen_assets import conf
+from imagen_assets.imagen_sizes import SIZES_1K, SIZES_2K
 from imagen_assets.providers.base import (
-    SIZES_1K,
-    SIZES_2K,
     GenerationParams,
     Output,
     Provider,

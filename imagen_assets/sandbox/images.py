@@ -17,24 +17,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
 
-ASPECT_RATIOS: tuple[str, ...] = ("1:1", "3:4", "4:3", "9:16", "16:9")
-
-# Google's Imagen 4 output sizes (PROVIDERS.md section 3). The app keeps the same tables in
-# imagen_assets.providers.base, but the sandbox must not import Django, so they live here too.
-SIZES_1K: dict[str, tuple[int, int]] = {
-    "1:1": (1024, 1024),
-    "3:4": (896, 1280),
-    "4:3": (1280, 896),
-    "9:16": (768, 1408),
-    "16:9": (1408, 768),
-}
-SIZES_2K: dict[str, tuple[int, int]] = {
-    "1:1": (2048, 2048),
-    "3:4": (1792, 2560),
-    "4:3": (2560, 1792),
-    "9:16": (1536, 2816),
-    "16:9": (2816, 1536),
-}
+from imagen_assets.imagen_sizes import SIZES_1K, SIZES_2K
 
 _EXTENSIONS = {"jpeg": "jpg", "png": "png"}
 _CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}

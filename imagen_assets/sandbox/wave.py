@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from imagen_assets.imagen_sizes import ASPECT_RATIOS
+
 from .callbacks import CallbackDispatcher, Delivery
 from .config import SandboxConfig
 from .engine import (
@@ -40,7 +42,7 @@ from .engine import (
     TaskEngine,
 )
 from .http_types import Request, Response, json_response
-from .images import ASPECT_RATIOS, ImageSpec, image_size
+from .images import ImageSpec, image_size
 from .stats import Counters
 
 API = "wave"

@@ -26,11 +26,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from imagen_assets.imagen_sizes import ASPECT_RATIOS
+
 from .callbacks import CallbackDispatcher, Delivery
 from .config import SandboxConfig
 from .engine import COMPLETED, FAILED, PROCESSING, QUEUED, Task, TaskEngine
 from .http_types import Request, Response, json_response
-from .images import ASPECT_RATIOS, ImageSpec, ImageStore, image_size
+from .images import ImageSpec, ImageStore, image_size
 from .signing import sign_wavespeed_webhook
 from .stats import Counters
 

@@ -18,8 +18,11 @@ from imagen_assets.models import Campaign, GeneratedImage
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = Path(os.environ.get("IMAGEN_SCREENSHOTS", Path(__file__).resolve().parents[2] / ".run"
-                            / "screenshots"))
+SHOTS = Path(
+    os.environ.get(
+        "IMAGEN_SCREENSHOTS", Path(__file__).resolve().parents[2] / ".run" / "screenshots"
+    )
+)
 
 
 @pytest.fixture
@@ -35,8 +38,12 @@ def browser_page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
             executable_path=CHROMIUM,
             headless=True,
             args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
                 "--disable-sync",
             ],
         )
@@ -53,14 +60,21 @@ def shot(page: Any, name: str) -> None:
 
 class MarketerAdminFlowTests:
     def test_generate_watch_open_approve_and_reject(
-        self, stack_env: dict[str, str], worker: Any, live_server: Any, browser_page: Any,
+        self,
+        stack_env: dict[str, str],
+        worker: Any,
+        live_server: Any,
+        browser_page: Any,
         sandbox: Any,
     ) -> None:
         sandbox.config.latency = 1.5  # long enough to see progress, short enough to wait
         get_user_model().objects.create_superuser("marketer", "m@example.com", "spring-2026")
         campaign = Campaign.objects.create(
-            name="Spring launch", slug="spring-launch", brand_prompt="Pastel palette.",
-            default_aspect_ratio="16:9", budget=50,
+            name="Spring launch",
+            slug="spring-launch",
+            brand_prompt="Pastel palette.",
+            default_aspect_ratio="16:9",
+            budget=50,
         )
         page = browser_page
         page.goto(f"{live_server.url}/admin/")

@@ -84,9 +84,9 @@ print("other site OK")
 def test_wheel_ships_only_the_app_and_works_in_another_site(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(BASE_DIR), "--no-deps", "-q", "-w",
-         str(wheels)],
-        check=True, timeout=300,
+        [sys.executable, "-m", "pip", "wheel", str(BASE_DIR), "--no-deps", "-q", "-w", str(wheels)],
+        check=True,
+        timeout=300,
     )
     (wheel,) = wheels.glob("imagen_assets-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
@@ -98,26 +98,38 @@ def test_wheel_ships_only_the_app_and_works_in_another_site(tmp_path: Path) -> N
 
     target = tmp_path / "site-packages-under-test"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
-         str(wheel)],
-        check=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        timeout=300,
     )
     site = tmp_path / "site"
     (site / "othersite").mkdir(parents=True)
     (site / "othersite" / "__init__.py").write_text("")
     (site / "othersite" / "settings.py").write_text(textwrap.dedent(OTHER_SETTINGS))
     (site / "othersite" / "urls.py").write_text(textwrap.dedent(OTHER_URLS))
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith("DJANGO_")
-    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DJANGO_")}
     # The installed wheel comes first, ahead of this checkout's editable install.
     env["PYTHONPATH"] = os.pathsep.join([str(target), str(site)])
     env["DJANGO_SETTINGS_MODULE"] = "othersite.settings"
 
     def django_admin(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "django", *args], cwd=site, env=env, capture_output=True,
-            text=True, timeout=120,
+            [sys.executable, "-m", "django", *args],
+            cwd=site,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
     check = django_admin("check", "--fail-level", "WARNING")

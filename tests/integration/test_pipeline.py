@@ -18,8 +18,8 @@ from PIL import Image
 
 from campaigns.stack import BASE_DIR
 from imagen_assets import jobs, services
+from imagen_assets.imagen_sizes import SIZES_1K, SIZES_2K
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, WebhookEvent
-from imagen_assets.providers.base import SIZES_1K, SIZES_2K
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.integration]
@@ -88,9 +88,7 @@ class SandboxProviderPipelineTests:
         withheld = next(i for i in images if i.status == GeneratedImage.Status.FILTERED)
         assert "withheld" in withheld.error_message
 
-    def test_provider_failure_is_a_readable_message(
-        self, campaign: Campaign, worker: Any
-    ) -> None:
+    def test_provider_failure_is_a_readable_message(self, campaign: Campaign, worker: Any) -> None:
         tasks = services.request_images(campaign=campaign, prompt="[fail] picnic", count=2)
         images = wait_all_finished(tasks)
         assert {image.status for image in images} == {GeneratedImage.Status.FAILED}
@@ -115,7 +113,10 @@ class WaveProviderPipelineTests:
     ) -> None:
         before = sandbox.stats["callbacks_sent"]
         tasks = services.request_images(
-            campaign=campaign, prompt="Sunrise on a mountaintop", count=2, aspect_ratio="16:9",
+            campaign=campaign,
+            prompt="Sunrise on a mountaintop",
+            count=2,
+            aspect_ratio="16:9",
             provider="wave",
         )
         images = wait_all_finished(tasks)
@@ -147,8 +148,12 @@ class WaveSpeedProviderPipelineTests:
         self, campaign: Campaign, sandbox: Any, worker: Any
     ) -> None:
         tasks = services.request_images(
-            campaign=campaign, prompt="A city at dusk", count=4, aspect_ratio="9:16",
-            provider="wavespeed", negative_prompt="blurry",
+            campaign=campaign,
+            prompt="A city at dusk",
+            count=4,
+            aspect_ratio="9:16",
+            provider="wavespeed",
+            negative_prompt="blurry",
         )
         images = wait_all_finished(tasks)
         for image in images:
@@ -168,8 +173,13 @@ class WebhookIngressTests:
 
     def _pending_task(self, campaign: Campaign) -> GenerationTask:
         task = GenerationTask.objects.create(
-            campaign=campaign, provider="wavespeed", model="wavespeed-ai/imagen4",
-            prompt="p", aspect_ratio="1:1", num_images=1, provider_task_id="abc123",
+            campaign=campaign,
+            provider="wavespeed",
+            model="wavespeed-ai/imagen4",
+            prompt="p",
+            aspect_ratio="1:1",
+            num_images=1,
+            provider_task_id="abc123",
             status="processing",
         )
         GeneratedImage.objects.create(task=task, campaign=campaign, index=0)
@@ -198,8 +208,14 @@ class WebhookIngressTests:
         )
         task = self._pending_task(campaign)
         body = json.dumps(
-            {"id": "abc123", "status": "completed", "outputs": ["http://127.0.0.1:1/x.jpg"],
-             "has_nsfw_contents": [False], "error": "", "model": "wavespeed-ai/imagen4"}
+            {
+                "id": "abc123",
+                "status": "completed",
+                "outputs": ["http://127.0.0.1:1/x.jpg"],
+                "has_nsfw_contents": [False],
+                "error": "",
+                "model": "wavespeed-ai/imagen4",
+            }
         ).encode()
         forged = self._post(live_server, "whsec_not-the-secret", body)
         assert forged.status_code == 401
@@ -216,16 +232,27 @@ class WebhookIngressTests:
 
 
 class CommandLineTests:
-    def test_generate_wait_json_then_status(
-        self, stack_env: dict[str, str], worker: Any
-    ) -> None:
+    def test_generate_wait_json_then_status(self, stack_env: dict[str, str], worker: Any) -> None:
         command = [
-            sys.executable, str(BASE_DIR / "manage.py"), "imagen_generate",
-            "--campaign", "cli-test", "--prompt", "A red bicycle", "--count", "3",
-            "--provider", "wave", "--aspect-ratio", "4:3", "--wait", "--timeout", "60", "--json",
+            sys.executable,
+            str(BASE_DIR / "manage.py"),
+            "imagen_generate",
+            "--campaign",
+            "cli-test",
+            "--prompt",
+            "A red bicycle",
+            "--count",
+            "3",
+            "--provider",
+            "wave",
+            "--aspect-ratio",
+            "4:3",
+            "--wait",
+            "--timeout",
+            "60",
+            "--json",
         ]
-        result = subprocess.run(command, env=stack_env, capture_output=True, text=True,
-                                timeout=90)
+        result = subprocess.run(command, env=stack_env, capture_output=True, text=True, timeout=90)
         assert result.returncode == 0, result.stderr
         rows = [json.loads(line) for line in result.stdout.splitlines()]
         assert len(rows) == 3
@@ -237,9 +264,18 @@ class CommandLineTests:
             assert row["file"].startswith("imagen/cli-test/")
             assert row["error"] is None
         status = subprocess.run(
-            [sys.executable, str(BASE_DIR / "manage.py"), "imagen_status", "--campaign",
-             "cli-test", "--json"],
-            env=stack_env, capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                str(BASE_DIR / "manage.py"),
+                "imagen_status",
+                "--campaign",
+                "cli-test",
+                "--json",
+            ],
+            env=stack_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert status.returncode == 0, status.stderr
         assert [json.loads(line)["id"] for line in status.stdout.splitlines()] == [
@@ -250,9 +286,23 @@ class CommandLineTests:
         self, stack_env: dict[str, str], worker: Any
     ) -> None:
         result = subprocess.run(
-            [sys.executable, str(BASE_DIR / "manage.py"), "imagen_generate", "--campaign", "x",
-             "--prompt", "[fail] nope", "--wait", "--timeout", "60", "--json"],
-            env=stack_env, capture_output=True, text=True, timeout=90,
+            [
+                sys.executable,
+                str(BASE_DIR / "manage.py"),
+                "imagen_generate",
+                "--campaign",
+                "x",
+                "--prompt",
+                "[fail] nope",
+                "--wait",
+                "--timeout",
+                "60",
+                "--json",
+            ],
+            env=stack_env,
+            capture_output=True,
+            text=True,
+            timeout=90,
         )
         assert result.returncode != 0
         assert json.loads(result.stdout.splitlines()[0])["status"] == "failed"

@@ -20,9 +20,9 @@ from PIL import Image
 
 from campaigns import stack
 from imagen_assets import jobs, services
+from imagen_assets.imagen_sizes import SIZES_1K
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
 from imagen_assets.providers import TaskStatus, get_provider
-from imagen_assets.providers.base import SIZES_1K
 from tests.conftest import apply_env_settings, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.s3]

@@ -173,9 +173,11 @@ class PrivateAddressTests:
     @pytest.mark.parametrize("address", ["64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe"])
     def test_refuses_nat64_addresses_embedding_a_private_ipv4(self, address):
         with pytest.raises(DownloadError, match="non-public"):
-            fetch("https://cdn.example/x.png", Server({"/x.png": ok()}), Resolver(
-                cdn_example=[address]
-            ))
+            fetch(
+                "https://cdn.example/x.png",
+                Server({"/x.png": ok()}),
+                Resolver(cdn_example=[address]),
+            )
 
     def test_allow_listed_host_may_resolve_to_a_private_address(self):
         server = Server({"/x.png": ok(b"sandbox")})
@@ -254,7 +256,12 @@ class PinningTests:
 
 class EnvironmentProxyTests:
     PROXY_VARS = (
-        "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
     )
 
     @pytest.fixture(autouse=True)

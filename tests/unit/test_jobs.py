@@ -73,8 +73,10 @@ class Shape:
         return json_response(200, envelope)
 
     def done(self, *urls: str) -> httpx.Response:
-        return self.state("completed", urls, cost=21250) if self.alias == "wave" else self.state(
-            "completed", urls
+        return (
+            self.state("completed", urls, cost=21250)
+            if self.alias == "wave"
+            else self.state("completed", urls)
         )
 
     def failed(self) -> tuple[httpx.Response, str, str]:
@@ -809,9 +811,7 @@ class ProcessWebhookTests:
     def test_a_signed_failure_is_applied(self, campaign, use_http, enqueued):
         task = running_task(campaign, WAVESPEED)
         use_http()
-        received = event(
-            state=signed_state("failed", error_code="1200", error_message="filtered")
-        )
+        received = event(state=signed_state("failed", error_code="1200", error_message="filtered"))
 
         assert jobs.process_webhook(received.pk) == "applied failed"
 
@@ -950,9 +950,7 @@ class ReconcileTests:
         make_task(campaign, status="processing", provider_task_id="c")
         stale_succeeded = aged(make_task(campaign, status="succeeded", provider_task_id="d"))
         aged(
-            make_task(
-                campaign, status="succeeded", provider_task_id="e", image_status="succeeded"
-            )
+            make_task(campaign, status="succeeded", provider_task_id="e", image_status="succeeded")
         )
         aged(make_task(campaign, status="failed", provider_task_id="f", image_status="failed"))
         stale_event = event(received_at=old)
@@ -974,9 +972,7 @@ class ReconcileTests:
         )
         assert all(c.delay is None for c in enqueued)
 
-    def test_a_submit_waiting_out_a_rate_limit_is_left_alone(
-        self, campaign, use_http, enqueued
-    ):
+    def test_a_submit_waiting_out_a_rate_limit_is_left_alone(self, campaign, use_http, enqueued):
         task = queued_task(campaign, WAVESPEED)
         busy = fixture("wavespeed/error_429_error_code.json")
         use_http(("POST", WAVESPEED.submit_url, json_response(429, busy, {"Retry-After": "600"})))

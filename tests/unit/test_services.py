@@ -110,9 +110,7 @@ class RequestImagesTests:
         (task,) = ask(campaign, count=2)
 
         assert task.status == "queued"
-        assert set(task.images.values_list("status", "review_status")) == {
-            ("queued", "pending")
-        }
+        assert set(task.images.values_list("status", "review_status")) == {("queued", "pending")}
 
 
 class RequestValidationTests:
