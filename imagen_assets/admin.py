@@ -18,19 +18,8 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import (
-    Case,
-    Count,
-    DecimalField,
-    F,
-    IntegerField,
-    OuterRef,
     QuerySet,
-    Subquery,
-    Sum,
-    Value,
-    When,
 )
-from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.loader import render_to_string
@@ -210,34 +199,6 @@ class ReadOnlyAdminMixin:
 AnnotatedCampaign = Any
 
 
-def _image_count(**filters: Any) -> Coalesce:
-    counted = (
-        GeneratedImage.objects.filter(campaign=OuterRef("pk"), **filters)
-        .order_by()
-        .values("campaign")
-        .annotate(n=Count("pk"))
-        .values("n")[:1]
-    )
-    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
-
-
-def _committed_spend() -> Coalesce:
-    """Campaign.committed_spend() as a subquery: cost of finished tasks + estimates of open ones."""
-    money_field = DecimalField(max_digits=14, decimal_places=4)
-    per_task = Case(
-        When(status=TaskStatus.SUCCEEDED, then=Coalesce(F("cost"), Value(Decimal(0)))),
-        When(status__in=OPEN_TASK_STATUSES, then=F("estimated_cost")),
-        default=Value(Decimal(0)),
-        output_field=money_field,
-    )
-    total = (
-        GenerationTask.objects.filter(campaign=OuterRef("pk"))
-        .order_by()
-        .values("campaign")
-        .annotate(total=Sum(per_task))
-        .values("total")[:1]
-    )
-    return Coalesce(Subquery(total, output_field=money_field), Value(Decimal(0)))
 
 
 @admin.register(Campaign)
@@ -280,19 +241,7 @@ class CampaignAdmin(admin.ModelAdmin):
         return self.summary_fieldsets + self.fieldsets
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
-        # Subqueries rather than joins: counts of one table and sums of another would
-        # multiply each other in one GROUP BY, and subqueries run for the listed page only.
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                n_images=_image_count(),
-                n_ready=_image_count(status=GeneratedImage.Status.SUCCEEDED),
-                n_approved=_image_count(review_status=GeneratedImage.Review.APPROVED),
-                n_failed=_image_count(status__in=GeneratedImage.FAILED_STATUSES),
-                committed=_committed_spend(),
-            )
-        )
+        return super().get_queryset(request).with_stats()
 
     def save_model(self, request: HttpRequest, obj: Campaign, form: Any, change: bool) -> None:
         if not change and obj.created_by_id is None:
