@@ -36,7 +36,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(Exception):
@@ -136,13 +138,20 @@ def start_redis(workdir: Path, *, log: bool = True) -> tuple[Process, str]:
         "redis",
         [
             redis_server_binary(),
-            "--port", "0",
-            "--unixsocket", str(sock),
-            "--unixsocketperm", "700",
-            "--dir", str(workdir),
-            "--save", "",
-            "--appendonly", "no",
-            "--maxmemory-policy", "noeviction",
+            "--port",
+            "0",
+            "--unixsocket",
+            str(sock),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(workdir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--maxmemory-policy",
+            "noeviction",
         ],
         log_path=workdir / "redis.log" if log else None,
     ).start()
@@ -247,16 +256,21 @@ def start_seaweedfs(workdir: Path, *, timeout: float = 20) -> tuple[SeaweedFS, s
     process = SeaweedFS(
         "seaweedfs",
         [
-            seaweedfs_binary(), "server",
+            seaweedfs_binary(),
+            "server",
             f"-dir={workdir}",
-            "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            "-filer", "-s3",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-filer",
+            "-s3",
             *(f"-{name}.port={port}" for name, port in ports.items()),
             *(f"-{name}.port.grpc={port}" for name, port in grpc.items()),
             f"-filer.localSocket={workdir / 'filer.sock'}",
             f"-s3.localSocket={workdir / 's3.sock'}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0",
-            "-master.volumeSizeLimitMB=64", "-volume.max=32",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.volumeSizeLimitMB=64",
+            "-volume.max=32",
             "-master.telemetry=false",
         ],
         env={**os.environ, "TMPDIR": str(workdir)},  # its glog files
@@ -288,9 +302,7 @@ def start_sandbox(port: int, env: Mapping[str, str], log_path: Path | None, *ext
 
 
 def start_worker(env: Mapping[str, str], log_path: Path | None, queue: str = "default") -> Process:
-    return Process(
-        "worker", manage("rqworker", "--with-scheduler", queue), env, log_path
-    ).start()
+    return Process("worker", manage("rqworker", "--with-scheduler", queue), env, log_path).start()
 
 
 def start_web(port: int, env: Mapping[str, str], log_path: Path | None) -> Process:

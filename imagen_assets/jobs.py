@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import timedelta
@@ -343,7 +344,9 @@ def _fetch_and_check(url: str) -> CheckedImage:
 def _store(image: GeneratedImage, checked: CheckedImage) -> tuple[str, str]:
     """Write the original bytes and the thumbnail; returns the two storage names."""
     storage = image_storage()
-    stem = f"{image.task_id}-{image.index}-{checked.sha256[:12]}"
+    # A random part: two runs racing on one image (webhook and poll) never write the same
+    # name, so the loser deletes only its own copy, also on storages that overwrite (S3).
+    stem = f"{image.task_id}-{image.index}-{checked.sha256[:12]}-{secrets.token_hex(3)}"
     file_field = GeneratedImage._meta.get_field("file")
     thumb_field = GeneratedImage._meta.get_field("thumbnail")
     name = storage.save(

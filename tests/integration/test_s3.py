@@ -149,15 +149,6 @@ class S3StorageTests:
         # Nothing went to the local file storage, in the worker or here.
         assert files_under(Path(s3_env["MEDIA_ROOT"])) == []
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "BUG: jobs.complete() running twice at once (webhook + poll) on S3 deletes the "
-            "stored image: S3Storage overwrites, so both runs write the same key and the "
-            "loser's cleanup (jobs.py, `if not won and 'file' in result`) deletes the "
-            "winner's objects"
-        ),
-    )
     def test_concurrent_completion_keeps_the_stored_objects(
         self, campaign: Campaign, s3_env: dict[str, str], s3_bucket: str, settings: Any
     ) -> None:

@@ -1,0 +1,86 @@
+"""An RQ worker class that gets delayed jobs moving again soon after another worker crashed.
+
+Polls, submit retries and the reconciler are *scheduled* jobs; one worker's scheduler moves
+them to the queue when due, holding a lock in Redis. When that worker is killed (SIGKILL,
+OOM), the lock lives on for 61 s, and stock RQ workers only try to take it over at their
+maintenance run, every 10 minutes (rq/rq#1758). Until then nothing scheduled runs.
+
+This class closes the gap: at start it breaks a lock whose holder was a scheduler process on
+this host that no longer exists, and it runs maintenance (which retries the lock) every 30 s.
+Use it with ``rqworker --worker-class imagen_assets.worker.Worker --with-scheduler`` or
+``RQ = {"WORKER_CLASS": "imagen_assets.worker.Worker"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+from redis import Redis
+from rq import Worker as RQWorker
+from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
+
+logger = logging.getLogger(__name__)
+
+# Delete the lock only if it still names the dead scheduler (compare-and-delete).
+_RELEASE_IF_OWNER = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+def _process_exists(pid: int) -> bool:
+    """True if ``pid`` is a live process here (a zombie, killed but not reaped, is not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # "pid (comm) S ...": the state letter follows the last ")".
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def break_stale_scheduler_locks(connection: Redis, queue_names: list[str]) -> list[str]:
+    """Release scheduler locks held by dead scheduler processes of this host; returns the
+    queue names whose lock was released. Locks of other hosts are left to expire."""
+    released = []
+    hostname = socket.gethostname()
+    for name in queue_names:
+        key = RQScheduler.get_locking_key(name)
+        owner = connection.get(key)
+        if owner is None:
+            continue
+        owner_name = owner.decode() if isinstance(owner, bytes) else str(owner)
+        meta = connection.hgetall(SCHEDULER_KEY_TEMPLATE % owner_name)
+        host = (meta.get(b"hostname") or b"").decode()
+        pid = int((meta.get(b"pid") or b"0").decode() or 0)
+        if host == hostname and pid > 0 and not _process_exists(pid):
+            if connection.eval(_RELEASE_IF_OWNER, 1, key, owner):
+                released.append(name)
+                logger.warning(
+                    "Released the scheduler lock of queue %s held by dead process %s", name, pid
+                )
+    return released
+
+
+class Worker(RQWorker):
+    """``rq.Worker`` that recovers the scheduler within seconds (same host) or about
+    a minute and a half (another host) after the worker running it died."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["maintenance_interval"] = kwargs.get("maintenance_interval") or 30
+        # An idle worker checks for maintenance between blocking dequeues, every ttl - 15 s.
+        kwargs["worker_ttl"] = kwargs.get("worker_ttl") or 60
+        super().__init__(*args, **kwargs)
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        if kwargs.get("with_scheduler"):
+            break_stale_scheduler_locks(self.connection, [q.name for q in self.queues])
+        return super().work(*args, **kwargs)
