@@ -61,12 +61,12 @@ def break_stale_scheduler_locks(connection: Redis, queue_names: list[str]) -> li
         meta = connection.hgetall(SCHEDULER_KEY_TEMPLATE % owner_name)
         host = (meta.get(b"hostname") or b"").decode()
         pid = int((meta.get(b"pid") or b"0").decode() or 0)
-        if host == hostname and pid > 0 and not _process_exists(pid):
-            if connection.eval(_RELEASE_IF_OWNER, 1, key, owner):
-                released.append(name)
-                logger.warning(
-                    "Released the scheduler lock of queue %s held by dead process %s", name, pid
-                )
+        dead = host == hostname and pid > 0 and not _process_exists(pid)
+        if dead and connection.eval(_RELEASE_IF_OWNER, 1, key, owner):
+            released.append(name)
+            logger.warning(
+                "Released the scheduler lock of queue %s held by dead process %s", name, pid
+            )
     return released
 
 
