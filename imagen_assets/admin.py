@@ -199,8 +199,6 @@ class ReadOnlyAdminMixin:
 AnnotatedCampaign = Any
 
 
-
-
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
     form = CampaignAdminForm
