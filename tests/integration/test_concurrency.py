@@ -20,9 +20,9 @@ from django.db import connection, connections
 
 from imagen_assets import jobs, services
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, WebhookEvent
-from imagen_assets.providers import TaskStatus, get_provider
+from imagen_assets.providers import TaskStatus
 from imagen_assets.sandbox.signing import sign_wavespeed_webhook
-from tests.conftest import wait_for
+from tests.factories import running_wavespeed_task, submitted_and_finished_at_provider
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -95,18 +95,7 @@ class ConcurrentJobTests:
     ) -> None:
         settings.IMAGEN_ASSETS["WEBHOOK_BASE_URL"] = None  # only these calls complete it
         [task] = services.request_images(campaign=campaign, prompt="Ice skaters", count=4)
-        assert jobs.submit(task.pk).startswith("submitted as ")
-        task.refresh_from_db()
-        with get_provider(task.provider) as provider:
-            state = wait_for(
-                lambda: (
-                    (s := provider.fetch(task.provider_task_id)).status == TaskStatus.SUCCEEDED
-                    and s
-                ),
-                15,
-                "the sandbox to finish",
-            )
-        jobs._apply(task.pk, state, counted_poll=True)
+        submitted_and_finished_at_provider(task)
         downloads = sandbox.stats["downloads"]
 
         outcomes = at_once([lambda: jobs.complete(task.pk)] * 4)
@@ -164,17 +153,7 @@ class DuplicateWebhookTests:
         settings.IMAGEN_ASSETS["PROVIDERS"]["wavespeed"]["OPTIONS"]["WEBHOOK_SECRET"] = (
             sandbox.webhook_secret
         )
-        task = GenerationTask.objects.create(
-            campaign=campaign,
-            provider="wavespeed",
-            model="wavespeed-ai/imagen4",
-            prompt="p",
-            aspect_ratio="1:1",
-            num_images=1,
-            provider_task_id="dup-123",
-            status="processing",
-        )
-        GeneratedImage.objects.create(task=task, campaign=campaign, index=0)
+        task = running_wavespeed_task(campaign, "dup-123")
         body = json.dumps(
             {
                 "id": "dup-123",

@@ -27,6 +27,7 @@ from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, Webho
 from imagen_assets.providers import TaskStatus, get_provider
 from imagen_assets.sandbox.signing import sign_wavespeed_webhook
 from tests.conftest import wait_for
+from tests.factories import running_wavespeed_task
 
 pytestmark = [pytest.mark.integration]
 
@@ -338,19 +339,7 @@ class HostileOutputTests:
         settings.IMAGEN_ASSETS["PROVIDERS"]["wavespeed"]["OPTIONS"]["WEBHOOK_SECRET"] = (
             sandbox.webhook_secret
         )
-        task = GenerationTask.objects.create(
-            campaign=campaign,
-            provider="wavespeed",
-            model="wavespeed-ai/imagen4",
-            prompt="p",
-            aspect_ratio="1:1",
-            num_images=4,
-            provider_task_id="hostile-1",
-            status="processing",
-            estimated_cost="0.16",
-        )
-        for index in range(4):
-            GeneratedImage.objects.create(task=task, campaign=campaign, index=index)
+        task = running_wavespeed_task(campaign, "hostile-1", num_images=4, estimated_cost="0.16")
         names = ["good.jpg", "page.png", "truncated.jpg", "bomb.png"]
         body = json.dumps(
             {

@@ -21,6 +21,7 @@ from imagen_assets import jobs, services
 from imagen_assets.imagen_sizes import SIZES_1K, SIZES_2K
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, WebhookEvent
 from tests.conftest import wait_for
+from tests.factories import running_wavespeed_task
 
 pytestmark = [pytest.mark.integration]
 
@@ -172,18 +173,7 @@ class WebhookIngressTests:
     """Forged and stale webhooks into the live server change nothing."""
 
     def _pending_task(self, campaign: Campaign) -> GenerationTask:
-        task = GenerationTask.objects.create(
-            campaign=campaign,
-            provider="wavespeed",
-            model="wavespeed-ai/imagen4",
-            prompt="p",
-            aspect_ratio="1:1",
-            num_images=1,
-            provider_task_id="abc123",
-            status="processing",
-        )
-        GeneratedImage.objects.create(task=task, campaign=campaign, index=0)
-        return task
+        return running_wavespeed_task(campaign, "abc123")
 
     def _post(self, live_server: Any, secret: str, body: bytes, *, age: int = 0) -> httpx.Response:
         from imagen_assets.sandbox.signing import sign_wavespeed_webhook

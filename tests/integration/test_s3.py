@@ -22,8 +22,9 @@ from campaigns import stack
 from imagen_assets import jobs, services
 from imagen_assets.imagen_sizes import SIZES_1K
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
-from imagen_assets.providers import TaskStatus, get_provider
+from imagen_assets.providers import TaskStatus
 from tests.conftest import apply_env_settings, wait_for
+from tests.factories import submitted_and_finished_at_provider
 
 pytestmark = [pytest.mark.integration, pytest.mark.s3]
 
@@ -154,18 +155,7 @@ class S3StorageTests:
     ) -> None:
         settings.IMAGEN_ASSETS["WEBHOOK_BASE_URL"] = None  # nothing but these calls completes
         [task] = services.request_images(campaign=campaign, prompt="Two finishers", count=2)
-        assert jobs.submit(task.pk).startswith("submitted")
-        task.refresh_from_db()
-        with get_provider(task.provider) as provider:
-            state = wait_for(
-                lambda: (
-                    (s := provider.fetch(task.provider_task_id)).status == TaskStatus.SUCCEEDED
-                    and s
-                ),
-                15,
-                "the sandbox to finish",
-            )
-        jobs._apply(task.pk, state, counted_poll=True)
+        submitted_and_finished_at_provider(task)
 
         barrier = threading.Barrier(3)
 

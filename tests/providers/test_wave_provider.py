@@ -22,24 +22,8 @@ from imagen_assets.providers.base import (
 )
 from imagen_assets.providers.wave import WaveProvider
 
+from .known_sizes import SIZES_2K
 from .mock_http import fixture, json_response
-
-# Google's Imagen 4 sizes, written out here (PROVIDERS.md section 3) so the test does not
-# compare the code's table with itself.
-SIZES_1K = {
-    "1:1": (1024, 1024),
-    "3:4": (896, 1280),
-    "4:3": (1280, 896),
-    "9:16": (768, 1408),
-    "16:9": (1408, 768),
-}
-SIZES_2K = {
-    "1:1": (2048, 2048),
-    "3:4": (1792, 2560),
-    "4:3": (2560, 1792),
-    "9:16": (1536, 2816),
-    "16:9": (2816, 1536),
-}
 
 KEY = "wave-test-key-7c1e94d2"
 BASE = "https://www.qingbo.dev"

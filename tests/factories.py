@@ -1,0 +1,46 @@
+"""Small builders the integration tests share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imagen_assets import jobs
+from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
+from imagen_assets.providers import TaskStatus, get_provider
+from tests.conftest import wait_for
+
+
+def running_wavespeed_task(
+    campaign: Campaign, provider_task_id: str, **fields: Any
+) -> GenerationTask:
+    """A WaveSpeed task already at the provider, with its queued image rows."""
+    values: dict[str, Any] = {
+        "provider": "wavespeed",
+        "model": "wavespeed-ai/imagen4",
+        "prompt": "p",
+        "aspect_ratio": "1:1",
+        "num_images": 1,
+        "provider_task_id": provider_task_id,
+        "status": "processing",
+        **fields,
+    }
+    task = GenerationTask.objects.create(campaign=campaign, **values)
+    for index in range(task.num_images):
+        GeneratedImage.objects.create(task=task, campaign=campaign, index=index)
+    return task
+
+
+def submitted_and_finished_at_provider(task: GenerationTask) -> None:
+    """Submit ``task`` here, wait until the provider has finished it and record that, so
+    only ``jobs.complete`` is left to run (as a webhook and a poll would both do)."""
+    assert jobs.submit(task.pk).startswith("submitted")
+    task.refresh_from_db()
+    with get_provider(task.provider) as provider:
+        state = wait_for(
+            lambda: (
+                (s := provider.fetch(task.provider_task_id)).status == TaskStatus.SUCCEEDED and s
+            ),
+            15,
+            "the provider to finish",
+        )
+    jobs._apply(task.pk, state, counted_poll=True)
