@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 BENCHMARKS = [
+    ["benchmarks.complete"],
     ["benchmarks.drain"],
     ["benchmarks.drain", "--webhooks"],
     ["benchmarks.drain", "--provider", "wave"],
