@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connections
 
 from imagen_assets.models import Campaign, GeneratedImage
 
@@ -50,6 +51,9 @@ def browser_page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         page = browser.new_page(viewport={"width": 1360, "height": 900})
         page.set_default_timeout(30_000)
         yield page
+        # ORM calls made while Playwright's loop ran got their own connections (Django keeps
+        # them per context); close them here, or they keep the test database open.
+        connections.close_all()
         browser.close()
 
 
