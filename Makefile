@@ -21,9 +21,9 @@ $(VENV)/.test: pyproject.toml | $(VENV)/bin/python
 demo: $(VENV)/.example
 	$(PY) -m campaigns.demo
 
-## make test: the whole suite, on SQLite and then on PostgreSQL.
+## make test: lint and types, then the whole suite on SQLite and then on PostgreSQL.
 test: system-deps $(VENV)/.test
-	$(MAKE) --no-print-directory test-sqlite test-postgres
+	$(MAKE) --no-print-directory lint test-sqlite test-postgres
 
 test-sqlite: $(VENV)/.test
 	$(PY) -m pytest -m "not postgres"
@@ -38,6 +38,7 @@ system-deps:
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy imagen_assets campaigns benchmarks
 
 bench: $(VENV)/.test
 	$(PY) -m benchmarks

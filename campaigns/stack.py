@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 from urllib.parse import quote
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -64,7 +65,7 @@ class Process:
     log_path: Path | None = None
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
-    def start(self) -> Process:
+    def start(self) -> Self:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.popen = subprocess.Popen(
             self.argv,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -42,7 +42,13 @@ from imagen_assets.forms import (
     pixel_size,
     provider_display_name,
 )
-from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, WebhookEvent
+from imagen_assets.models import (
+    Campaign,
+    CampaignQuerySet,
+    GeneratedImage,
+    GenerationTask,
+    WebhookEvent,
+)
 from imagen_assets.providers import TaskStatus, provider_aliases
 
 OPEN_TASK_STATUSES = [status.value for status in TaskStatus if not status.terminal]
@@ -59,8 +65,8 @@ class ImagenMedia:
 
 
 # Shorter badge labels for the narrow list columns; the full label is the tooltip.
-SHORT_STATUS = {GeneratedImage.Status.FILTERED: _("Withheld")}
-SHORT_REVIEW = {GeneratedImage.Review.PENDING: _("Pending")}
+SHORT_STATUS: dict[str, Any] = {GeneratedImage.Status.FILTERED: _("Withheld")}
+SHORT_REVIEW: dict[str, Any] = {GeneratedImage.Review.PENDING: _("Pending")}
 
 
 def status_badge(image: GeneratedImage, *, short: bool = False) -> str:
@@ -239,7 +245,7 @@ class CampaignAdmin(admin.ModelAdmin):
         return self.summary_fieldsets + self.fieldsets
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
-        return super().get_queryset(request).with_stats()
+        return cast(CampaignQuerySet, super().get_queryset(request)).with_stats()
 
     def save_model(self, request: HttpRequest, obj: Campaign, form: Any, change: bool) -> None:
         if not change and obj.created_by_id is None:

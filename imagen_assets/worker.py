@@ -58,9 +58,12 @@ def break_stale_scheduler_locks(connection: Redis, queue_names: list[str]) -> li
         if owner is None:
             continue
         owner_name = owner.decode() if isinstance(owner, bytes) else str(owner)
-        meta = connection.hgetall(SCHEDULER_KEY_TEMPLATE % owner_name)
-        host = (meta.get(b"hostname") or b"").decode()
-        pid = int((meta.get(b"pid") or b"0").decode() or 0)
+        meta = {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in connection.hgetall(SCHEDULER_KEY_TEMPLATE % owner_name).items()
+        }
+        host = meta.get("hostname", "")
+        pid = int(meta.get("pid") or 0)
         dead = host == hostname and pid > 0 and not _process_exists(pid)
         if dead and connection.eval(_RELEASE_IF_OWNER, 1, key, owner):
             released.append(name)
