@@ -145,6 +145,13 @@ def submit(task_id: int) -> str:
     with provider:
         url = callback_url(task, provider)
         params = _params(task)
+        try:
+            body = provider.request_body(params, callback_url=_redact(url, task))
+        except ValueError as exc:  # settings changed since the request was validated
+            _fail_task(
+                task_id, f"{provider.display_name} cannot take this request: {exc}", "invalid"
+            )
+            return "failed: invalid request"
         if url and provider.signs_webhooks:
             # Fetch (and cache) the webhook secret now, so the webhook view has it. A
             # failure is not fatal: the view fetches it itself, and polling still works.
@@ -158,7 +165,6 @@ def submit(task_id: int) -> str:
             )
         except ProviderError as exc:
             return _submit_failed(task, exc, idempotent=provider.idempotent_submit)
-        body = provider.request_body(params, callback_url=_redact(url, task))
     # The provider task id goes to the database before anything else can happen.
     saved = GenerationTask.objects.filter(pk=task_id, provider_task_id="").update(
         provider_task_id=result.task_id,

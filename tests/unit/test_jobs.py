@@ -998,3 +998,18 @@ class ReconcileTests:
         (call,) = enqueued
         assert (call.func, call.args, call.delay) == (jobs.reconcile, (True,), 45)
         assert call.job_id == queueing.RECONCILE_JOB_ID
+
+
+class SubmitInvalidRequestTests:
+    def test_a_request_the_provider_no_longer_accepts_fails_without_any_http(
+        self, campaign, use_http, enqueued
+    ):
+        # Queued for WaveSpeed with a negative prompt, then moved to Wave, which has none.
+        task = queued_task(campaign, WAVE, negative_prompt="blurry")
+        use_http()  # any request would fail the test
+
+        assert jobs.submit(task.pk) == "failed: invalid request"
+        task = reload(task)
+        assert task.status == "failed"
+        assert "negative" in task.error_message.lower()
+        assert [image.status for image in images_of(task)] == ["failed"]
