@@ -46,6 +46,33 @@ class ImageSpec:
     fmt: str = "jpeg"
 
 
+def image_specs(
+    *,
+    api_label: str,
+    aspect_ratio: str,
+    resolution: str,
+    seed: int,
+    prompt: str,
+    count: int,
+    fmt: str,
+) -> tuple[ImageSpec, ...]:
+    """The specs of the ``count`` images one task produces (index 0 .. count - 1)."""
+    width, height = image_size(aspect_ratio, resolution)
+    return tuple(
+        ImageSpec(
+            api_label=api_label,
+            aspect_ratio=aspect_ratio,
+            width=width,
+            height=height,
+            seed=seed,
+            prompt=prompt,
+            index=index,
+            fmt=fmt,
+        )
+        for index in range(count)
+    )
+
+
 # --- rendering --------------------------------------------------------------------------
 
 # FreeType faces are not safe to share between threads, so each thread keeps its own fonts.

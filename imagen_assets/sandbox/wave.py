@@ -42,7 +42,7 @@ from .engine import (
     TaskEngine,
 )
 from .http_types import Request, Response, json_response
-from .images import ImageSpec, image_size
+from .images import image_specs
 from .stats import Counters
 
 API = "wave"
@@ -376,19 +376,14 @@ class WaveAPI:
     def _create(self, body: Any, base_url: str) -> Task:
         prompt, parsed = parse_submit(body, base_url)
         seed = parsed.seed if parsed.seed >= 0 else self._engine.random_seed()
-        width, height = image_size(parsed.aspect_ratio, "2k")  # Wave: "native 2K, fixed"
-        specs = tuple(
-            ImageSpec(
-                api_label=API_LABEL,
-                aspect_ratio=parsed.aspect_ratio,
-                width=width,
-                height=height,
-                seed=seed,
-                prompt=prompt,
-                index=index,
-                fmt=self._config.image_format,
-            )
-            for index in range(parsed.n)
+        specs = image_specs(
+            api_label=API_LABEL,
+            aspect_ratio=parsed.aspect_ratio,
+            resolution="2k",  # Wave: "native 2K, fixed"
+            seed=seed,
+            prompt=prompt,
+            count=parsed.n,
+            fmt=self._config.image_format,
         )
         task = Task(
             id=self._new_task_id(), api=API, prompt=prompt, image_specs=specs, payload=parsed

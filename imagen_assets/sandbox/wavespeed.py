@@ -32,7 +32,7 @@ from .callbacks import CallbackDispatcher, Delivery
 from .config import SandboxConfig
 from .engine import COMPLETED, FAILED, PROCESSING, QUEUED, Task, TaskEngine
 from .http_types import Request, Response, json_response
-from .images import ImageSpec, ImageStore, image_size
+from .images import ImageStore, image_specs
 from .signing import sign_wavespeed_webhook
 from .stats import Counters
 
@@ -328,19 +328,14 @@ class WaveSpeedAPI:
 
     def _create(self, prompt: str, parsed: WaveSpeedRequest) -> Task:
         seed = parsed.seed if parsed.seed >= 0 else self._engine.random_seed()
-        width, height = image_size(parsed.aspect_ratio, parsed.resolution)
-        specs = tuple(
-            ImageSpec(
-                api_label=f"WaveSpeed AI · {parsed.model}",
-                aspect_ratio=parsed.aspect_ratio,
-                width=width,
-                height=height,
-                seed=seed,
-                prompt=prompt,
-                index=index,
-                fmt=self._config.image_format,
-            )
-            for index in range(parsed.num_images)
+        specs = image_specs(
+            api_label=f"WaveSpeed AI · {parsed.model}",
+            aspect_ratio=parsed.aspect_ratio,
+            resolution=parsed.resolution,
+            seed=seed,
+            prompt=prompt,
+            count=parsed.num_images,
+            fmt=self._config.image_format,
         )
         task = Task(id=uuid.uuid4().hex, api=API, prompt=prompt, image_specs=specs, payload=parsed)
         snapshot = self._engine.submit(task)
