@@ -10,6 +10,8 @@ BENCHMARKS = [
     ["benchmarks.drain"],
     ["benchmarks.drain", "--webhooks"],
     ["benchmarks.drain", "--provider", "wave"],
+    ["benchmarks.webhooks"],
+    ["benchmarks.admin_changelist"],
 ]
 
 failed = 0

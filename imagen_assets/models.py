@@ -129,7 +129,7 @@ class Campaign(models.Model):
         blank=True,
         related_name="+",
     )
-    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     objects = CampaignQuerySet.as_manager()
@@ -351,6 +351,10 @@ class GeneratedImage(models.Model):
         ]
         indexes = [
             models.Index(fields=["campaign", "-created_at"], name="imagen_image_campaign_idx"),
+            # Covers the per-campaign counts of the campaign list (with_stats()).
+            models.Index(
+                fields=["campaign", "status", "review_status"], name="imagen_image_counts_idx"
+            ),
         ]
         permissions = [
             ("approve_generatedimage", _("Can approve generated images")),
