@@ -72,7 +72,12 @@ def webhook(request: HttpRequest, provider: str, token: str | None = None) -> Js
             logger.error("Cannot verify %s webhooks now: %s", provider, exc)
             return _refuse("cannot verify webhooks right now", 503)
 
-    if task is not None and task.provider_task_id and notice.task_id != task.provider_task_id:
+    if (
+        task is not None
+        and task.provider_task_id
+        and notice.task_id
+        and notice.task_id != task.provider_task_id
+    ):
         logger.warning("Refused a %s callback naming another task", provider)
         return _refuse("task id does not match this callback URL", 400)
     try:
@@ -89,7 +94,7 @@ def webhook(request: HttpRequest, provider: str, token: str | None = None) -> Js
             event = WebhookEvent.objects.create(
                 provider=provider,
                 event_id=notice.event_id[:200],
-                provider_task_id=notice.task_id[:200],
+                provider_task_id=(notice.task_id or getattr(task, "provider_task_id", ""))[:200],
                 task_id=task.pk if task is not None else None,
                 payload=payload if isinstance(payload, dict) else {},
                 state=state,

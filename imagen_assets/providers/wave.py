@@ -229,17 +229,24 @@ class WaveProvider(Provider):
         _json_object(body)
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookNotice:
-        """A hint naming the task; ``task`` is ``None`` so the status is re-read with GET.
+        """A hint; ``task`` is ``None`` so the status is re-read with GET.
 
-        Assumption (PROVIDERS.md §1.6): the body is the terminal status object, so it
-        carries ``task_id``. Wave sends no event id: the hash of the body stands in, so a
-        redelivered identical body is recognised as a duplicate.
+        The callback URL's token already names the task, so the body's ``task_id`` is only
+        cross-checked when present. Assumption (PROVIDERS.md §1.6): the body is the terminal
+        status object with ``task_id`` at the top; an older template nested it under
+        ``data``; a body naming neither is still a valid hint (``task_id`` ""). Wave sends no
+        event id: the hash of the body stands in, so a redelivered body is a duplicate.
         """
         data = _json_object(body)
         task_id = data.get("task_id")
-        if not isinstance(task_id, str) or not task_id:
-            raise WebhookError("callback body has no task_id string", 400)
-        return WebhookNotice(event_id=hashlib.sha256(body).hexdigest(), task_id=task_id, task=None)
+        nested = data.get("data")
+        if task_id is None and isinstance(nested, dict):
+            task_id = nested.get("task_id")
+        if task_id is not None and not isinstance(task_id, str):
+            raise WebhookError("callback body has a task_id that is not a string", 400)
+        return WebhookNotice(
+            event_id=hashlib.sha256(body).hexdigest(), task_id=task_id or "", task=None
+        )
 
 
 # -- parsing helpers (module level: they know Wave's format, not the provider's options) --

@@ -572,14 +572,24 @@ class WaveCallbackTests:
 
         assert wave().parse_webhook({}, body).event_id == wave().parse_webhook({}, body).event_id
 
-    @pytest.mark.parametrize(
-        "body", [b"{}", b'{"task_id": 12}', b'{"task_id": ""}', b'{"task_id": null}', b"[]"]
-    )
-    def test_refuses_a_body_without_a_task_id_string(self, body):
+    @pytest.mark.parametrize("body", [b'{"task_id": 12}', b'{"data": {"task_id": []}}', b"[]"])
+    def test_refuses_a_task_id_that_is_not_a_string(self, body):
         with pytest.raises(WebhookError) as caught:
             wave().parse_webhook({}, body)
 
         assert caught.value.status_code == 400
+
+    @pytest.mark.parametrize("body", [b"{}", b'{"task_id": ""}', b'{"task_id": null}'])
+    def test_a_body_naming_no_task_is_still_a_hint(self, body):
+        # The token in the callback URL names the task; the body is only a nudge.
+        notice = wave().parse_webhook({}, body)
+
+        assert (notice.task_id, notice.task) == ("", None)
+
+    def test_reads_a_task_id_nested_under_data(self):
+        body = b'{"event": "task.completed", "data": {"task_id": "task-wave1"}}'
+
+        assert wave().parse_webhook({}, body).task_id == "task-wave1"
 
     def test_needs_a_token_in_the_callback_url(self):
         assert WaveProvider.callback_needs_token is True

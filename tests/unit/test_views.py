@@ -469,10 +469,16 @@ class WaveCallbackTests:
         assert post(client, self.url(task.callback_token), self.body()).status_code == 200
         assert WebhookEvent.objects.get().task == task
 
-    @pytest.mark.parametrize("body", [b"nope", b"[]", b"{}", b'{"task_id": 7}', b"\xff"])
+    @pytest.mark.parametrize("body", [b"nope", b"[]", b'{"task_id": 7}', b"\xff"])
     def test_a_malformed_body_is_a_400(self, client, task, enqueued, body):
         assert post(client, self.url(task.callback_token), body).status_code == 400
         assert_nothing_recorded(enqueued)
+
+    def test_a_body_naming_no_task_is_a_hint_for_the_tokens_task(self, client, task, enqueued):
+        assert post(client, self.url(task.callback_token), b"{}").status_code == 200
+        event = WebhookEvent.objects.get()
+        assert (event.task, event.state) == (task, None)
+        assert event.provider_task_id == task.provider_task_id
 
     def test_a_redelivered_identical_body_is_recorded_once(self, client, task, enqueued):
         first = post(client, self.url(task.callback_token), self.body())
