@@ -413,6 +413,9 @@ class WaveSpeedProvider(Provider):
             raise WebhookError("webhook body is not UTF-8 JSON", 400) from None
         if not isinstance(data, dict):
             raise WebhookError("webhook body is not a JSON object", 400)
+        if "id" not in data and isinstance(data.get("data"), dict):
+            # Documented as bare; tolerate the API's envelope should a sender wrap it.
+            data = data["data"]
         if not isinstance(data.get("id"), str) or not isinstance(data.get("status"), str):
             raise WebhookError("webhook body has no 'id' and 'status' strings", 400)
         try:

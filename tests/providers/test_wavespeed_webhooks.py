@@ -360,7 +360,7 @@ class WaveSpeedWebhookParseTests:
             b"\xff",
             b"not json",
             b"[]",
-            b'{"code": 200, "message": "success", "data": {"id": "x", "status": "completed"}}',
+            b'{"code": 200, "message": "success", "data": {"id": "x"}}',
             b'{"id": 12, "status": "completed"}',
             b'{"id": "x"}',
             b'{"id": "x", "status": null}',
@@ -382,3 +382,25 @@ class WaveSpeedWebhookParseTests:
             provider.parse_webhook(hdrs, BODY)
 
         assert caught.value.status_code == 400
+
+
+class WaveSpeedWebhookEnvelopeTests:
+    def test_a_body_wrapped_in_the_api_envelope_is_read_too(self):
+        from imagen_assets.providers.wavespeed import WaveSpeedProvider
+
+        provider = WaveSpeedProvider("wavespeed", {"API_KEY": "k", "WEBHOOK_SECRET": "whsec_x"})
+        body = json.dumps(
+            {
+                "code": 200,
+                "message": "success",
+                "data": {
+                    "id": "p1",
+                    "status": "completed",
+                    "outputs": ["https://cdn.test/a.jpg"],
+                    "has_nsfw_contents": [False],
+                },
+            }
+        ).encode()
+        notice = provider.parse_webhook({"webhook-id": "w1"}, body)
+        assert notice.task_id == "p1"
+        assert notice.task is not None and notice.task.outputs[0].url == "https://cdn.test/a.jpg"
