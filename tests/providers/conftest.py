@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from django.core.cache import cache
 
-from .mock_http import Expected, MockHTTP
+from tests.mock_http import Expected, MockHTTP
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +21,7 @@ def mock_http() -> Iterator[Callable[..., MockHTTP]]:
     made: list[MockHTTP] = []
 
     def make(*expected: Expected) -> MockHTTP:
-        http = MockHTTP(expected)
+        http = MockHTTP(*expected)
         made.append(http)
         return http
 

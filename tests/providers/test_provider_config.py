@@ -14,8 +14,7 @@ from imagen_assets.providers.base import GenerationParams, ProviderError, TaskSt
 from imagen_assets.providers.sandbox import SandboxProvider
 from imagen_assets.providers.wave import WaveProvider
 from imagen_assets.providers.wavespeed import WaveSpeedProvider
-
-from .mock_http import MockHTTP, fixture, json_response
+from tests.mock_http import MockHTTP, fixture, json_response
 
 WAVE = "imagen_assets.providers.wave.WaveProvider"
 WAVESPEED = "imagen_assets.providers.wavespeed.WaveSpeedProvider"
@@ -207,7 +206,7 @@ class SandboxProviderTests:
 
 class MockHTTPTests:
     def test_fails_loudly_on_an_unexpected_request(self):
-        http = MockHTTP([])
+        http = MockHTTP()
 
         with pytest.raises(
             AssertionError, match=re.escape("unexpected request #1: GET https://example.com/")
@@ -217,13 +216,13 @@ class MockHTTPTests:
             http.assert_done()
 
     def test_fails_on_a_request_other_than_the_next_expected(self):
-        http = MockHTTP([("GET", "https://example.com/a", httpx.Response(200))])
+        http = MockHTTP(("GET", "https://example.com/a", httpx.Response(200)))
 
         with pytest.raises(AssertionError, match=re.escape("expected GET https://example.com/a")):
             http.client.post("https://example.com/a")
 
     def test_fails_when_an_expected_request_is_never_made(self):
-        http = MockHTTP([("GET", "https://example.com/a", httpx.Response(200))])
+        http = MockHTTP(("GET", "https://example.com/a", httpx.Response(200)))
 
         with pytest.raises(
             AssertionError, match=re.escape("never made: GET https://example.com/a")
@@ -231,7 +230,7 @@ class MockHTTPTests:
             http.assert_done()
 
     def test_compares_query_parameters_decoded(self):
-        http = MockHTTP([("GET", "https://example.com/a?x=1%202&y=2", httpx.Response(200))])
+        http = MockHTTP(("GET", "https://example.com/a?x=1%202&y=2", httpx.Response(200)))
 
         http.client.get("https://example.com/a", params={"y": "2", "x": "1 2"})
         http.assert_done()

@@ -21,9 +21,9 @@ from imagen_assets.providers.base import (
     WebhookError,
 )
 from imagen_assets.providers.wave import WaveProvider
+from tests.mock_http import fixture, json_response
 
 from .known_sizes import SIZES_2K
-from .mock_http import fixture, json_response
 
 KEY = "wave-test-key-7c1e94d2"
 BASE = "https://www.qingbo.dev"

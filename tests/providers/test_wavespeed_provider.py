@@ -16,9 +16,9 @@ from imagen_assets.providers.base import (
     TaskStatus,
 )
 from imagen_assets.providers.wavespeed import WaveSpeedProvider
+from tests.mock_http import fixture, json_response
 
 from .known_sizes import SIZES_1K, SIZES_2K
-from .mock_http import fixture, json_response
 
 KEY = "ws-test-key-51b07aa9e3"
 BASE = "https://api.wavespeed.ai"

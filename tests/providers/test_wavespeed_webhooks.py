@@ -17,8 +17,7 @@ from django.http.request import HttpHeaders
 
 from imagen_assets.providers.base import Output, ProviderError, TaskStatus, WebhookError
 from imagen_assets.providers.wavespeed import WaveSpeedProvider
-
-from .mock_http import fixture, json_response
+from tests.mock_http import fixture, json_response
 
 KEY = "ws-test-key-51b07aa9e3"
 BASE = "https://api.wavespeed.ai"

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from django.core.cache import cache
-from unit_helpers import CDN_ADDRESS, CDN_HOST, FakeCDN, FakeHTTP, imagen_settings
+from unit_helpers import CDN_ADDRESS, CDN_HOST, FakeCDN, MockHTTP, imagen_settings
 
 from imagen_assets import downloads, jobs, providers, queueing
 
@@ -97,12 +97,12 @@ def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[Enqueued]:
 
 
 @pytest.fixture
-def use_http(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., FakeHTTP]]:
+def use_http(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., MockHTTP]]:
     """``use_http(("POST", url, response), ...)``: the jobs' providers talk to this fake."""
-    made: list[FakeHTTP] = []
+    made: list[MockHTTP] = []
 
-    def install(*expected: Any) -> FakeHTTP:
-        http = FakeHTTP(*expected)
+    def install(*expected: Any) -> MockHTTP:
+        http = MockHTTP(*expected)
         made.append(http)
         monkeypatch.setattr(
             jobs,

@@ -433,7 +433,10 @@ class SubmitJobTests:
             "WEBHOOK_BASE_URL": "https://marketing.example/",
         }
         task = queued_task(campaign, WAVESPEED)
-        http = use_http(("POST", WAVESPEED.submit_url, WAVESPEED.submitted()))
+        webhook = "https://marketing.example/imagen/webhooks/wavespeed/"
+        http = use_http(
+            ("POST", f"{WAVESPEED.submit_url}?webhook={webhook}", WAVESPEED.submitted())
+        )
 
         jobs.submit(task.pk)
 

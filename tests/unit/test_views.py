@@ -17,7 +17,7 @@ from django.test import Client
 from django.urls import reverse
 from unit_helpers import (
     WS_SECRET,
-    FakeHTTP,
+    MockHTTP,
     fixture,
     json_response,
     make_campaign,
@@ -346,7 +346,7 @@ class WaveSpeedWebhookTests:
         config = settings.IMAGEN_ASSETS
         config["PROVIDERS"]["wavespeed"]["OPTIONS"]["WEBHOOK_SECRET"] = ""
         settings.IMAGEN_ASSETS = config
-        http = FakeHTTP(
+        http = MockHTTP(
             (
                 "GET",
                 "https://ws.test/api/v3/webhook/secret",

@@ -10,18 +10,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
-import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 from PIL import Image
 
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
+from tests.mock_http import MockHTTP, fixture, json_response
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+__all__ = ["MockHTTP", "fixture", "json_response"]  # the unit tests import them from here
 
 WAVE_KEY = "wave-unit-key-7c1e0b"
 WS_KEY = "ws-unit-key-93fa1d"
@@ -54,62 +52,6 @@ def imagen_settings(**overrides: Any) -> dict[str, Any]:
     }
     config.update(overrides)
     return config
-
-
-def fixture(name: str) -> Any:
-    """A JSON payload from ``tests/fixtures/`` (``"wave/submit_queued.json"``)."""
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
-
-
-def json_response(status: int, data: Any, headers: dict[str, str] | None = None) -> httpx.Response:
-    return httpx.Response(status, json=data, headers=headers)
-
-
-# -- a strict fake HTTP server ---------------------------------------------------------------
-
-Answer = httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]
-
-
-class FakeHTTP:
-    """Answers the expected requests in order; anything else fails the test."""
-
-    def __init__(self, *expected: tuple[str, str, Answer]) -> None:
-        self.expected = list(expected)
-        self.requests: list[httpx.Request] = []
-        self.failures: list[str] = []
-        self.transport = httpx.MockTransport(self.handle)
-        self.client = httpx.Client(transport=self.transport)
-
-    def expect(self, method: str, url: str, answer: Answer) -> FakeHTTP:
-        self.expected.append((method, url, answer))
-        return self
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        request.read()
-        self.requests.append(request)
-        index = len(self.requests) - 1
-        if index >= len(self.expected):
-            self._fail(f"unexpected request #{index + 1}: {request.method} {request.url}")
-        method, url, answer = self.expected[index]
-        actual = str(request.url.copy_with(query=None))
-        if request.method != method or actual != url:
-            self._fail(
-                f"request #{index + 1}: expected {method} {url}, got {request.method} {actual}"
-            )
-        if isinstance(answer, Exception):
-            raise answer
-        if callable(answer):
-            return answer(request)
-        return answer
-
-    def _fail(self, message: str) -> None:
-        self.failures.append(message)  # kept, so code that swallows the error still fails
-        raise AssertionError(message)
-
-    def assert_done(self) -> None:
-        assert not self.failures, self.failures
-        missing = self.expected[len(self.requests) :]
-        assert not missing, f"expected requests never made: {[(m, u) for m, u, _ in missing]}"
 
 
 # -- a fake CDN for downloads ----------------------------------------------------------------

@@ -1,7 +1,8 @@
 """A fake HTTP server for provider tests that answers only what it was told to expect.
 
-Give it the requests a test expects, in order, as ``(method, url, response)``; ``response``
-is an :class:`httpx.Response` or an exception to raise (``httpx.ConnectError(...)``). Any
+Give it the requests a test expects, in order, as ``(method, url, answer)``; ``answer`` is
+an :class:`httpx.Response`, an exception to raise (``httpx.ConnectError(...)``) or a
+function of the request returning a response. Any
 other request fails the test with an ``AssertionError`` instead of reaching the network,
 and :meth:`MockHTTP.assert_done` fails when an expected request was never made.
 """
@@ -9,15 +10,16 @@ and :meth:`MockHTTP.assert_done` fails when an expected request was never made.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
-Expected = tuple[str, str, "httpx.Response | Exception"]
+Answer = httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]
+Expected = tuple[str, str, Answer]
 
 
 def fixture(name: str) -> Any:
@@ -30,11 +32,16 @@ def json_response(status: int, data: Any, headers: dict[str, str] | None = None)
 
 
 class MockHTTP:
-    def __init__(self, expected: Iterable[Expected]) -> None:
+    def __init__(self, *expected: Expected) -> None:
         self.expected = list(expected)
         self.requests: list[httpx.Request] = []
         self.failures: list[str] = []
-        self.client = httpx.Client(transport=httpx.MockTransport(self.handle))
+        self.transport = httpx.MockTransport(self.handle)
+        self.client = httpx.Client(transport=self.transport)
+
+    def expect(self, method: str, url: str, answer: Answer) -> MockHTTP:
+        self.expected.append((method, url, answer))
+        return self
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         request.read()
@@ -42,14 +49,16 @@ class MockHTTP:
         index = len(self.requests) - 1
         if index >= len(self.expected):
             self._fail(f"unexpected request #{index + 1}: {request.method} {request.url}")
-        method, url, response = self.expected[index]
+        method, url, answer = self.expected[index]
         if request.method != method or not same_url(request.url, httpx.URL(url)):
             self._fail(
                 f"request #{index + 1}: expected {method} {url}, got {request.method} {request.url}"
             )
-        if isinstance(response, Exception):
-            raise response
-        return response
+        if isinstance(answer, Exception):
+            raise answer
+        if callable(answer):
+            return answer(request)
+        return answer
 
     def _fail(self, message: str) -> None:
         # Kept as well as raised, so code that swallows the error still fails the test.
