@@ -1,12 +1,14 @@
-"""Small builders the integration tests share."""
+"""Builders, waits and signed requests the integration tests share."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from imagen_assets import jobs
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
 from imagen_assets.providers import TaskStatus, get_provider
+from imagen_assets.sandbox.signing import sign_wavespeed_webhook
 from tests.conftest import wait_for
 
 
@@ -44,3 +46,23 @@ def submitted_and_finished_at_provider(task: GenerationTask) -> None:
             "the provider to finish",
         )
     jobs._apply(task.pk, state, counted_poll=True)
+
+
+def wait_all_finished(tasks: list[GenerationTask], timeout: float = 40.0) -> list[GeneratedImage]:
+    """Wait until no image of ``tasks`` is queued or generating; returns them in order."""
+    images = GeneratedImage.objects.filter(task__in=tasks)
+    wait_for(lambda: not images.unfinished().exists(), timeout, "every image to finish")
+    return list(images.select_related("task").order_by("task_id", "index"))
+
+
+def signed_wavespeed_headers(
+    secret: str, webhook_id: str, body: bytes, *, age: int = 0
+) -> dict[str, str]:
+    """The headers of a WaveSpeed webhook for ``body``, signed ``age`` seconds ago."""
+    timestamp = int(time.time()) - age
+    return {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign_wavespeed_webhook(secret, webhook_id, timestamp, body),
+        "content-type": "application/json",
+    }

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -21,8 +20,11 @@ from django.db import connection, connections
 from imagen_assets import jobs, services
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, WebhookEvent
 from imagen_assets.providers import TaskStatus
-from imagen_assets.sandbox.signing import sign_wavespeed_webhook
-from tests.factories import running_wavespeed_task, submitted_and_finished_at_provider
+from tests.factories import (
+    running_wavespeed_task,
+    signed_wavespeed_headers,
+    submitted_and_finished_at_provider,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -164,15 +166,7 @@ class DuplicateWebhookTests:
                 "model": "wavespeed-ai/imagen4",
             }
         ).encode()
-        timestamp = int(time.time())
-        headers = {
-            "webhook-id": "evt-duplicate-1",
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign_wavespeed_webhook(
-                sandbox.webhook_secret, "evt-duplicate-1", timestamp, body
-            ),
-            "content-type": "application/json",
-        }
+        headers = signed_wavespeed_headers(sandbox.webhook_secret, "evt-duplicate-1", body)
         url = f"{live_server.url}/imagen/webhooks/wavespeed/"
 
         def deliver() -> httpx.Response:

@@ -25,9 +25,8 @@ from PIL import Image
 from imagen_assets import jobs, services
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, WebhookEvent
 from imagen_assets.providers import TaskStatus, get_provider
-from imagen_assets.sandbox.signing import sign_wavespeed_webhook
 from tests.conftest import wait_for
-from tests.factories import running_wavespeed_task
+from tests.factories import running_wavespeed_task, signed_wavespeed_headers, wait_all_finished
 
 pytestmark = [pytest.mark.integration]
 
@@ -41,12 +40,6 @@ def campaign(stack_env: dict[str, str]) -> Campaign:
 
 def tasks_of(tasks: list[GenerationTask]) -> Any:
     return GenerationTask.objects.filter(pk__in=[t.pk for t in tasks])
-
-
-def wait_all_finished(tasks: list[GenerationTask], timeout: float = 30) -> list[GeneratedImage]:
-    images = GeneratedImage.objects.filter(task__in=tasks)
-    wait_for(lambda: not images.unfinished().exists(), timeout, "every image to finish")
-    return list(images.order_by("task_id", "index"))
 
 
 def stored_originals(env: dict[str, str]) -> list[Path]:
@@ -351,18 +344,10 @@ class HostileOutputTests:
                 "model": "wavespeed-ai/imagen4",
             }
         ).encode()
-        timestamp = int(time.time())
         response = httpx.post(
             f"{live_server.url}/imagen/webhooks/wavespeed/",
             content=body,
-            headers={
-                "webhook-id": "evt-hostile-1",
-                "webhook-timestamp": str(timestamp),
-                "webhook-signature": sign_wavespeed_webhook(
-                    sandbox.webhook_secret, "evt-hostile-1", timestamp, body
-                ),
-                "content-type": "application/json",
-            },
+            headers=signed_wavespeed_headers(sandbox.webhook_secret, "evt-hostile-1", body),
         )
         assert response.status_code == 200
 

@@ -21,7 +21,7 @@ from imagen_assets import jobs, services
 from imagen_assets.imagen_sizes import SIZES_1K, SIZES_2K
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, WebhookEvent
 from tests.conftest import wait_for
-from tests.factories import running_wavespeed_task
+from tests.factories import running_wavespeed_task, signed_wavespeed_headers, wait_all_finished
 
 pytestmark = [pytest.mark.integration]
 
@@ -31,16 +31,6 @@ def campaign(stack_env: dict[str, str]) -> Campaign:
     return Campaign.objects.create(
         name="Spring launch", slug="spring-launch", brand_prompt="Pastel palette."
     )
-
-
-def finished(images: Any) -> bool:
-    return not images.unfinished().exists()
-
-
-def wait_all_finished(tasks: list[GenerationTask], timeout: float = 40.0) -> list[GeneratedImage]:
-    images = GeneratedImage.objects.filter(task__in=tasks)
-    wait_for(lambda: finished(images), timeout, "every image to finish")
-    return list(images.select_related("task").order_by("task_id", "index"))
 
 
 def assert_stored(image: GeneratedImage, size: tuple[int, int]) -> None:
@@ -176,16 +166,7 @@ class WebhookIngressTests:
         return running_wavespeed_task(campaign, "abc123")
 
     def _post(self, live_server: Any, secret: str, body: bytes, *, age: int = 0) -> httpx.Response:
-        from imagen_assets.sandbox.signing import sign_wavespeed_webhook
-
-        timestamp = int(time.time()) - age
-        webhook_id = f"evt-{time.time_ns()}"
-        headers = {
-            "webhook-id": webhook_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign_wavespeed_webhook(secret, webhook_id, timestamp, body),
-            "content-type": "application/json",
-        }
+        headers = signed_wavespeed_headers(secret, f"evt-{time.time_ns()}", body, age=age)
         return httpx.post(
             f"{live_server.url}/imagen/webhooks/wavespeed/", content=body, headers=headers
         )

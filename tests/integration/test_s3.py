@@ -23,8 +23,8 @@ from imagen_assets import jobs, services
 from imagen_assets.imagen_sizes import SIZES_1K
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
 from imagen_assets.providers import TaskStatus
-from tests.conftest import apply_env_settings, wait_for
-from tests.factories import submitted_and_finished_at_provider
+from tests.conftest import apply_env_settings
+from tests.factories import submitted_and_finished_at_provider, wait_all_finished
 
 pytestmark = [pytest.mark.integration, pytest.mark.s3]
 
@@ -122,11 +122,9 @@ class S3StorageTests:
         tasks = services.request_images(
             campaign=campaign, prompt="Leaves on a path", count=3, aspect_ratio="3:4", seed=11
         )
-        rows = GeneratedImage.objects.filter(task__in=tasks)
-        wait_for(lambda: not rows.unfinished().exists(), 40, "every image to finish")
+        images = wait_all_finished(tasks)
 
         client = s3_client(s3_env["AWS_S3_ENDPOINT_URL"])
-        images = list(rows.order_by("index"))
         assert len(images) == 3
         for image in images:
             assert image.status == GeneratedImage.Status.SUCCEEDED, image.error_message
