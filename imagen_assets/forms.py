@@ -19,7 +19,7 @@ from django.utils.translation import gettext_lazy as _
 from imagen_assets import conf
 from imagen_assets.imagen_sizes import ASPECT_RATIOS
 from imagen_assets.models import Campaign
-from imagen_assets.providers import get_provider, provider_aliases
+from imagen_assets.providers import get_provider, get_provider_class, provider_aliases
 from imagen_assets.services import SEED_MAX
 
 TIMES = "\N{MULTIPLICATION SIGN}"
@@ -76,10 +76,12 @@ def usable_providers() -> dict[str, ProviderOption]:
 
 
 def provider_display_name(alias: str) -> str:
-    """The provider's human name, or the alias itself when it is not (or badly) configured."""
+    """The provider's human name, or the alias itself when it is not (or badly) configured.
+
+    Read from the backend class, so listing many rows builds no provider objects.
+    """
     try:
-        with get_provider(alias) as provider:
-            return provider.display_name
+        return get_provider_class(alias).display_name
     except ImproperlyConfigured:
         return alias
 

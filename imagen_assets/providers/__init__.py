@@ -30,6 +30,7 @@ __all__ = [
     "WebhookError",
     "WebhookNotice",
     "get_provider",
+    "get_provider_class",
     "provider_aliases",
 ]
 
