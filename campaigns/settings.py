@@ -94,7 +94,16 @@ RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 300}}
 # Takes over the scheduler quickly when another worker died (see imagen_assets/worker.py).
 RQ = {"WORKER_CLASS": "imagen_assets.worker.Worker"}
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# A cache the web server and the workers share when Redis is configured: a WaveSpeed webhook
+# secret a worker fetched at submit time is then already known to the webhook view.
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if env("REDIS_URL")
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
