@@ -26,7 +26,15 @@ Resolver = Callable[[str, int], list[str]]
 
 
 class DownloadError(Exception):
-    """The output could not be fetched safely; the message is fit for the admin."""
+    """The output could not be fetched safely; the message is fit for the admin.
+
+    ``transient`` marks network failures (timeout, dropped connection) that may succeed on
+    a second try; refusals (scheme, address, size) never will.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -163,7 +171,9 @@ def download(
                     content_type = response.headers.get("Content-Type", "").split(";")[0]
                     return Downloaded(b"".join(chunks), content_type.strip().lower(), url)
             except httpx.TimeoutException:
-                raise DownloadError(f"{host} timed out") from None
+                raise DownloadError(f"{host} timed out", transient=True) from None
             except httpx.HTTPError as exc:
-                raise DownloadError(f"could not fetch from {host} ({type(exc).__name__})") from None
+                raise DownloadError(
+                    f"could not fetch from {host} ({type(exc).__name__})", transient=True
+                ) from None
         raise DownloadError(f"more than {MAX_REDIRECTS} redirects")

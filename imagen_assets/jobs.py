@@ -338,7 +338,7 @@ def _fetch_and_check(url: str) -> CheckedImage:
             )
             break
         except DownloadError as exc:
-            if attempt == 2 or ("timed out" not in str(exc) and "could not fetch" not in str(exc)):
+            if attempt == 2 or not exc.transient:
                 raise
     return check_image(
         downloaded.content,

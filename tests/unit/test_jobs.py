@@ -26,6 +26,7 @@ from unit_helpers import (
 )
 
 from imagen_assets import jobs, providers, queueing
+from imagen_assets.downloads import Downloaded
 from imagen_assets.models import GeneratedImage, GenerationTask, WebhookEvent
 
 pytestmark = pytest.mark.django_db
@@ -1016,3 +1017,46 @@ class SubmitInvalidRequestTests:
         assert task.status == "failed"
         assert "negative" in task.error_message.lower()
         assert [image.status for image in images_of(task)] == ["failed"]
+
+
+class DownloadRetryTests:
+    """complete() tries a download a second time only when the failure was transient."""
+
+    def _succeeded_task(self, campaign):
+        task = running_task(campaign, WAVESPEED, status="succeeded", num_images=1)
+        GenerationTask.objects.filter(pk=task.pk).update(
+            outputs=[{"url": "https://cdn.test/a.png", "nsfw": False}]
+        )
+        return task
+
+    def test_a_timeout_is_tried_once_more(self, campaign, enqueued, monkeypatch, tmp_path):
+        task = self._succeeded_task(campaign)
+        calls = []
+
+        def download(url, **kwargs):
+            calls.append(url)
+            if len(calls) == 1:
+                raise jobs.DownloadError("cdn.test timed out", transient=True)
+            return Downloaded(image_bytes("PNG"), "image/png", url)
+
+        monkeypatch.setattr(jobs, "download", download)
+
+        assert jobs.complete(task.pk) == "stored 1, withheld 0"
+        assert len(calls) == 2
+        assert images_of(task)[0].status == "succeeded"
+
+    def test_a_refusal_is_not_tried_again(self, campaign, enqueued, monkeypatch, tmp_path):
+        task = self._succeeded_task(campaign)
+        calls = []
+
+        def download(url, **kwargs):
+            calls.append(url)
+            raise jobs.DownloadError("cdn.test answered HTTP 404")
+
+        monkeypatch.setattr(jobs, "download", download)
+
+        assert jobs.complete(task.pk) == "stored 0, withheld 0"
+        assert len(calls) == 1
+        image = images_of(task)[0]
+        assert image.status == "failed"
+        assert "HTTP 404" in image.error_message
