@@ -6,7 +6,6 @@ nothing is read at import time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -62,17 +61,3 @@ def get(name: str) -> Any:
 
 def user_settings() -> dict[str, Any]:
     return dict(getattr(settings, "IMAGEN_ASSETS", {}) or {})
-
-
-@dataclass(frozen=True)
-class _Accessor:
-    """``conf.app.POLL_INTERVAL`` style access, still read on every call."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return get(name)
-        except KeyError as exc:
-            raise AttributeError(name) from exc
-
-
-app = _Accessor()

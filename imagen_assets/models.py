@@ -253,11 +253,6 @@ class ImageQuerySet(models.QuerySet["GeneratedImage"]):
     def approved(self) -> ImageQuerySet:
         return self.filter(review_status=GeneratedImage.Review.APPROVED)
 
-    def pending_review(self) -> ImageQuerySet:
-        return self.filter(
-            status=GeneratedImage.Status.SUCCEEDED, review_status=GeneratedImage.Review.PENDING
-        )
-
     def unfinished(self) -> ImageQuerySet:
         return self.filter(status__in=GeneratedImage.OPEN_STATUSES)
 
