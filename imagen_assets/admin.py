@@ -292,8 +292,14 @@ class CampaignAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("summary"))
     def summary(self, obj: Campaign) -> str:
-        committed = obj.committed_spend()
-        counts = obj.images.counts()
+        stats: AnnotatedCampaign = Campaign.objects.with_stats().get(pk=obj.pk)
+        committed = stats.committed
+        counts = {
+            "total": stats.n_images,
+            "succeeded": stats.n_ready,
+            "approved": stats.n_approved,
+            "failed": stats.n_failed,
+        }
         unfinished = obj.images.unfinished().count()
         context: dict[str, Any] = {
             "campaign": obj,

@@ -256,14 +256,6 @@ class ImageQuerySet(models.QuerySet["GeneratedImage"]):
     def unfinished(self) -> ImageQuerySet:
         return self.filter(status__in=GeneratedImage.OPEN_STATUSES)
 
-    def counts(self) -> dict[str, int]:
-        return self.aggregate(
-            total=Count("pk"),
-            succeeded=Count("pk", filter=Q(status=GeneratedImage.Status.SUCCEEDED)),
-            approved=Count("pk", filter=Q(review_status=GeneratedImage.Review.APPROVED)),
-            failed=Count("pk", filter=Q(status__in=GeneratedImage.FAILED_STATUSES)),
-        )
-
 
 class GeneratedImage(models.Model):
     """One output image of a task: its file, what it is, and whether it may be used."""
