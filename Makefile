@@ -29,7 +29,7 @@ test-sqlite: $(VENV)/.test
 	$(PY) -m pytest -m "not postgres"
 
 test-postgres: $(VENV)/.test
-	DATABASE_URL=$$($(PY) -m campaigns.stack postgres) $(PY) -m pytest -m "integration or postgres"
+	$(PY) -m campaigns.stack postgres -- $(PY) -m pytest -m "integration or postgres"
 
 ## Debian packages the integration tests use (installed only if missing, needs root).
 system-deps:

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -174,43 +175,86 @@ def _redis_ping(url: str) -> bool:
 
 # -- PostgreSQL ------------------------------------------------------------------------------
 
-POSTGRES_URL = "postgres://imagen:imagen@127.0.0.1:5432/imagen"
 
-
-def ensure_postgres() -> str:
-    """Start the Debian cluster if needed and make sure role and database ``imagen`` exist.
-
-    Needs root (as on the CI machine and in ``make test``); returns the database URL.
-    """
-    if not port_open("127.0.0.1", 5432):
-        if not shutil.which("pg_ctlcluster"):
-            raise StackError("PostgreSQL is not installed (apt-get install postgresql).")
-        clusters = subprocess.run(
-            ["pg_lsclusters", "--no-header"], capture_output=True, text=True, check=True
-        ).stdout.split()
-        if len(clusters) < 2:
-            raise StackError("No PostgreSQL cluster exists (pg_createcluster 15 main).")
-        subprocess.run(["pg_ctlcluster", clusters[0], clusters[1], "start"], check=True)
-        wait_until(lambda: port_open("127.0.0.1", 5432), 30, "PostgreSQL")
-    sql = (
-        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'imagen') THEN "
-        "CREATE ROLE imagen LOGIN CREATEDB PASSWORD 'imagen'; END IF; END $$;"
+def postgres_bindir() -> Path:
+    """The newest installed PostgreSQL server's programs (Debian keeps them off PATH)."""
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda path: int(path.parent.parent.name) if path.parent.parent.name.isdigit() else 0,
     )
-    _psql(sql)
-    exists = _psql("SELECT 1 FROM pg_database WHERE datname = 'imagen'", capture=True)
-    if "1" not in exists:
-        _psql("CREATE DATABASE imagen OWNER imagen")
-    return POSTGRES_URL
+    if candidates:
+        return candidates[-1].parent
+    on_path = shutil.which("initdb")
+    if on_path:
+        return Path(on_path).parent
+    raise StackError("PostgreSQL is not installed (apt-get install postgresql).")
 
 
-def _psql(sql: str, *, capture: bool = False) -> str:
-    argv = ["psql", "-v", "ON_ERROR_STOP=1", "-tAc", sql]
-    if os.geteuid() == 0:
-        argv = ["runuser", "-u", "postgres", "--", *argv]
-    result = subprocess.run(argv, capture_output=True, text=True, cwd="/")
-    if result.returncode != 0:
-        raise StackError(f"psql failed: {result.stderr.strip()}")
-    return result.stdout
+@dataclass
+class Postgres:
+    """A private, throw-away PostgreSQL cluster: its own data directory, a free loopback port,
+    trust authentication for the role ``imagen``, durability off (it only ever holds tests).
+
+    It depends on nothing the machine's own cluster might be in (stopped, a stale pid file,
+    another server on 5432, its pg_hba rules) and leaves nothing behind when stopped.
+    """
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+
+    @property
+    def url(self) -> str:
+        return f"postgres://imagen@127.0.0.1:{self.port}/imagen"
+
+    @property
+    def data(self) -> Path:
+        return self.workdir / "data"
+
+    def _run(self, *argv: str) -> None:
+        command = [str(postgres_bindir() / argv[0]), *argv[1:]]
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            command = ["runuser", "-u", "postgres", "--", *command]
+        result = subprocess.run(command, capture_output=True, text=True, cwd="/")
+        if result.returncode != 0:
+            log = self.workdir / "postgres.log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise StackError(
+                f"{argv[0]} failed ({result.returncode}): {result.stderr.strip()}\n{tail}"
+            )
+
+    def start(self) -> Self:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.workdir, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-U", "imagen", "-A", "trust", "-E", "UTF8",
+                  "--no-sync", "--no-instructions")  # fmt: skip
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.workdir} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.workdir / "postgres.log"),
+                  "-o", options, "-w", "-t", "60", "start")  # fmt: skip
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "imagen", "imagen")
+        return self
+
+    def stop(self) -> None:
+        with contextlib.suppress(StackError):
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def run_with_postgres(command: list[str]) -> int:
+    """Run ``command`` with ``DATABASE_URL`` pointing at a private PostgreSQL; its exit code."""
+    # Stopped by make or CI: still stop and delete the cluster.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    # A short path: the Unix socket's name must fit in 107 bytes.
+    server = Postgres(Path(tempfile.mkdtemp(prefix="imagen-pg-")))
+    try:
+        server.start()
+        print(f"PostgreSQL {server.url} (data in {server.data})", file=sys.stderr)
+        return subprocess.run(command, env={**os.environ, "DATABASE_URL": server.url}).returncode
+    finally:
+        server.stop()
 
 
 # -- S3 (SeaweedFS) --------------------------------------------------------------------------
@@ -324,8 +368,8 @@ def running(*processes: Process) -> Iterator[None]:
 
 
 if __name__ == "__main__":
-    # `python -m campaigns.stack postgres`: make sure PostgreSQL is up; print its URL.
-    if sys.argv[1:] == ["postgres"]:
-        print(ensure_postgres())
-    else:
-        sys.exit("usage: python -m campaigns.stack postgres")
+    # `python -m campaigns.stack postgres -- COMMAND...`: run COMMAND against a private
+    # PostgreSQL (DATABASE_URL set), then stop and delete it; exit with COMMAND's code.
+    if sys.argv[1:3] == ["postgres", "--"] and len(sys.argv) > 3:
+        sys.exit(run_with_postgres(sys.argv[3:]))
+    sys.exit("usage: python -m campaigns.stack postgres -- COMMAND [ARG...]")

@@ -34,7 +34,7 @@ def postgresql_only(stack_env: dict[str, str]) -> None:
     if connection.vendor != "postgresql":
         pytest.skip(
             f"row locks need PostgreSQL, the database is {connection.vendor}: "
-            "run with DATABASE_URL=$(python -m campaigns.stack postgres)"
+            "run `make test-postgres`"
         )
 
 
