@@ -204,6 +204,9 @@ class Provider:
     local_only: ClassVar[bool] = False
     #: False when the API has no negative prompt: callers must not send one.
     supports_negative_prompt: ClassVar[bool] = True
+    #: The API's version path, which its docs sometimes show as part of the base URL; a
+    #: BASE_URL copied with it (``https://www.qingbo.dev/v1``) works all the same.
+    api_path: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -240,7 +243,8 @@ class Provider:
 
     @property
     def base_url(self) -> str:
-        return str(self.options.get("BASE_URL", "")).rstrip("/")
+        base_url = str(self.options.get("BASE_URL", "")).rstrip("/")
+        return base_url.removesuffix(self.api_path) if self.api_path else base_url
 
     @property
     def price_per_image(self) -> Decimal:

@@ -77,6 +77,7 @@ class WaveProvider(Provider):
     idempotent_submit = True  # Idempotency-Key: same key within 24 h = same task, billed once
     # imagen-4.0 has no negative prompt, and Wave rejects unknown root parameters.
     supports_negative_prompt = False
+    api_path = "/v1"
 
     def output_size(self, aspect_ratio: str) -> tuple[int, int]:
         # Assumption (PROVIDERS.md §1.2, §3): "native 2K" means Google's 2K table.

@@ -86,6 +86,7 @@ class WaveSpeedProvider(Provider):
         "PRICE_PER_IMAGE": "0.04",
     }
     signs_webhooks = True
+    api_path = "/api/v3"
 
     def __init__(
         self,

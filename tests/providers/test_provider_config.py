@@ -80,6 +80,20 @@ class ProviderOptionsTests:
         assert provider.base_url == "https://api.qingbo.ai"
         assert provider.price_per_image == Decimal("0.05")
 
+    @pytest.mark.parametrize(
+        ("cls", "configured", "expected"),
+        [
+            (WaveProvider, "https://www.qingbo.dev/v1", "https://www.qingbo.dev"),
+            (WaveProvider, "https://api.qingbo.ai/v1/", "https://api.qingbo.ai"),
+            (WaveProvider, "https://proxy.example/wave/v1x", "https://proxy.example/wave/v1x"),
+            (WaveSpeedProvider, "https://api.wavespeed.ai/api/v3", "https://api.wavespeed.ai"),
+            (WaveSpeedProvider, "http://10.0.0.5:9000/ws/", "http://10.0.0.5:9000/ws"),
+        ],
+    )
+    def test_base_url_copied_with_the_api_version_path(self, cls, configured, expected):
+        # The docs show both forms; either gives the same request URLs.
+        assert cls("p", {"BASE_URL": configured}).base_url == expected
+
     def test_webhook_flags(self):
         assert (WaveProvider.callback_needs_token, WaveProvider.signs_webhooks) == (True, False)
         assert (WaveSpeedProvider.callback_needs_token, WaveSpeedProvider.signs_webhooks) == (
