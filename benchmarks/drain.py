@@ -4,6 +4,9 @@ Prints the wall time, the provider-bound lower limit (one provider latency: ever
 at once at the provider), and their ratio; and the bound the issue sets (25 s for 40 images
 at 5 s latency). Real processes throughout: redis-server, the sandbox over HTTP, one
 `rqworker --with-scheduler`, and (with --webhooks) the Django server receiving callbacks.
+
+Also prints the worker's peak resident memory, its forked work-horses included, against a
+256 MiB bound (a small container): complete() decodes up to four images of a task at once.
 """
 
 from __future__ import annotations
@@ -17,14 +20,27 @@ import time
 from pathlib import Path
 
 from campaigns.stack import (
+    Process,
     free_port,
     manage,
     running,
     start_redis,
     start_sandbox,
     start_web,
-    start_worker,
 )
+
+MiB = 1024  # KiB
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def only_child(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
 
 
 def main() -> int:
@@ -35,6 +51,9 @@ def main() -> int:
     parser.add_argument("--aspect-ratio", default="16:9")
     parser.add_argument("--webhooks", action="store_true", help="also run the web server")
     parser.add_argument("--bound", type=float, default=25.0)
+    parser.add_argument(
+        "--memory-bound", type=float, default=256, help="MiB for the worker's peak memory"
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="imagen-bench-"))
@@ -62,12 +81,20 @@ def main() -> int:
         sandbox = start_sandbox(
             sandbox_port, env, work / "sandbox.log", "--latency", str(args.latency)
         )
-        worker = start_worker(env, work / "worker.log")
+        peak_file = work / "worker-peak-kib"
+        worker = Process(
+            "worker",
+            [sys.executable, "-m", "benchmarks.peak_rss", str(peak_file), "--",
+             *manage("rqworker", "--with-scheduler", "default")],
+            env,
+            work / "worker.log",
+        ).start()  # fmt: skip
         processes = [sandbox, worker]
         if args.webhooks:
             processes.append(start_web(web_port, env, work / "web.log"))
         with running(*processes):
             time.sleep(2.0)  # let the worker finish importing Django before the clock starts
+            idle_kib = rss_kib(only_child(worker.pid))
             started = time.monotonic()
             result = subprocess.run(
                 manage(
@@ -101,6 +128,12 @@ def main() -> int:
         f"{args.latency:.1f} s; ratio {elapsed / args.latency:.2f}; bound {args.bound:g} s: "
         f"ratio {elapsed / args.bound:.2f}; {'all succeeded' if ok else 'FAILED'} "
         f"({len(lines)} images reported)"
+    )
+    peak_mib = int(peak_file.read_text()) / MiB
+    print(
+        f"worker peak memory (worker and its work-horses): {peak_mib:.0f} MiB; idle worker "
+        f"{idle_kib / MiB:.0f} MiB; bound {args.memory_bound:g} MiB: ratio "
+        f"{peak_mib / args.memory_bound:.2f}"
     )
     if not ok:
         print(result.stderr[-2000:], file=sys.stderr)
