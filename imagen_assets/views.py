@@ -6,7 +6,6 @@ It never calls a provider for the status and never downloads: the work happens i
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict
 
@@ -80,10 +79,6 @@ def webhook(request: HttpRequest, provider: str, token: str | None = None) -> Js
     ):
         logger.warning("Refused a %s callback naming another task", provider)
         return _refuse("task id does not match this callback URL", 400)
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        payload = {}
     state = None
     if notice.task is not None:
         state = asdict(notice.task)
@@ -96,7 +91,7 @@ def webhook(request: HttpRequest, provider: str, token: str | None = None) -> Js
                 event_id=notice.event_id[:200],
                 provider_task_id=(notice.task_id or getattr(task, "provider_task_id", ""))[:200],
                 task_id=task.pk if task is not None else None,
-                payload=payload if isinstance(payload, dict) else {},
+                payload=dict(notice.payload),
                 state=state,
             )
             transaction.on_commit(lambda: queueing.enqueue(jobs.process_webhook, event.pk))

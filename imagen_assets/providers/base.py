@@ -104,6 +104,8 @@ class WebhookNotice:
     event_id: str
     task_id: str
     task: ProviderTask | None = None
+    #: The body as parsed, kept on the WebhookEvent for support.
+    payload: Mapping[str, Any] = field(default_factory=dict)
 
 
 class ProviderError(Exception):

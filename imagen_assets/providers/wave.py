@@ -246,7 +246,10 @@ class WaveProvider(Provider):
         if task_id is not None and not isinstance(task_id, str):
             raise WebhookError("callback body has a task_id that is not a string", 400)
         return WebhookNotice(
-            event_id=hashlib.sha256(body).hexdigest(), task_id=task_id or "", task=None
+            event_id=hashlib.sha256(body).hexdigest(),
+            task_id=task_id or "",
+            task=None,
+            payload=data,
         )
 
 

@@ -414,6 +414,7 @@ class WaveSpeedProvider(Provider):
             raise WebhookError("webhook body is not UTF-8 JSON", 400) from None
         if not isinstance(data, dict):
             raise WebhookError("webhook body is not a JSON object", 400)
+        payload = data
         if "id" not in data and isinstance(data.get("data"), dict):
             # Documented as bare; tolerate the API's envelope should a sender wrap it.
             data = data["data"]
@@ -423,7 +424,7 @@ class WaveSpeedProvider(Provider):
             task = self._task(data, status_code=None)
         except ProviderError as exc:
             raise WebhookError(exc.message, 400) from None
-        return WebhookNotice(event_id=event_id, task_id=task.task_id, task=task)
+        return WebhookNotice(event_id=event_id, task_id=task.task_id, task=task, payload=payload)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:

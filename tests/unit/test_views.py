@@ -455,6 +455,7 @@ class WaveCallbackTests:
         assert event.provider_task_id == WAVE_ID
         assert event.state is None  # unsigned: only a hint to read the task again
         assert event.event_id == hashlib.sha256(body).hexdigest()
+        assert event.payload == json.loads(body)  # kept for support
         assert [(c.func, c.args) for c in enqueued] == [(jobs.process_webhook, (event.pk,))]
 
     def test_a_body_naming_another_task_is_a_400(self, client, task, enqueued):
