@@ -175,7 +175,8 @@ class GenerateImagesForm(forms.Form):
         max_value=SEED_MAX,
         help_text=_(
             "Optional. The same seed and prompt give similar pictures; each further task "
-            "of the batch uses the next number."
+            "of the batch uses the next number. Left empty, a random seed is chosen and "
+            "recorded with each image."
         ),
     )
     negative_prompt = forms.CharField(

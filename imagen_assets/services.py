@@ -7,6 +7,7 @@ provider or downloads anything. Work that needs the network is queued, after com
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -98,7 +99,8 @@ def request_images(
     Rows are committed before any job is queued, the campaign's budget is checked under a
     row lock (so two concurrent requests cannot both spend the last dollar), and each task
     gets its own seed (``seed``, ``seed + 1``, ...) so a batch is reproducible without
-    producing the same picture over and over.
+    producing the same picture over and over. Without ``seed`` a random one is chosen here
+    rather than by the provider, so every image records the seed that made it.
     """
     prompt = (prompt or "").strip()
     if not prompt:
@@ -128,6 +130,8 @@ def request_images(
             raise GenerationRequestError(
                 _("The seed must be between 0 and %(max)d.") % {"max": SEED_MAX}
             )
+        if seed is None:
+            seed = secrets.randbelow(SEED_MAX + 1)
         sizes = split_into_tasks(count, backend.max_images_per_task)
         final_prompt = campaign.build_prompt(prompt)
         user_id = getattr(user, "pk", None)
@@ -151,7 +155,7 @@ def request_images(
                     )
             tasks = []
             for position, size in enumerate(sizes):
-                task_seed = None if seed is None else (seed + position) % (SEED_MAX + 1)
+                task_seed = (seed + position) % (SEED_MAX + 1)
                 params = GenerationParams(
                     prompt=final_prompt,
                     aspect_ratio=aspect_ratio,

@@ -64,11 +64,17 @@ class RequestImagesTests:
 
         assert [t.seed for t in tasks] == [services.SEED_MAX, 0]
 
-    def test_without_a_seed_none_is_recorded(self, campaign):
-        (task,) = ask(campaign)
+    def test_without_a_seed_a_random_one_is_chosen_sent_and_recorded(self, campaign):
+        batches = [ask(campaign, count=8) for _ in range(3)]
 
-        assert task.seed is None
-        assert "seed" not in task.request_body
+        for first, second in batches:
+            assert 0 <= first.seed <= services.SEED_MAX
+            assert second.seed == (first.seed + 1) % (services.SEED_MAX + 1)
+            assert (first.request_body["seed"], second.request_body["seed"]) == (
+                first.seed,
+                second.seed,
+            )
+        assert len({first.seed for first, _ in batches}) == 3  # odds of a clash: ~1e-9
 
     def test_records_estimated_cost_per_task(self, campaign):
         tasks = ask(campaign, count=5)
@@ -87,6 +93,7 @@ class RequestImagesTests:
             "negative_prompt": "blur",
             "aspect_ratio": "16:9",
             "num_images": 3,
+            "seed": task.seed,
         }
 
     def test_uses_the_campaigns_defaults(self):
@@ -98,7 +105,7 @@ class RequestImagesTests:
 
         assert task.provider == "wave"
         assert task.aspect_ratio == "9:16"
-        assert task.request_body["seed"] == -1
+        assert task.request_body["seed"] == task.seed
         assert "callback_url" not in task.request_body
 
     def test_records_who_asked(self, campaign, user):
