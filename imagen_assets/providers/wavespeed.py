@@ -5,10 +5,12 @@ Wire format: PROVIDERS.md section 2 and the seed page ``seeds/001_57588a7a9dbb3c
 it back; both answer ``{"code": 200, "message": "success", "data": {prediction}}``.
 Webhooks carry the bare prediction, signed with WaveSpeed's own ``v3`` HMAC scheme.
 
-WaveSpeed has no idempotency mechanism: a submit retried after an ambiguous failure (a
-timeout or a 5xx after the request was sent, a body that is not JSON) may create, and
-bill, a second prediction. The idempotency key :meth:`WaveSpeedProvider.submit` receives
-is therefore ignored.
+WaveSpeed has no idempotency mechanism: a submit retried after an ambiguous failure (no
+answer after the request was sent, a 504 from the gateway while the prediction may still
+be created behind it, a 2xx body that cannot be read) may create, and bill, a second
+prediction, so those are never retried. Other 5xx answers and 429 are retried, as for any
+API (the request was refused). The idempotency key :meth:`WaveSpeedProvider.submit`
+receives is therefore ignored.
 """
 
 from __future__ import annotations
@@ -174,13 +176,19 @@ class WaveSpeedProvider(Provider):
         an ambiguous failure may start a second, separately billed prediction.
         """
         body = self.request_body(params, callback_url=callback_url)
-        response = self.request(
-            "POST",
-            f"{self.base_url}/api/v3/{quote(self.model, safe='/')}",
-            params={"webhook": callback_url} if callback_url else None,
-            json=body,
-            headers={"Content-Type": "application/json"},
-        )
+        try:
+            response = self.request(
+                "POST",
+                f"{self.base_url}/api/v3/{quote(self.model, safe='/')}",
+                params={"webhook": callback_url} if callback_url else None,
+                json=body,
+                headers={"Content-Type": "application/json"},
+            )
+        except ProviderError as exc:
+            # A gateway timeout: the API behind it may still create the prediction
+            # (PROVIDERS.md §2.5 documents exactly this for sync mode).
+            exc.ambiguous = exc.ambiguous or exc.status_code == 504
+            raise
         self._expect_status(response, SUBMIT_OK)
         try:
             return self._task(self._data(response), status_code=response.status_code)

@@ -436,6 +436,17 @@ class WaveSpeedErrorTests:
         assert error.retryable is True
         assert "busy" in str(error)
 
+    @pytest.mark.parametrize(("status", "ambiguous"), [(500, False), (503, False), (504, True)])
+    def test_a_gateway_timeout_on_submit_is_ambiguous(self, mock_http, status, ambiguous):
+        # 504: the gateway gave up, the prediction may still be created behind it; a second
+        # submit could be billed twice. 500/503: the API refused, a retry is safe.
+        http = mock_http(("POST", SUBMIT_URL, httpx.Response(status, text="upstream")))
+
+        with pytest.raises(ProviderError) as caught:
+            wavespeed(http).submit(GenerationParams(prompt="p"), idempotency_key="k")
+
+        assert (caught.value.ambiguous, caught.value.retryable) == (ambiguous, True)
+
     def test_reads_a_plain_text_error(self, mock_http):
         error = self.fail(mock_http, httpx.Response(503, text="Service Unavailable"))
 

@@ -333,6 +333,19 @@ class SubmitJobTests:
         assert images_of(task)[0].status == "failed"
         assert enqueued == []
 
+    def test_a_wavespeed_gateway_timeout_on_submit_is_failed_not_retried(
+        self, campaign, use_http, enqueued
+    ):
+        task = queued_task(campaign, WAVESPEED)
+        use_http(("POST", WAVESPEED.submit_url, httpx.Response(504, text="Gateway Time-out")))
+
+        assert jobs.submit(task.pk) == "failed: ambiguous submit"
+
+        task = reload(task)
+        assert (task.status, task.error_code, task.attempts) == ("failed", "ambiguous", 1)
+        assert task.error_message.startswith("WaveSpeed AI: HTTP 504: Gateway Time-out.")
+        assert enqueued == []
+
     def test_an_unanswered_wave_submit_is_retried_with_the_same_idempotency_key(
         self, campaign, use_http, enqueued
     ):
