@@ -253,10 +253,9 @@ class CommandLineTests:
             row["id"] for row in rows
         ]
 
-    def test_wait_exits_non_zero_when_images_fail(
-        self, stack_env: dict[str, str], worker: Any
-    ) -> None:
-        result = subprocess.run(
+    @staticmethod
+    def generate_and_wait(env: dict[str, str], prompt: str, count: int) -> Any:
+        return subprocess.run(
             [
                 sys.executable,
                 str(BASE_DIR / "manage.py"),
@@ -264,20 +263,39 @@ class CommandLineTests:
                 "--campaign",
                 "x",
                 "--prompt",
-                "[fail] nope",
+                prompt,
+                "--count",
+                str(count),
                 "--wait",
                 "--timeout",
                 "60",
                 "--json",
             ],
-            env=stack_env,
+            env=env,
             capture_output=True,
             text=True,
             timeout=90,
         )
+
+    def test_wait_exits_non_zero_when_images_fail(
+        self, stack_env: dict[str, str], worker: Any
+    ) -> None:
+        result = self.generate_and_wait(stack_env, "[fail] nope", 1)
+
         assert result.returncode != 0
         assert json.loads(result.stdout.splitlines()[0])["status"] == "failed"
         assert "did not succeed" in result.stderr
+
+    def test_wait_exits_zero_when_images_are_only_withheld(
+        self, stack_env: dict[str, str], worker: Any
+    ) -> None:
+        result = self.generate_and_wait(stack_env, "[filter] picnic", 3)
+
+        statuses = sorted(json.loads(line)["status"] for line in result.stdout.splitlines())
+        assert "filtered" in statuses
+        assert set(statuses) <= {"succeeded", "filtered"}
+        assert result.returncode == 0, result.stderr
+        assert "withheld by the provider's safety filter" in result.stderr
 
 
 class ReconcilerTests:

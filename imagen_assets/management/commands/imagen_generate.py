@@ -70,9 +70,14 @@ class Command(BaseCommand):
                 time.sleep(0.25)
         self._report(images, options["json"])
         if options["wait"]:
-            failed = images.exclude(status=GeneratedImage.Status.SUCCEEDED).count()
+            Status = GeneratedImage.Status
+            withheld = images.filter(status=Status.FILTERED).count()
+            if withheld:
+                # Not a failure: the provider's safety filter kept them back (not charged).
+                self.stderr.write(f"{withheld} image(s) withheld by the provider's safety filter.")
+            failed = images.filter(status__in=[Status.FAILED, Status.CANCELLED]).count()
             if failed:
-                raise CommandError(f"{failed} image(s) did not succeed.")
+                raise CommandError(f"{failed} image(s) did not succeed (failed or cancelled).")
 
     def _report(self, images: Any, as_json: bool) -> None:
         for image in images.select_related("task", "campaign").order_by("task_id", "index"):
