@@ -481,8 +481,12 @@ def process_webhook(event_id: int) -> str:
             error_message=event.state.get("error_message", ""),
             cost=Decimal(event.state["cost"]) if event.state.get("cost") is not None else None,
         )
+        before = task.status_enum
         task = _apply(task.pk, state, counted_poll=False)
-        outcome = f"applied {state.status}"
+        if before.terminal or task.status != state.status:
+            outcome = f"ignored {state.status}: the task was already {before}"
+        else:
+            outcome = f"applied {state.status}"
         if task.status == TaskStatus.SUCCEEDED:
             outcome += "; " + complete(task.pk)
     else:

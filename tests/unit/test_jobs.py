@@ -845,12 +845,29 @@ class ProcessWebhookTests:
         use_http()
         received = event(state=signed_state("processing"))
 
-        jobs.process_webhook(received.pk)
+        outcome = jobs.process_webhook(received.pk)
 
+        assert outcome.startswith("ignored processing: the task was already succeeded")
         task = reload(task)
         assert task.status == "succeeded"
         assert task.progress == 100
         assert images_of(task)[0].status == "succeeded"
+
+    def test_a_late_failure_after_success_is_ignored_and_says_so(
+        self, campaign, use_http, enqueued
+    ):
+        task = running_task(
+            campaign, WAVESPEED, status="succeeded", progress=100, image_status="succeeded"
+        )
+        use_http()
+        received = event(state=signed_state("failed", error_message="late"))
+
+        outcome = jobs.process_webhook(received.pk)
+
+        assert outcome.startswith("ignored failed: the task was already succeeded")
+        received.refresh_from_db()
+        assert received.outcome == outcome
+        assert (reload(task).status, images_of(task)[0].status) == ("succeeded", "succeeded")
 
     def test_a_duplicate_completion_stores_nothing_twice(
         self, campaign, use_http, enqueued, cdn, tmp_path
@@ -862,7 +879,9 @@ class ProcessWebhookTests:
 
         outcome = jobs.process_webhook(event(state=signed_state("succeeded", tuple(urls))).pk)
 
-        assert outcome == "applied succeeded; skipped: nothing left to store"
+        assert outcome == (
+            "ignored succeeded: the task was already succeeded; skipped: nothing left to store"
+        )
         assert len(cdn.requests) == 1
         assert len(stored_files(tmp_path)) == 2
 
