@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import time
 from collections.abc import Mapping
@@ -65,7 +66,12 @@ RESOLUTION_MODELS = frozenset({"google/imagen4", "google/imagen4-ultra"})
 RESOLUTIONS = ("1k", "2k")
 SEED_RANGE = range(-1, 2_147_483_648)
 
+logger = logging.getLogger(__name__)
+
 SECRET_CACHE_SECONDS = 24 * 60 * 60
+# A fetched secret that no longer matches is fetched again at most this often, so a flood of
+# forged webhooks cannot turn into a flood of calls to the API.
+SECRET_REFRESH_SECONDS = 5 * 60
 # Real headers hold one or a few ``v3,<64 hex>`` entries; anything far longer is refused
 # before any work is done on it.
 MAX_SIGNATURE_HEADER = 4096
@@ -331,9 +337,7 @@ class WaveSpeedProvider(Provider):
         key made of the alias and a hash of the API key. Raises :class:`ProviderError`
         when the secret cannot be fetched.
         """
-        configured = self.options.get("WEBHOOK_SECRET")
-        values = [configured] if isinstance(configured, str) else list(configured or [])
-        secrets = [value.strip() for value in values if value.strip()]
+        secrets = self._configured_secrets()
         if secrets:
             return secrets
         key = self._secret_cache_key()
@@ -343,6 +347,27 @@ class WaveSpeedProvider(Provider):
         secret = self._fetch_webhook_secret()
         cache.set(key, secret, SECRET_CACHE_SECONDS)
         return [secret]
+
+    def _configured_secrets(self) -> list[str]:
+        configured = self.options.get("WEBHOOK_SECRET")
+        values = [configured] if isinstance(configured, str) else list(configured or [])
+        return [value.strip() for value in values if value.strip()]
+
+    def _refreshed_secret(self) -> str | None:
+        """The secret fetched again, when it was fetched (not configured) and has not been
+        refreshed in the last :data:`SECRET_REFRESH_SECONDS`; else ``None``.
+
+        For a secret rotated on the account after it was cached: without this, every
+        webhook would be refused until the cached copy expired a day later.
+        """
+        key = self._secret_cache_key()
+        if self._configured_secrets() or not cache.add(
+            f"{key}:refreshed", True, SECRET_REFRESH_SECONDS
+        ):
+            return None
+        secret = self._fetch_webhook_secret()
+        cache.set(key, secret, SECRET_CACHE_SECONDS)
+        return secret
 
     def _secret_cache_key(self) -> str:
         api_key = str(self.options.get("API_KEY") or "")
@@ -402,11 +427,13 @@ class WaveSpeedProvider(Provider):
                 continue
         if not candidates:
             raise WebhookError("webhook-signature holds no v3 signature", 401)
-        for secret in self.webhook_secrets():
-            key = secret.removeprefix("whsec_").encode()
-            expected = hmac.new(key, signed, hashlib.sha256).hexdigest().encode("ascii")
-            if any(hmac.compare_digest(expected, candidate) for candidate in candidates):
-                return
+        known = self.webhook_secrets()
+        if _signed_by(known, signed, candidates):
+            return
+        fresh = self._refreshed_secret()
+        if fresh is not None and fresh not in known and _signed_by([fresh], signed, candidates):
+            logger.info("WaveSpeed webhook secret for %r changed; using the new one", self.alias)
+            return
         raise WebhookError("signature does not match", 401)
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookNotice:
@@ -433,6 +460,16 @@ class WaveSpeedProvider(Provider):
         except ProviderError as exc:
             raise WebhookError(exc.message, 400) from None
         return WebhookNotice(event_id=event_id, task_id=task.task_id, task=task, payload=payload)
+
+
+def _signed_by(secrets: list[str], signed: bytes, candidates: list[bytes]) -> bool:
+    """Whether any of ``candidates`` is the v3 signature of ``signed`` under a secret."""
+    for secret in secrets:
+        key = secret.removeprefix("whsec_").encode()
+        expected = hmac.new(key, signed, hashlib.sha256).hexdigest().encode("ascii")
+        if any(hmac.compare_digest(expected, candidate) for candidate in candidates):
+            return True
+    return False
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:

@@ -318,6 +318,36 @@ class WaveSpeedSecretTests:
             provider.webhook_secrets()
         assert provider.webhook_secrets() == [FETCHED_SECRET]
 
+    def test_a_rotated_secret_is_fetched_again_at_most_every_five_minutes(self, mock_http):
+        rotated = "whsec_rotated-0123456789abcdef"
+        http = mock_http(
+            self.secret_answer(),
+            self.secret_answer({"code": 200, "data": {"secret": rotated}}),
+        )
+        provider = wavespeed(http, WEBHOOK_SECRET="")
+        provider.verify_webhook(headers(secret=FETCHED_SECRET), BODY, now=NOW)
+
+        # Rotated on the account: the cached secret no longer matches, one refresh does.
+        provider.verify_webhook(headers(secret=rotated), BODY, now=NOW)
+        provider.verify_webhook(headers(secret=rotated), BODY, now=NOW)
+        assert provider.webhook_secrets() == [rotated]
+        # A forgery right after: refused, and no further call to the API (the fake would
+        # fail on an unexpected request).
+        assert refused(provider, headers(secret="whsec_forged")).status_code == 401
+        assert len(http.requests) == 2
+
+    def test_a_refresh_does_not_accept_a_forgery(self, mock_http):
+        http = mock_http(self.secret_answer(), self.secret_answer())
+        provider = wavespeed(http, WEBHOOK_SECRET="")
+        provider.webhook_secrets()
+
+        assert refused(provider, headers(secret="whsec_forged")).status_code == 401
+        assert len(http.requests) == 2  # fetched again, still the same secret
+
+    def test_a_configured_secret_is_never_refreshed(self, provider):
+        # `provider` allows no request at all.
+        assert refused(provider, headers(secret="whsec_other")).status_code == 401
+
     def test_does_not_fetch_for_a_request_refused_on_its_headers(self, mock_http):
         provider = wavespeed(mock_http(), WEBHOOK_SECRET="")
 
