@@ -234,6 +234,8 @@ class CommandLineTests:
             assert (row["width"], row["height"]) == SIZES_2K["4:3"]
             assert row["file"].startswith("imagen/cli-test/")
             assert row["error"] is None
+            assert (row["model"], row["aspect_ratio"]) == ("imagen-4.0", "4:3")
+            assert isinstance(row["seed"], int)  # chosen for us, so the image can be remade
         status = subprocess.run(
             [
                 sys.executable,
