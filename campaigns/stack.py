@@ -227,7 +227,7 @@ class Postgres:
         if os.geteuid() == 0:
             shutil.chown(self.workdir, "postgres", "postgres")
         self._run("initdb", "-D", str(self.data), "-U", "imagen", "-A", "trust", "-E", "UTF8",
-                  "--no-sync", "--no-instructions")  # fmt: skip
+                  "--no-locale", "--no-sync")  # fmt: skip
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.workdir} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
