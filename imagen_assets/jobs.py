@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import timedelta
@@ -23,6 +24,10 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus, get_current_job
 
 from imagen_assets import conf, queueing
 from imagen_assets.downloads import DownloadError, download
@@ -537,10 +542,55 @@ def reconcile(reschedule: bool = False) -> dict[str, int]:
 
 
 def schedule_reconciler() -> bool:
-    """Queue the next reconcile run (one chain: a fixed job id replaces any earlier one)."""
-    return queueing.enqueue(
-        reconcile,
-        True,
-        delay=conf.get("RECONCILE_INTERVAL"),
-        job_id=queueing.RECONCILE_JOB_ID,
+    """Queue the reconciler's next run, ``RECONCILE_INTERVAL`` seconds from now, unless
+    one is already on its way. False if nothing was queued.
+
+    The runs form one chain: each run queues the next under a fresh job id and records
+    that id in Redis. Whoever else asks (``imagen_reconcile --schedule``, every
+    maintenance run of :class:`imagen_assets.worker.Worker`) queues nothing while the
+    recorded run is scheduled, queued or running, so the chain starts again after Redis
+    lost it and is never doubled; should two chains still start at the same moment, the
+    one no longer recorded ends at its next run.
+    """
+    queue = queueing.get_queue()
+    try:
+        if _reconcile_pending(queue):
+            return False
+        job_id = f"{queueing.RECONCILE_JOB_PREFIX}{uuid.uuid4().hex}"
+        queued = queueing.enqueue(
+            reconcile, True, delay=conf.get("RECONCILE_INTERVAL"), job_id=job_id
+        )
+        if queued:
+            queue.connection.set(queueing.RECONCILE_NEXT_KEY, job_id)
+    except RedisError as exc:
+        logger.error("Could not schedule the reconciler (%s)", type(exc).__name__)
+        return False
+    return queued
+
+
+def reconciler_scheduled() -> bool:
+    """Whether the reconciler's next run is scheduled, queued or running."""
+    try:
+        return _reconcile_pending(queueing.get_queue())
+    except RedisError:
+        return False
+
+
+def _reconcile_pending(queue: Queue) -> bool:
+    job_id = queue.connection.get(queueing.RECONCILE_NEXT_KEY)
+    if not job_id:
+        return False
+    job_id = job_id.decode() if isinstance(job_id, bytes) else str(job_id)
+    current = get_current_job()
+    if current is not None and current.id == job_id:
+        return False  # the recorded run is asking for its successor
+    try:
+        status = Job.fetch(job_id, connection=queue.connection).get_status()
+    except NoSuchJobError:
+        return False
+    return status in (
+        JobStatus.SCHEDULED,
+        JobStatus.QUEUED,
+        JobStatus.STARTED,
+        JobStatus.DEFERRED,
     )

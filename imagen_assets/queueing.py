@@ -20,7 +20,10 @@ from imagen_assets import conf
 
 logger = logging.getLogger(__name__)
 
-RECONCILE_JOB_ID = "imagen_assets-reconcile"
+#: Job ids of reconcile runs start with this; each run has its own id.
+RECONCILE_JOB_PREFIX = "imagen_assets-reconcile-"
+#: Redis key naming the reconcile run that is due next.
+RECONCILE_NEXT_KEY = "imagen_assets:reconcile:next"
 
 
 def get_queue() -> Queue:

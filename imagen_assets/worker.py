@@ -7,6 +7,8 @@ maintenance run, every 10 minutes (rq/rq#1758). Until then nothing scheduled run
 
 This class closes the gap: at start it breaks a lock whose holder was a scheduler process on
 this host that no longer exists, and it runs maintenance (which retries the lock) every 30 s.
+Its maintenance also keeps the reconciler's periodic run scheduled, starting it again when
+Redis lost it.
 Use it with ``rqworker --worker-class imagen_assets.worker.Worker --with-scheduler`` or
 ``RQ = {"WORKER_CLASS": "imagen_assets.worker.Worker"}``.
 """
@@ -87,3 +89,11 @@ class Worker(RQWorker):
         if kwargs.get("with_scheduler"):
             break_stale_scheduler_locks(self.connection, [q.name for q in self.queues])
         return super().work(*args, **kwargs)
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+        # At start and every maintenance run: the reconciler's chain is started again if
+        # Redis lost it (a restart without persistence), so no row stays stuck for good.
+        from imagen_assets import jobs
+
+        jobs.schedule_reconciler()

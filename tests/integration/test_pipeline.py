@@ -17,7 +17,7 @@ from django.core.files.storage import storages
 from PIL import Image
 
 from campaigns.stack import BASE_DIR
-from imagen_assets import jobs, services
+from imagen_assets import jobs, queueing, services
 from imagen_assets.imagen_sizes import SIZES_1K, SIZES_2K
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, WebhookEvent
 from tests.conftest import wait_for
@@ -301,6 +301,78 @@ class CommandLineTests:
 
 
 class ReconcilerTests:
+    @staticmethod
+    def scheduled_runs(redis_conn: Any) -> list[str]:
+        registry = queueing.get_queue().scheduled_job_registry
+        return [i for i in registry.get_job_ids() if i.startswith(queueing.RECONCILE_JOB_PREFIX)]
+
+    def test_the_periodic_run_is_started_once_and_again_after_redis_lost_it(
+        self, settings: Any, redis_url: str, redis_conn: Any
+    ) -> None:
+        settings.RQ_QUEUES = {"default": {"URL": redis_url}}
+
+        assert jobs.schedule_reconciler() is True
+        assert jobs.schedule_reconciler() is False  # already scheduled
+        (first,) = self.scheduled_runs(redis_conn)
+        assert jobs.reconciler_scheduled()
+
+        redis_conn.flushdb()  # a restart without persistence
+        assert not jobs.reconciler_scheduled()
+        assert jobs.schedule_reconciler() is True
+        (second,) = self.scheduled_runs(redis_conn)
+        assert second != first
+
+    def test_a_finished_or_failed_run_does_not_count_as_scheduled(
+        self, settings: Any, redis_url: str, redis_conn: Any
+    ) -> None:
+        from rq.job import Job
+
+        settings.RQ_QUEUES = {"default": {"URL": redis_url}}
+        jobs.schedule_reconciler()
+        (job_id,) = self.scheduled_runs(redis_conn)
+        job = Job.fetch(job_id, connection=redis_conn)
+        job.set_status("failed")
+
+        assert not jobs.reconciler_scheduled()
+        assert jobs.schedule_reconciler() is True
+
+    def test_each_run_queues_one_successor_and_a_second_chain_ends(
+        self, settings: Any, redis_url: str, redis_conn: Any, db: None
+    ) -> None:
+        from rq import SimpleWorker
+
+        settings.RQ_QUEUES = {"default": {"URL": redis_url}}
+        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "RECONCILE_INTERVAL": 600}
+        queue = queueing.get_queue()
+        # Two chains started at the same moment; Redis records the second.
+        for job_id in ("a", "b"):
+            queue.enqueue(jobs.reconcile, True, job_id=queueing.RECONCILE_JOB_PREFIX + job_id)
+        redis_conn.set(queueing.RECONCILE_NEXT_KEY, queueing.RECONCILE_JOB_PREFIX + "b")
+
+        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+
+        (successor,) = self.scheduled_runs(redis_conn)  # one chain goes on
+        assert redis_conn.get(queueing.RECONCILE_NEXT_KEY).decode() == successor
+        assert successor not in {
+            queueing.RECONCILE_JOB_PREFIX + "a",
+            queueing.RECONCILE_JOB_PREFIX + "b",
+        }
+
+    def test_the_worker_class_keeps_the_periodic_run_scheduled(
+        self, settings: Any, redis_url: str, redis_conn: Any
+    ) -> None:
+        from imagen_assets.worker import Worker
+
+        settings.RQ_QUEUES = {"default": {"URL": redis_url}}
+        worker = Worker([queueing.get_queue()], connection=redis_conn)
+
+        worker.run_maintenance_tasks()
+        worker.run_maintenance_tasks()
+        assert len(self.scheduled_runs(redis_conn)) == 1
+        redis_conn.flushdb()
+        worker.run_maintenance_tasks()
+        assert len(self.scheduled_runs(redis_conn)) == 1
+
     def test_rows_whose_jobs_were_lost_are_finished(
         self, campaign: Campaign, settings: Any, redis_conn: Any, start_worker: Any
     ) -> None:

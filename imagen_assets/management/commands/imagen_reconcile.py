@@ -30,5 +30,7 @@ class Command(BaseCommand):
         if options["schedule"]:
             if jobs.schedule_reconciler():
                 self.stdout.write("The reconciler will run periodically on the queue.")
+            elif jobs.reconciler_scheduled():
+                self.stdout.write("The reconciler already runs periodically on the queue.")
             else:
                 self.stderr.write("Could not schedule the reconciler: is Redis reachable?")
