@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -117,6 +118,7 @@ def main() -> int:
                     ),
                     env,
                 )
+                _write_env_file(env)
                 _banner(password)
                 _wait(sandbox, worker, web)
     except (StackError, subprocess.CalledProcessError) as exc:
@@ -140,6 +142,17 @@ def _superuser_code(password: str) -> str:
     )
 
 
+ENV_FILE = RUN_DIR / "demo.env"
+ENV_NAMES = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "MEDIA_ROOT")
+
+
+def _write_env_file(env: dict[str, str]) -> None:
+    """The demo's settings, for commands run by hand in another terminal."""
+    names = [*ENV_NAMES, *sorted(name for name in env if name.startswith("IMAGEN_"))]
+    ENV_FILE.touch(mode=0o600)
+    ENV_FILE.write_text("".join(f"{name}={shlex.quote(env[name])}\n" for name in names))
+
+
 def _banner(password: str) -> None:
     line = "=" * 64
     print(
@@ -149,7 +162,10 @@ def _banner(password: str) -> None:
         f"  Login:     demo\n"
         f"  Password:  {password}\n\n"
         f"  Four sample images for 'Spring launch' are on their way;\n"
-        f"  open Generated images to watch them arrive, then approve them.\n"
+        f"  open Generated images to watch them arrive, then approve them.\n\n"
+        f"  From another terminal, against this demo:\n"
+        f"    set -a; . {ENV_FILE.relative_to(BASE_DIR)}; set +a\n"
+        f"    .venv/bin/python manage.py imagen_status\n\n"
         f"  Logs: {RUN_DIR / 'logs'}     Stop: Ctrl-C\n"
         f"{line}\n",
         flush=True,
