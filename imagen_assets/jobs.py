@@ -62,6 +62,10 @@ def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
     return max(delay, retry_after or 0.0)
 
 
+# A scheduled read may start this much before the time it was scheduled for.
+POLL_SLACK_SECONDS = 0.5
+
+
 def poll_delay(polls: int) -> float:
     base = conf.get("POLL_INTERVAL") * conf.get("POLL_BACKOFF") ** polls
     return float(min(base, conf.get("POLL_MAX_INTERVAL")))
@@ -97,6 +101,8 @@ def _fail_task(task_id: int, message: str, code: str = "", *, cancelled: bool = 
             error_code=code,
             completed_at=now,
             submit_lease_until=None,
+            submit_started_at=None,
+            next_poll_at=None,
             cost=Decimal(0),
             updated_at=now,
         )
@@ -128,26 +134,43 @@ def _params(task: GenerationTask) -> GenerationParams:
 def submit(task_id: int) -> str:
     """Hand one task to its provider, exactly once, and save the provider's task id.
 
-    A claim (a conditional UPDATE with a lease) makes a second concurrent run a no-op. Only
-    429, 5xx and network errors are retried, later, with backoff; anything else fails the
-    task with the provider's own message.
+    A claim (a conditional UPDATE with a lease) makes a second concurrent run a no-op; the
+    lease outlasts the provider call, and the id is saved only under the same claim, so a
+    run that lost its claim cannot move the task. Only 429, 5xx and network errors are
+    retried, later, with backoff; anything else fails the task with the provider's own
+    message. An attempt that stopped mid-call (a crashed or killed worker) is not repeated
+    for a provider without idempotency: it may have been billed, so the task fails.
     """
-    now = timezone.now()
-    lease = now + timedelta(seconds=float(conf.get("HTTP_TIMEOUT")) * 2 + 30)
-    claimed = (
-        GenerationTask.objects.filter(pk=task_id, status=TaskStatus.QUEUED, provider_task_id="")
-        .filter(Q(submit_lease_until__isnull=True) | Q(submit_lease_until__lt=now))
-        .update(submit_lease_until=lease, attempts=F("attempts") + 1, updated_at=now)
+    task = (
+        GenerationTask.objects.filter(pk=task_id)
+        .only("provider", "status", "provider_task_id")
+        .first()
     )
-    if not claimed:
+    if task is None or task.status != TaskStatus.QUEUED or task.provider_task_id:
         return "skipped: already submitted or being submitted"
-    task = GenerationTask.objects.get(pk=task_id)
     try:
         provider = get_provider(task.provider)
     except ImproperlyConfigured as exc:
         _fail_task(task_id, f"Provider {task.provider!r} is not configured: {exc}", "config")
         return "failed: configuration"
     with provider:
+        now = timezone.now()
+        # Connect, send and read may each take the full timeout; then some slack.
+        lease = now + timedelta(seconds=4 * provider.timeout + 30)
+        claimed = (
+            GenerationTask.objects.filter(pk=task_id, status=TaskStatus.QUEUED, provider_task_id="")
+            .filter(Q(submit_lease_until__isnull=True) | Q(submit_lease_until__lt=now))
+            .update(submit_lease_until=lease, attempts=F("attempts") + 1, updated_at=now)
+        )
+        if not claimed:
+            return "skipped: already submitted or being submitted"
+        task = GenerationTask.objects.get(pk=task_id)
+        refused = _refuse_attempt(task, provider)
+        if refused:
+            return refused
+        GenerationTask.objects.filter(pk=task_id, submit_lease_until=lease).update(
+            submit_started_at=now
+        )
         url = callback_url(task, provider)
         params = _params(task)
         try:
@@ -170,12 +193,18 @@ def submit(task_id: int) -> str:
             )
         except ProviderError as exc:
             return _submit_failed(task, exc, idempotent=provider.idempotent_submit)
-    # The provider task id goes to the database before anything else can happen.
-    saved = GenerationTask.objects.filter(pk=task_id, provider_task_id="").update(
+    # The provider task id goes to the database before anything else can happen, and only
+    # while this run still holds its claim.
+    delay = poll_delay(0)
+    saved = GenerationTask.objects.filter(
+        pk=task_id, status=TaskStatus.QUEUED, provider_task_id="", submit_lease_until=lease
+    ).update(
         provider_task_id=result.task_id,
         status=TaskStatus.SUBMITTED,
         submitted_at=timezone.now(),
         submit_lease_until=None,
+        submit_started_at=None,
+        next_poll_at=timezone.now() + timedelta(seconds=delay),
         request_body=body,
         error_message="",
         error_code="",
@@ -183,17 +212,44 @@ def submit(task_id: int) -> str:
     )
     if not saved:
         logger.error(
-            "Task %s was submitted twice; provider task %s is an orphan", task_id, result.task_id
+            "Task %s: its submit claim was lost (lease expired or the task was failed) before "
+            "%s answered; provider task %s is an orphan",
+            task_id,
+            task.provider,
+            result.task_id,
         )
-        return "skipped: another run saved its id first"
+        return "skipped: claim lost; provider task orphaned"
     logger.info("Task %s submitted to %s as %s", task_id, task.provider, result.task_id)
     if result.status.rank > TaskStatus.SUBMITTED.rank:
         _apply(task_id, result, counted_poll=False)
         if result.status == TaskStatus.SUCCEEDED:
             complete(task_id)
             return "completed at submit"
-    queueing.enqueue(poll, task_id, delay=poll_delay(0))
+    queueing.enqueue(poll, task_id, delay=delay)
     return f"submitted as {result.task_id}"
+
+
+def _refuse_attempt(task: GenerationTask, provider: Provider) -> str:
+    """Fail the task instead of this attempt when repeating would be unsafe or endless."""
+    if task.submit_started_at is not None and not provider.idempotent_submit:
+        _fail_task(
+            task.pk,
+            f"An earlier attempt to submit to {provider.display_name} stopped without an "
+            "answer (the worker was stopped or crashed). The request may or may not have "
+            "reached the provider, which offers no way to submit safely twice; it was not "
+            "retried. Check the provider's dashboard before generating again.",
+            "ambiguous",
+        )
+        return "failed: interrupted submit"
+    limit = conf.get("SUBMIT_MAX_ATTEMPTS")
+    if task.attempts > limit:
+        _fail_task(
+            task.pk,
+            f"Gave up after {limit} attempts to submit to {provider.display_name}.",
+            "attempts",
+        )
+        return "failed: too many attempts"
+    return ""
 
 
 def _submit_failed(task: GenerationTask, exc: ProviderError, *, idempotent: bool) -> str:
@@ -216,6 +272,7 @@ def _submit_failed(task: GenerationTask, exc: ProviderError, *, idempotent: bool
             # Held until the retry is due, so neither the reconciler nor another run
             # submits earlier than the provider asked (Retry-After).
             submit_lease_until=timezone.now() + timedelta(seconds=max(0.0, delay - 1)),
+            submit_started_at=None,  # the provider answered: the outcome is known
             error_code=exc.code or (str(exc.status_code) if exc.status_code else "network"),
             error_message=f"{exc} (attempt {attempts} of {limit}; retrying in {delay:.0f} s)",
             updated_at=timezone.now(),
@@ -290,7 +347,13 @@ def _deadline_passed(task: GenerationTask) -> bool:
 
 
 def poll(task_id: int, reschedule: bool = True) -> str:
-    """Read the task from its provider; finish it, or schedule the next read with backoff."""
+    """Read the task from its provider; finish it, or schedule the next read with backoff.
+
+    A scheduled read that finds it is not due yet (``next_poll_at``: a second chain, e.g.
+    queued by the reconciler while a long Retry-After was being waited out) does nothing,
+    so one task is never read by more than one chain. ``reschedule=False`` (a webhook's
+    re-read) always reads and never schedules.
+    """
     task = GenerationTask.objects.filter(pk=task_id).first()
     if task is None or task.is_terminal:
         if task is not None and task.status == TaskStatus.SUCCEEDED:
@@ -298,6 +361,12 @@ def poll(task_id: int, reschedule: bool = True) -> str:
         return "skipped: terminal"
     if not task.provider_task_id:
         return "skipped: not submitted yet"
+    if (
+        reschedule
+        and task.next_poll_at is not None
+        and timezone.now() < task.next_poll_at - timedelta(seconds=POLL_SLACK_SECONDS)
+    ):
+        return "skipped: next read not due yet"
     if _deadline_passed(task):
         minutes = conf.get("TASK_TIMEOUT") / 60
         _fail_task(task_id, f"The provider did not finish within {minutes:g} minutes.", "timeout")
@@ -316,16 +385,21 @@ def poll(task_id: int, reschedule: bool = True) -> str:
             polls=F("polls") + 1, updated_at=timezone.now()
         )
         if reschedule:
-            queueing.enqueue(
-                poll, task_id, delay=max(poll_delay(task.polls + 1), exc.retry_after or 0)
-            )
+            _schedule_poll(task_id, max(poll_delay(task.polls + 1), exc.retry_after or 0))
         return f"read failed, retrying: {exc}"
     task = _apply(task_id, state, counted_poll=True)
     if task.status == TaskStatus.SUCCEEDED:
         return complete(task_id)
     if not task.is_terminal and reschedule:
-        queueing.enqueue(poll, task_id, delay=poll_delay(task.polls))
+        _schedule_poll(task_id, poll_delay(task.polls))
     return f"status {task.status}"
+
+
+def _schedule_poll(task_id: int, delay: float) -> None:
+    GenerationTask.objects.filter(pk=task_id).update(
+        next_poll_at=timezone.now() + timedelta(seconds=delay)
+    )
+    queueing.enqueue(poll, task_id, delay=delay)
 
 
 # -- complete --------------------------------------------------------------------------------
@@ -519,9 +593,14 @@ def reconcile(reschedule: bool = False) -> dict[str, int]:
     ).filter(Q(submit_lease_until__isnull=True) | Q(submit_lease_until__lt=now))
     for task_id in to_submit.values_list("pk", flat=True):
         counts["submit"] += queueing.enqueue(submit, task_id)
-    to_poll = GenerationTask.objects.filter(
-        status__in=[TaskStatus.SUBMITTED, TaskStatus.PROCESSING], updated_at__lt=stale
-    ).exclude(provider_task_id="")
+    to_poll = (
+        GenerationTask.objects.filter(
+            status__in=[TaskStatus.SUBMITTED, TaskStatus.PROCESSING], updated_at__lt=stale
+        )
+        .exclude(provider_task_id="")
+        # A read still scheduled (e.g. waiting out a long Retry-After) is not stuck.
+        .filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lt=now))
+    )
     for task_id in to_poll.values_list("pk", flat=True):
         counts["poll"] += queueing.enqueue(poll, task_id)
     to_complete = GenerationTask.objects.filter(

@@ -220,8 +220,14 @@ class GenerationTask(models.Model):
         blank=True,
         related_name="+",
     )
-    # While set and in the future, a submit job owns this task (crash-safe claim).
+    # While set and in the future, a submit job owns this task (crash-safe claim); its value
+    # also identifies that job's claim when it saves the provider's task id.
     submit_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # Set when a submit attempt starts, cleared when it ends with a known outcome. Still set
+    # at the next attempt: the last one stopped mid-call (a crash) and may have been billed.
+    submit_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When the next status read is due; a read queued before that (a duplicate) does nothing.
+    next_poll_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
     submitted_at = models.DateTimeField(_("submitted"), null=True, blank=True)
     completed_at = models.DateTimeField(_("completed"), null=True, blank=True)

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import httpx
 from django.core.exceptions import ImproperlyConfigured
 
-from imagen_assets import __version__
+from imagen_assets import __version__, conf
 from imagen_assets.imagen_sizes import ASPECT_RATIOS, SIZES_1K
 
 
@@ -259,10 +259,16 @@ class Provider:
     # -- HTTP ----------------------------------------------------------------------------
 
     @property
+    def timeout(self) -> float:
+        """Seconds for each phase of an API call: ``OPTIONS["TIMEOUT"]``, else
+        ``IMAGEN_ASSETS["HTTP_TIMEOUT"]``."""
+        return float(self.options.get("TIMEOUT") or conf.get("HTTP_TIMEOUT"))
+
+    @property
     def client(self) -> httpx.Client:
         if self._client is None:
             self._client = httpx.Client(
-                timeout=httpx.Timeout(float(self.options.get("TIMEOUT", 30.0)), connect=10.0),
+                timeout=httpx.Timeout(self.timeout, connect=min(10.0, self.timeout)),
                 headers={"User-Agent": f"imagen-assets/{__version__}"},
             )
         return self._client
@@ -305,6 +311,13 @@ class Provider:
                 f"{'connection lost' if sent else 'could not connect'} ({type(exc).__name__})",
                 retryable=True,
                 ambiguous=sent,
+            ) from None
+        except httpx.RequestError as exc:  # e.g. an answer that cannot be decoded
+            raise ProviderError(
+                self.display_name,
+                f"the answer could not be read ({type(exc).__name__})",
+                retryable=True,
+                ambiguous=True,
             ) from None
         if response.status_code >= 400:
             raise self.error_from_response(response)

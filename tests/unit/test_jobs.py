@@ -494,7 +494,163 @@ class SubmitJobTests:
 # -- poll ------------------------------------------------------------------------------------
 
 
+def crash(request: httpx.Request) -> httpx.Response:
+    """The worker dies mid-call: an exception no provider code expects escapes the job."""
+    raise RuntimeError("work-horse killed")
+
+
+def later(seconds: float):
+    """Patch the clock ``seconds`` ahead (the reconciler and the next job run then)."""
+    from unittest import mock
+
+    return mock.patch(
+        "django.utils.timezone.now", return_value=timezone.now() + timedelta(seconds=seconds)
+    )
+
+
+class InterruptedSubmitTests:
+    def test_a_wavespeed_submit_cut_off_mid_call_is_failed_not_repeated(
+        self, campaign, use_http, enqueued
+    ):
+        task = queued_task(campaign, WAVESPEED)
+        http = use_http(("POST", WAVESPEED.submit_url, crash))
+        with pytest.raises(RuntimeError):
+            jobs.submit(task.pk)
+        assert reload(task).status == "queued"  # the job died; the row says nothing yet
+
+        with later(1000):  # the lease has run out: the reconciler queues a submit again
+            assert jobs.reconcile()["submit"] == 1
+            assert jobs.submit(task.pk) == "failed: interrupted submit"
+
+        assert len(http.requests) == 1  # never a second, separately billed prediction
+        task = reload(task)
+        assert (task.status, task.error_code) == ("failed", "ambiguous")
+        assert "stopped without an answer" in task.error_message
+        assert images_of(task)[0].status == "failed"
+
+    def test_a_wave_submit_cut_off_mid_call_is_repeated_with_the_same_key(
+        self, campaign, use_http, enqueued
+    ):
+        task = queued_task(campaign, WAVE)
+        http = use_http(
+            ("POST", WAVE.submit_url, crash), ("POST", WAVE.submit_url, WAVE.submitted())
+        )
+        with pytest.raises(RuntimeError):
+            jobs.submit(task.pk)
+
+        with later(1000):
+            assert jobs.submit(task.pk) == f"submitted as {WAVE_ID}"
+
+        first, second = http.requests
+        assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"]
+        task = reload(task)
+        assert (task.status, task.attempts, task.submit_started_at) == ("submitted", 2, None)
+
+    def test_crashing_attempts_end_after_the_attempt_limit(
+        self, campaign, use_http, enqueued, settings
+    ):
+        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "SUBMIT_MAX_ATTEMPTS": 3}
+        task = queued_task(campaign, WAVE)
+        http = use_http(*[("POST", WAVE.submit_url, crash)] * 3)
+        for attempt in range(3):
+            with later(1000 * attempt), pytest.raises(RuntimeError):
+                jobs.submit(task.pk)
+
+        with later(5000):
+            assert jobs.submit(task.pk) == "failed: too many attempts"
+
+        assert len(http.requests) == 3
+        task = reload(task)
+        assert (task.status, task.error_code) == ("failed", "attempts")
+        assert task.error_message == "Gave up after 3 attempts to submit to Wave."
+
+    def test_an_unreadable_answer_to_a_wavespeed_submit_is_not_repeated(
+        self, campaign, use_http, enqueued
+    ):
+        task = queued_task(campaign, WAVESPEED)
+        broken = httpx.Response(
+            200,
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+            stream=httpx.ByteStream(b"not gzip at all"),
+        )
+        use_http(("POST", WAVESPEED.submit_url, broken))
+
+        assert jobs.submit(task.pk) == "failed: ambiguous submit"
+        assert "could not be read (DecodingError)" in reload(task).error_message
+
+    def test_the_claim_outlasts_the_providers_own_timeout(
+        self, campaign, use_http, enqueued, settings
+    ):
+        settings.IMAGEN_ASSETS["PROVIDERS"]["wavespeed"]["OPTIONS"]["TIMEOUT"] = 180
+        task = queued_task(campaign, WAVESPEED)
+        leases = []
+
+        def slow(request: httpx.Request) -> httpx.Response:
+            leases.append(reload(task).submit_lease_until - timezone.now())
+            return WAVESPEED.submitted()
+
+        use_http(("POST", WAVESPEED.submit_url, slow))
+        jobs.submit(task.pk)
+
+        assert leases[0] > timedelta(seconds=4 * 180)
+
+    def test_a_run_that_lost_its_claim_does_not_move_the_task(
+        self, campaign, use_http, enqueued, caplog
+    ):
+        task = queued_task(campaign, WAVESPEED)
+
+        def meanwhile_failed(request: httpx.Request) -> httpx.Response:
+            # While this call was slow, another run took over and the task failed.
+            jobs._fail_task(task.pk, "failed by the other run", "other")
+            return WAVESPEED.submitted()
+
+        use_http(("POST", WAVESPEED.submit_url, meanwhile_failed))
+
+        assert jobs.submit(task.pk) == "skipped: claim lost; provider task orphaned"
+
+        task = reload(task)
+        assert (task.status, task.provider_task_id) == ("failed", "")
+        assert WS_ID in caplog.text and "orphan" in caplog.text
+        assert enqueued == []
+
+
 class PollJobTests:
+    def test_a_read_queued_before_the_next_one_is_due_does_nothing(
+        self, campaign, use_http, enqueued
+    ):
+        task = running_task(
+            campaign, WAVESPEED, next_poll_at=timezone.now() + timedelta(seconds=600)
+        )
+        use_http()  # no provider call
+
+        assert jobs.poll(task.pk) == "skipped: next read not due yet"
+        assert enqueued == []  # and no second chain
+
+    def test_a_webhooks_re_read_is_never_held_back(self, campaign, use_http, enqueued):
+        task = running_task(
+            campaign, WAVESPEED, next_poll_at=timezone.now() + timedelta(seconds=600)
+        )
+        use_http(("GET", WAVESPEED.status_url, WAVESPEED.state("processing")))
+
+        assert jobs.poll(task.pk, reschedule=False) == "status processing"
+
+    def test_a_long_retry_after_holds_off_the_reconciler(
+        self, campaign, use_http, enqueued, settings
+    ):
+        task = running_task(campaign, WAVESPEED)
+        busy = json_response(429, {"code": 429, "message": "slow down"}, {"Retry-After": "600"})
+        use_http(("GET", WAVESPEED.status_url, busy))
+
+        jobs.poll(task.pk)
+
+        (call,) = enqueued
+        assert call.delay == 600
+        assert reload(task).next_poll_at > timezone.now() + timedelta(seconds=590)
+        with later(300):  # stale by RECONCILE_AFTER, but its read is still scheduled
+            assert jobs.reconcile()["poll"] == 0
+        with later(700):  # the scheduled read was lost: now the reconciler steps in
+            assert jobs.reconcile()["poll"] == 1
+
     def test_processing_updates_progress_and_reschedules(self, campaign, use_http, enqueued):
         task = running_task(campaign, WAVE, num_images=2)
         body = {**fixture("wave/status_processing_progress_percent.json"), "task_id": WAVE_ID}
