@@ -132,7 +132,9 @@ def download(
             ip_host = f"[{address}]" if ":" in address else address
             netloc = ip_host + (f":{parts.port}" if parts.port else "")
             pinned = parts._replace(netloc=netloc).geturl()
-            headers = {"Host": parts.netloc.rsplit("@", 1)[-1]}
+            # Images are compressed already; an encoded body could decode to far more than
+            # max_bytes before the cap is checked (a gzip bomb), so none is accepted.
+            headers = {"Host": parts.netloc.rsplit("@", 1)[-1], "Accept-Encoding": "identity"}
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise DownloadError(f"gave up after {timeout:.0f} s")
@@ -152,6 +154,12 @@ def download(
                         continue
                     if response.status_code != 200:
                         raise DownloadError(f"{host} answered HTTP {response.status_code}")
+                    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+                    if encoding not in ("", "identity"):
+                        raise DownloadError(
+                            f"{host} sent an encoded body ({encoding[:40]}); only plain image "
+                            "bytes are accepted"
+                        )
                     declared = response.headers.get("Content-Length")
                     if declared and declared.isdigit() and int(declared) > max_bytes:
                         raise DownloadError(

@@ -395,6 +395,34 @@ def clock(monkeypatch) -> FakeClock:
 
 
 class SizeLimitTests:
+    @pytest.mark.parametrize("encoding", ["gzip", "gzip, gzip", "deflate", "br", "zstd"])
+    def test_refuses_an_encoded_body_without_decoding_it(self, encoding):
+        import gzip
+
+        # A few hundred bytes that would decode to 64 MiB (twice over for "gzip, gzip").
+        bomb = gzip.compress(gzip.compress(b"\0" * (64 * 1024 * 1024)))
+        server = Server(
+            {
+                "/a.png": httpx.Response(
+                    200, headers={"Content-Encoding": encoding}, stream=httpx.ByteStream(bomb)
+                )
+            }
+        )
+
+        with pytest.raises(DownloadError, match="sent an encoded body") as caught:
+            fetch("https://cdn.example/a.png", server, Resolver(cdn_example=[PUBLIC]))
+
+        assert caught.value.transient is False
+        assert server.requests[0].headers["Accept-Encoding"] == "identity"
+
+    def test_an_identity_encoding_is_plain_bytes(self):
+        server = Server({"/a.png": ok(b"plain", **{"Content-Encoding": "identity"})})
+
+        assert (
+            fetch("https://cdn.example/a.png", server, Resolver(cdn_example=[PUBLIC])).content
+            == b"plain"
+        )
+
     def test_refuses_a_declared_size_over_the_cap_without_reading_the_body(self):
         pulled: list[int] = []
 
