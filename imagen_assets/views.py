@@ -10,7 +10,7 @@ import logging
 from dataclasses import asdict
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, OperationalError, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -97,4 +97,10 @@ def webhook(request: HttpRequest, provider: str, token: str | None = None) -> Js
             transaction.on_commit(lambda: queueing.enqueue(jobs.process_webhook, event.pk))
     except IntegrityError:
         return JsonResponse({"ok": True, "duplicate": True})
+    except DataError as exc:  # e.g. a value too long for its column: the sender's fault
+        logger.warning("Refused a %s webhook the database cannot store: %s", provider, exc)
+        return _refuse("webhook holds data that cannot be stored", 400)
+    except OperationalError:
+        logger.exception("Could not record a %s webhook", provider)
+        return _refuse("cannot record webhooks right now", 503)
     return JsonResponse({"ok": True})

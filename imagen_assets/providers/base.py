@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import email.utils
 import math
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,23 @@ from django.core.exceptions import ImproperlyConfigured
 
 from imagen_assets import __version__, conf
 from imagen_assets.imagen_sizes import ASPECT_RATIOS, SIZES_1K
+
+# Legal in JSON, refused by PostgreSQL (NUL) or by UTF-8 itself (unpaired surrogates).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """Parsed JSON with every string (keys too) made safe to store: NUL characters and
+    unpaired surrogates become U+FFFD. Anything from a provider goes through this, so a
+    stray ``\u0000`` in an error text cannot break a database write (a 500 or a job
+    failing forever)."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
 
 
 class TaskStatus(StrEnum):
@@ -342,7 +360,7 @@ class Provider:
 
     def json(self, response: httpx.Response) -> Any:
         try:
-            return response.json()
+            return storable(response.json())
         except ValueError:
             raise ProviderError(
                 self.display_name,

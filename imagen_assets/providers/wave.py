@@ -30,6 +30,7 @@ from imagen_assets.providers.base import (
     TaskStatus,
     WebhookError,
     WebhookNotice,
+    storable,
 )
 
 # Assumption (PROVIDERS.md §1.3): the submit status code is undocumented; any of these is
@@ -272,7 +273,7 @@ def _json_object(body: bytes) -> dict[str, Any]:
         raise WebhookError("callback body is not JSON", 400) from None
     if not isinstance(data, dict):
         raise WebhookError("callback body is not a JSON object", 400)
-    return data
+    return storable(data)
 
 
 def _error_fields(error: Any) -> tuple[str, str]:

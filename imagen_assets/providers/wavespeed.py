@@ -40,6 +40,7 @@ from imagen_assets.providers.base import (
     TaskStatus,
     WebhookError,
     WebhookNotice,
+    storable,
 )
 
 SUBMIT_OK = frozenset({200, 201, 202})
@@ -444,7 +445,7 @@ class WaveSpeedProvider(Provider):
         """
         event_id = _header(headers, "webhook-id")
         try:
-            data = json.loads(body.decode("utf-8"))
+            data = storable(json.loads(body.decode("utf-8")))
         except (UnicodeDecodeError, ValueError):
             raise WebhookError("webhook body is not UTF-8 JSON", 400) from None
         if not isinstance(data, dict):

@@ -300,6 +300,17 @@ class WaveSpeedFetchTests:
         assert task.error_message == "Task timeout by server"
         assert task.error_code == ""
 
+    def test_text_a_database_cannot_store_is_made_safe(self, mock_http):
+        data = fixture("wavespeed/result_timeout.json")
+        raw = json_response(200, data).content.replace(
+            b"Task timeout", b"Task\\u0000 \\udc00timeout"
+        )
+        http = mock_http(("GET", RESULT_URL, httpx.Response(200, content=raw)))
+
+        task = wavespeed(http).fetch(ID)
+
+        assert task.error_message == "Task\ufffd \ufffdtimeout by server"
+
     def test_reads_a_sync_mode_timeout_as_still_processing(self, mock_http):
         http = mock_http(result("result_sync_mode_timeout"))
 

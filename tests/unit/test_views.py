@@ -410,6 +410,64 @@ class CountingStream(io.RawIOBase):
         return chunk
 
 
+class UnstorableWebhookTests:
+    """Legal JSON a database cannot store: a 2xx with the text made safe, never a 500."""
+
+    @pytest.mark.parametrize("escape", ["\\u0000", "\\ud800"])
+    def test_nul_and_unpaired_surrogates_are_replaced(self, client, enqueued, escape):
+        payload = {
+            **fixture("wavespeed/webhook_completed.json"),
+            "status": "failed",
+            "outputs": [],
+            "has_nsfw_contents": [],
+            "error": "x",
+        }
+        body = (
+            json.dumps(payload)
+            .encode()
+            .replace(b'"error": "x"', f'"error": "bad{escape}text"'.encode())
+        )
+        assert escape.encode() in body
+
+        response = post_signed(client, body)
+
+        assert response.status_code == 200
+        event = WebhookEvent.objects.get()
+        assert event.payload["error"] == "bad\ufffdtext"
+        assert event.state["error_message"] == "bad\ufffdtext"
+
+    def test_an_id_the_database_cannot_store_is_still_answered(self, client, enqueued):
+        body = BODY.replace(WS_ID.encode(), b"abc\\ud800", 1)
+
+        response = post_signed(client, body)
+
+        assert response.status_code == 200
+        assert WebhookEvent.objects.get().provider_task_id == "abc\ufffd"
+
+    def test_a_value_the_database_refuses_is_a_400(self, client, enqueued, monkeypatch):
+        from django.db import DataError
+
+        def refuse(**fields):
+            raise DataError("value too long for type character varying(200)")
+
+        monkeypatch.setattr(WebhookEvent.objects, "create", refuse)
+
+        response = post_signed(client)
+
+        assert response.status_code == 400
+        assert enqueued == []
+
+    def test_a_database_that_is_down_is_a_503(self, client, enqueued, monkeypatch):
+        from django.db import OperationalError
+
+        def down(**fields):
+            raise OperationalError("could not connect to server")
+
+        monkeypatch.setattr(WebhookEvent.objects, "create", down)
+
+        assert post_signed(client).status_code == 503
+
+
 class WaveCallbackTests:
     @pytest.fixture
     def task(self):
