@@ -454,7 +454,10 @@ class CampaignAdmin(admin.ModelAdmin):
                 per_campaign = None
         rows = []
         for campaign in campaigns:
-            committed = campaign.committed_spend()
+            # Annotated by get_queryset (with_stats), so no query per selected campaign.
+            committed = getattr(campaign, "committed", None)
+            if committed is None:
+                committed = campaign.committed_spend()
             left = (
                 max(campaign.budget - committed, Decimal(0))
                 if campaign.budget is not None

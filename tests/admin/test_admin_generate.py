@@ -52,6 +52,24 @@ def form_errors(response: Any) -> list[str]:
     return [str(error) for errors in form.errors.values() for error in errors]
 
 
+class GeneratePageQueryTests:
+    def test_query_count_does_not_grow_with_the_selected_campaigns(self, admin_client) -> None:
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        counts = []
+        for n in (1, 10):
+            campaigns = [
+                Campaign.objects.create(name=f"C{n}-{i}", slug=f"c{n}-{i}", budget=10)
+                for i in range(n)
+            ]
+            with CaptureQueriesContext(connection) as queries:
+                assert open_action(admin_client, *campaigns).status_code == 200
+            counts.append(len(queries))
+
+        assert counts[0] == counts[1]
+
+
 class MoneyFormatTests:
     def test_prices_keep_four_decimals_and_totals_two(self) -> None:
         assert money(Decimal("0.0425")) == "$0.0425"
