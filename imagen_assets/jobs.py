@@ -449,11 +449,13 @@ def _download_one(image: GeneratedImage, output: dict[str, Any]) -> dict[str, An
     try:
         checked = _fetch_and_check(output["url"])
         name, thumb = _store(image, checked)
-    except (DownloadError, ImageRejected) as exc:
-        return {"error": f"Could not store the image: {exc}"}
-    except Exception as exc:  # storage backends raise their own types
+    except DownloadError as exc:
+        return {"error": f"Could not store the image: {exc}", "transient": exc.transient}
+    except ImageRejected as exc:
+        return {"error": f"Could not store the image: {exc}", "transient": False}
+    except Exception as exc:  # storage backends raise their own types: a full disk, S3 down
         logger.exception("Storing image %s failed", image.pk)
-        return {"error": f"Could not store the image ({type(exc).__name__})."}
+        return {"error": f"Could not store the image ({type(exc).__name__}).", "transient": True}
     return {
         "file": name,
         "thumbnail": thumb,
@@ -470,6 +472,9 @@ def complete(task_id: int) -> str:
 
     Images are fetched in parallel threads; each row is then finished with a conditional
     update, so a second concurrent run cannot store an image twice (its files are removed).
+    A transient failure (the CDN or the storage unreachable) keeps the image open and queues
+    another run, until ``TASK_TIMEOUT`` after the provider finished; a refused file (not an
+    image, too large, an HTTP 4xx) fails it at once.
     """
     task = GenerationTask.objects.select_related("campaign").filter(pk=task_id).first()
     if task is None or task.status != TaskStatus.SUCCEEDED:
@@ -495,7 +500,11 @@ def complete(task_id: int) -> str:
         image.campaign = task.campaign  # upload_to reads the slug; no query per thread
     with ThreadPoolExecutor(max_workers=max(1, min(4, len(todo)))) as pool:
         results = list(pool.map(lambda img: _download_one(img, asdict(outputs[img.index])), todo))
-    stored = 0
+    stored = retrying = 0
+    # A transient failure (network, storage) leaves the image open and tries again later,
+    # until TASK_TIMEOUT after the provider finished: the image is paid for.
+    finished_at = task.completed_at or now
+    give_up = now - finished_at > timedelta(seconds=conf.get("TASK_TIMEOUT"))
     for image, result in zip(todo, results, strict=True):
         output = outputs[image.index]
         fields: dict[str, Any] = {
@@ -504,6 +513,14 @@ def complete(task_id: int) -> str:
             "completed_at": timezone.now(),
             "updated_at": timezone.now(),
         }
+        if "error" in result and result["transient"] and not give_up:
+            retrying += GeneratedImage.objects.filter(
+                pk=image.pk, status__in=OPEN_IMAGE_STATUSES
+            ).update(
+                error_message=f"{result['error']} Trying again shortly.",
+                updated_at=timezone.now(),
+            )
+            continue
         if "error" in result:
             fields.update(status=GeneratedImage.Status.FAILED, error_message=result["error"])
         else:
@@ -517,6 +534,10 @@ def complete(task_id: int) -> str:
             storage.delete(result["thumbnail"])
         stored += bool(won and "file" in result)
     logger.info("Task %s: stored %d image(s), %d withheld", task_id, stored, len(missing))
+    if retrying:
+        elapsed = (now - finished_at).total_seconds()
+        queueing.enqueue(complete, task_id, delay=min(60.0, max(5.0, elapsed / 4)))
+        return f"stored {stored}, withheld {len(missing)}, retrying {retrying}"
     return f"stored {stored}, withheld {len(missing)}"
 
 

@@ -1234,6 +1234,69 @@ class DownloadRetryTests:
         assert len(calls) == 2
         assert images_of(task)[0].status == "succeeded"
 
+    def test_a_cdn_that_stays_down_leaves_the_image_open_and_tries_later(
+        self, campaign, enqueued, monkeypatch, tmp_path
+    ):
+        task = self._succeeded_task(campaign)
+        GenerationTask.objects.filter(pk=task.pk).update(completed_at=timezone.now())
+        down = [True]
+
+        def download(url, **kwargs):
+            if down[0]:
+                raise jobs.DownloadError("cdn.test timed out", transient=True)
+            return Downloaded(image_bytes("PNG"), "image/png", url)
+
+        monkeypatch.setattr(jobs, "download", download)
+
+        assert jobs.complete(task.pk) == "stored 0, withheld 0, retrying 1"
+        image = images_of(task)[0]
+        assert image.status == "queued"  # paid for: not given up
+        assert image.error_message.endswith("Trying again shortly.")
+        assert [(c.func, c.args) for c in enqueued] == [(jobs.complete, (task.pk,))]
+        assert 5 <= enqueued[0].delay <= 60
+
+        down[0] = False
+        assert jobs.complete(task.pk) == "stored 1, withheld 0"
+        image = images_of(task)[0]
+        assert (image.status, image.error_message) == ("succeeded", "")
+
+    def test_a_storage_failure_is_tried_again(self, campaign, enqueued, monkeypatch, tmp_path):
+        task = self._succeeded_task(campaign)
+        monkeypatch.setattr(
+            jobs, "download", lambda url, **kw: Downloaded(image_bytes("PNG"), "image/png", url)
+        )
+
+        def disk_full(image, checked):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(jobs, "_store", disk_full)
+
+        assert jobs.complete(task.pk).endswith("retrying 1")
+        assert images_of(task)[0].error_message == (
+            "Could not store the image (OSError). Trying again shortly."
+        )
+
+    def test_transient_failures_give_up_after_the_task_timeout(
+        self, campaign, enqueued, monkeypatch, tmp_path
+    ):
+        task = self._succeeded_task(campaign)
+        GenerationTask.objects.filter(pk=task.pk).update(
+            completed_at=timezone.now() - timedelta(seconds=3600)
+        )
+        monkeypatch.setattr(
+            jobs,
+            "download",
+            lambda url, **kw: (_ for _ in ()).throw(
+                jobs.DownloadError("timed out", transient=True)
+            ),
+        )
+
+        assert jobs.complete(task.pk) == "stored 0, withheld 0"
+        image = images_of(task)[0]
+        assert image.status == "failed"
+        assert image.error_message == "Could not store the image: timed out"
+        assert enqueued == []
+
     def test_a_refusal_is_not_tried_again(self, campaign, enqueued, monkeypatch, tmp_path):
         task = self._succeeded_task(campaign)
         calls = []
