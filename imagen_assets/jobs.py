@@ -168,9 +168,6 @@ def submit(task_id: int) -> str:
         refused = _refuse_attempt(task, provider)
         if refused:
             return refused
-        GenerationTask.objects.filter(pk=task_id, submit_lease_until=lease).update(
-            submit_started_at=now
-        )
         url = callback_url(task, provider)
         params = _params(task)
         try:
@@ -187,6 +184,10 @@ def submit(task_id: int) -> str:
                 getattr(provider, "webhook_secrets", lambda: None)()
             except ProviderError as exc:
                 logger.warning("Could not fetch the %s webhook secret: %s", task.provider, exc)
+        # From here until the outcome is known, a crash leaves the attempt marked.
+        GenerationTask.objects.filter(pk=task_id, submit_lease_until=lease).update(
+            submit_started_at=timezone.now()
+        )
         try:
             result = provider.submit(
                 params, idempotency_key=str(task.idempotency_key), callback_url=url

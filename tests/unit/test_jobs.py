@@ -528,6 +528,25 @@ class InterruptedSubmitTests:
         assert "stopped without an answer" in task.error_message
         assert images_of(task)[0].status == "failed"
 
+    def test_a_crash_before_the_call_does_not_count_as_an_unknown_outcome(
+        self, campaign, use_http, enqueued, monkeypatch
+    ):
+        task = queued_task(campaign, WAVESPEED)
+        http = use_http(("POST", WAVESPEED.submit_url, WAVESPEED.submitted()))
+
+        def crash_before(*args):
+            raise RuntimeError("killed before sending")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(jobs, "callback_url", crash_before)
+            with pytest.raises(RuntimeError):
+                jobs.submit(task.pk)
+        assert reload(task).submit_started_at is None
+
+        with later(1000):
+            assert jobs.submit(task.pk) == f"submitted as {WS_ID}"
+        assert len(http.requests) == 1
+
     def test_a_wave_submit_cut_off_mid_call_is_repeated_with_the_same_key(
         self, campaign, use_http, enqueued
     ):
