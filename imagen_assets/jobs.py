@@ -233,13 +233,10 @@ def submit(task_id: int) -> str:
 def _refuse_attempt(task: GenerationTask, provider: Provider) -> str:
     """Fail the task instead of this attempt when repeating would be unsafe or endless."""
     if task.submit_started_at is not None and not provider.idempotent_submit:
-        _fail_task(
+        _fail_ambiguous(
             task.pk,
             f"An earlier attempt to submit to {provider.display_name} stopped without an "
-            "answer (the worker was stopped or crashed). The request may or may not have "
-            "reached the provider, which offers no way to submit safely twice; it was not "
-            "retried. Check the provider's dashboard before generating again.",
-            "ambiguous",
+            "answer (the worker was stopped or crashed)",
         )
         return "failed: interrupted submit"
     limit = conf.get("SUBMIT_MAX_ATTEMPTS")
@@ -253,19 +250,24 @@ def _refuse_attempt(task: GenerationTask, provider: Provider) -> str:
     return ""
 
 
+def _fail_ambiguous(task_id: int, what_happened: str) -> None:
+    """Fail a submit whose outcome is unknown, for a provider that cannot take it twice."""
+    _fail_task(
+        task_id,
+        f"{what_happened}. The request may or may not have reached the provider, which "
+        "offers no way to submit safely twice; it was not retried. Check the provider's "
+        "dashboard before generating again.",
+        "ambiguous",
+    )
+
+
 def _submit_failed(task: GenerationTask, exc: ProviderError, *, idempotent: bool) -> str:
     attempts = task.attempts
     limit = conf.get("SUBMIT_MAX_ATTEMPTS")
     if exc.ambiguous and not idempotent:
         # The provider may have started (and will bill) the task; without an idempotency
         # key a second submit could pay twice, so a person decides.
-        _fail_task(
-            task.pk,
-            f"{exc}. The request may or may not have reached the provider, which offers no "
-            "way to submit safely twice; it was not retried. Check the provider's dashboard "
-            "before generating again.",
-            "ambiguous",
-        )
+        _fail_ambiguous(task.pk, str(exc))
         return "failed: ambiguous submit"
     if exc.retryable and attempts < limit:
         delay = backoff_delay(attempts, exc.retry_after)

@@ -25,6 +25,10 @@ from django.core.exceptions import ImproperlyConfigured
 from imagen_assets import __version__, conf
 from imagen_assets.imagen_sizes import ASPECT_RATIOS, SIZES_1K
 
+#: Answers to a submit that mean "accepted". Assumption (PROVIDERS.md §1.3): Wave does not
+#: document the status code of a successful submit; WaveSpeed answers 200.
+SUBMIT_OK = frozenset({200, 201, 202})
+
 # Legal in JSON, refused by PostgreSQL (NUL) or by UTF-8 itself (unpaired surrogates).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -357,6 +361,34 @@ class Provider:
     def parse_error_body(self, response: httpx.Response) -> tuple[str, str]:
         """(code, message) from an error body; subclasses know their vendor's envelope."""
         return "", response.text[:300]
+
+    def check_params(self, params: GenerationParams) -> None:
+        """Raise ``ValueError`` for parameters this provider cannot take (the service layer
+        should have refused them already): every provider's rules, in one place."""
+        name = self.display_name
+        if not params.prompt:
+            raise ValueError(f"{name}: the prompt is empty.")
+        if params.negative_prompt and not self.supports_negative_prompt:
+            raise ValueError(f"{name} has no negative prompt; leave it empty.")
+        if not 1 <= params.num_images <= self.max_images_per_task:
+            raise ValueError(
+                f"{name}: num_images must be 1 to {self.max_images_per_task}, "
+                f"not {params.num_images}."
+            )
+        if params.aspect_ratio not in self.aspect_ratios:
+            raise ValueError(
+                f"{name}: unknown aspect ratio {params.aspect_ratio!r}; "
+                f"use one of {', '.join(self.aspect_ratios)}."
+            )
+
+    def expect_status(self, response: httpx.Response, accepted: frozenset[int]) -> None:
+        """Raise a :class:`ProviderError` for a 2xx/3xx answer that is not in ``accepted``."""
+        if response.status_code not in accepted:
+            raise ProviderError(
+                self.display_name,
+                f"unexpected HTTP status (expected {', '.join(map(str, sorted(accepted)))})",
+                status_code=response.status_code,
+            )
 
     def json(self, response: httpx.Response) -> Any:
         try:

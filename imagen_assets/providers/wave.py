@@ -22,6 +22,7 @@ import httpx
 
 from imagen_assets.imagen_sizes import SIZES_2K
 from imagen_assets.providers.base import (
+    SUBMIT_OK,
     GenerationParams,
     Output,
     Provider,
@@ -32,10 +33,6 @@ from imagen_assets.providers.base import (
     WebhookNotice,
     storable,
 )
-
-# Assumption (PROVIDERS.md §1.3): the submit status code is undocumented; any of these is
-# an accepted task.
-SUBMIT_OK = frozenset({200, 201, 202})
 
 # PROVIDERS.md §1.4 states; ``succeeded`` is the legacy name of ``completed`` (§1.6).
 STATUSES: Mapping[str, TaskStatus] = {
@@ -91,22 +88,9 @@ class WaveProvider(Provider):
 
         Raises ``ValueError`` for parameters the service layer should have refused.
         """
-        if not params.prompt:
-            raise ValueError("Wave: the prompt is empty.")
-        if params.negative_prompt:
-            raise ValueError("Wave imagen-4.0 has no negative prompt; leave it empty.")
-        if not 1 <= params.num_images <= self.max_images_per_task:
-            # Assumption (PROVIDERS.md §1.2): Wave documents no maximum for n; Google's
-            # cap of 4 applies.
-            raise ValueError(
-                f"Wave: num_images must be 1 to {self.max_images_per_task}, "
-                f"not {params.num_images}."
-            )
-        if params.aspect_ratio not in self.aspect_ratios:
-            raise ValueError(
-                f"Wave: unknown aspect ratio {params.aspect_ratio!r}; "
-                f"use one of {', '.join(self.aspect_ratios)}."
-            )
+        # Assumption (PROVIDERS.md §1.2): Wave documents no maximum for n; Google's cap of
+        # 4 (max_images_per_task) applies.
+        self.check_params(params)
         body: dict[str, Any] = {
             "model": self.model,
             "action": "generate",
@@ -137,7 +121,7 @@ class WaveProvider(Provider):
             json=body,
             headers={"Content-Type": "application/json", "Idempotency-Key": idempotency_key},
         )
-        self._expect_status(response, SUBMIT_OK)
+        self.expect_status(response, SUBMIT_OK)
         return self._task(self.json(response), status_code=response.status_code)
 
     # -- status --------------------------------------------------------------------------
@@ -145,7 +129,7 @@ class WaveProvider(Provider):
     def fetch(self, task_id: str) -> ProviderTask:
         """``GET /v1/tasks/{task_id}``."""
         response = self.request("GET", f"{self.base_url}/v1/tasks/{quote(task_id, safe='')}")
-        self._expect_status(response, frozenset({200}))
+        self.expect_status(response, frozenset({200}))
         task = self._task(self.json(response), task_id=task_id, status_code=response.status_code)
         if task.task_id != task_id:
             raise ProviderError(
@@ -154,14 +138,6 @@ class WaveProvider(Provider):
                 status_code=response.status_code,
             )
         return task
-
-    def _expect_status(self, response: httpx.Response, accepted: frozenset[int]) -> None:
-        if response.status_code not in accepted:
-            raise ProviderError(
-                self.display_name,
-                f"unexpected HTTP status (expected {', '.join(map(str, sorted(accepted)))})",
-                status_code=response.status_code,
-            )
 
     def _task(self, data: Any, *, status_code: int, task_id: str = "") -> ProviderTask:
         """Read a task object (submit answer, status answer) into a :class:`ProviderTask`."""

@@ -32,6 +32,7 @@ from django.core.exceptions import ImproperlyConfigured
 from imagen_assets import conf
 from imagen_assets.imagen_sizes import SIZES_1K, SIZES_2K
 from imagen_assets.providers.base import (
+    SUBMIT_OK,
     GenerationParams,
     Output,
     Provider,
@@ -42,8 +43,6 @@ from imagen_assets.providers.base import (
     WebhookNotice,
     storable,
 )
-
-SUBMIT_OK = frozenset({200, 201, 202})
 
 # PROVIDERS.md §2.4: the API documents created/processing/completed/failed; the official
 # SDK also treats cancelled, timeout and (2.0.5) deleted as terminal.
@@ -145,20 +144,11 @@ class WaveSpeedProvider(Provider):
 
         Raises ``ValueError`` for parameters the service layer should have refused.
         """
-        if not params.prompt:
-            raise ValueError("WaveSpeed AI: the prompt is empty.")
-        if not 1 <= params.num_images <= self.max_images_per_task:
-            raise ValueError(
-                f"WaveSpeed AI: num_images must be 1 to {self.max_images_per_task}, "
-                f"not {params.num_images}."
-            )
-        if params.aspect_ratio not in self.aspect_ratios:
-            raise ValueError(
-                f"WaveSpeed AI: unknown aspect ratio {params.aspect_ratio!r}; "
-                f"use one of {', '.join(self.aspect_ratios)}."
-            )
+        self.check_params(params)
         if params.seed is not None and params.seed not in SEED_RANGE:
-            raise ValueError(f"WaveSpeed AI: seed must be -1 to 2147483647, not {params.seed}.")
+            raise ValueError(
+                f"{self.display_name}: seed must be -1 to 2147483647, not {params.seed}."
+            )
         body: dict[str, Any] = {"prompt": params.prompt}
         if params.negative_prompt:
             body["negative_prompt"] = params.negative_prompt
@@ -196,7 +186,7 @@ class WaveSpeedProvider(Provider):
             # (PROVIDERS.md §2.5 documents exactly this for sync mode).
             exc.ambiguous = exc.ambiguous or exc.status_code == 504
             raise
-        self._expect_status(response, SUBMIT_OK)
+        self.expect_status(response, SUBMIT_OK)
         try:
             return self._task(self._data(response), status_code=response.status_code)
         except ProviderError as exc:
@@ -212,7 +202,7 @@ class WaveSpeedProvider(Provider):
         response = self.request(
             "GET", f"{self.base_url}/api/v3/predictions/{quote(task_id, safe='')}/result"
         )
-        self._expect_status(response, frozenset({200}))
+        self.expect_status(response, frozenset({200}))
         task = self._task(self._data(response), status_code=response.status_code)
         if task.task_id != task_id:
             raise ProviderError(
@@ -221,14 +211,6 @@ class WaveSpeedProvider(Provider):
                 status_code=response.status_code,
             )
         return task
-
-    def _expect_status(self, response: httpx.Response, accepted: frozenset[int]) -> None:
-        if response.status_code not in accepted:
-            raise ProviderError(
-                self.display_name,
-                f"unexpected HTTP status (expected {', '.join(map(str, sorted(accepted)))})",
-                status_code=response.status_code,
-            )
 
     def _envelope(self, response: httpx.Response) -> dict[str, Any]:
         """The JSON object of a 2xx answer, after checking the envelope's own ``code``."""
