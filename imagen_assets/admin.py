@@ -49,7 +49,8 @@ from imagen_assets.models import (
     GenerationTask,
     WebhookEvent,
 )
-from imagen_assets.providers import TaskStatus, provider_aliases
+from imagen_assets.providers import provider_aliases
+from imagen_assets.status import TaskStatus
 
 OPEN_TASK_STATUSES = [status.value for status in TaskStatus if not status.terminal]
 GALLERY_SIZE = 12

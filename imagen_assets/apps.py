@@ -10,4 +10,4 @@ class ImagenAssetsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from imagen_assets import checks, signals  # noqa: F401  (registers checks, receivers)
+        from imagen_assets import checks, receivers  # noqa: F401  (registers checks, receivers)

@@ -17,7 +17,7 @@ ID = "imagen_assets."
 
 @checks.register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    from imagen_assets.providers import get_provider
+    from imagen_assets.providers import WebhookAuth, get_provider
 
     errors: list[checks.CheckMessage] = []
     user = conf.user_settings()
@@ -95,7 +95,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     errors.append(checks.Warning(message, hint=hint, id=ID + "W001"))
             if (
                 webhooks_on
-                and provider.signs_webhooks
+                and provider.webhook_auth is WebhookAuth.SIGNATURE
+                and "WEBHOOK_SECRET" in provider.option_names
                 and not provider.local_only
                 and not provider.options.get("WEBHOOK_SECRET")
                 and not missing

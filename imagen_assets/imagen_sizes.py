@@ -1,4 +1,4 @@
-"""Google Imagen 4's aspect ratios and output pixel sizes (PROVIDERS.md section 3).
+"""Google Imagen 4's aspect ratios and output pixel sizes (docs/providers.md section 3).
 
 Free of Django imports so the standalone sandbox server shares the same table.
 """

@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.core.files.storage import Storage, storages
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Case, Count, F, OuterRef, Q, Subquery, Sum, Value, When
@@ -17,24 +16,16 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from imagen_assets import conf
 from imagen_assets.imagen_sizes import ASPECT_RATIOS
-from imagen_assets.providers.base import TaskStatus
-
-
-def image_storage() -> Storage:
-    """The storage images are written to, looked up on every use so settings stay live."""
-    return storages[conf.get("STORAGE")]
-
-
-def image_upload_to(instance: GeneratedImage, filename: str) -> str:
-    prefix = conf.get("UPLOAD_PREFIX").strip("/")
-    return f"{prefix}/{instance.campaign.slug}/{filename}"
-
-
-def thumbnail_upload_to(instance: GeneratedImage, filename: str) -> str:
-    prefix = conf.get("UPLOAD_PREFIX").strip("/")
-    return f"{prefix}/{instance.campaign.slug}/thumbs/{filename}"
+from imagen_assets.status import (
+    FAILED_IMAGE_STATUSES,
+    OPEN_IMAGE_STATUSES,
+    OPEN_TASK_STATUSES,
+    ImageStatus,
+    ReviewStatus,
+    TaskStatus,
+)
+from imagen_assets.storage import image_storage, image_upload_to, thumbnail_upload_to
 
 
 def new_callback_token() -> str:
@@ -50,10 +41,7 @@ def task_spend() -> Case:
     succeeded, its estimate while it is open, nothing once it failed or was cancelled."""
     return Case(
         When(status=TaskStatus.SUCCEEDED, then=Coalesce(F("cost"), Value(Decimal(0)))),
-        When(
-            status__in=[s.value for s in TaskStatus if not s.terminal],
-            then=F("estimated_cost"),
-        ),
+        When(status__in=OPEN_TASK_STATUSES, then=F("estimated_cost")),
         default=Value(Decimal(0)),
         output_field=MONEY,
     )
@@ -164,14 +152,7 @@ class Campaign(models.Model):
 class GenerationTask(models.Model):
     """One call to a provider: everything sent, everything learned, and what it cost."""
 
-    class Status(models.TextChoices):
-        # The same values as providers.base.TaskStatus (a test keeps them in step).
-        QUEUED = "queued", _("Queued")
-        SUBMITTED = "submitted", _("Submitted")
-        PROCESSING = "processing", _("Processing")
-        SUCCEEDED = "succeeded", _("Succeeded")
-        FAILED = "failed", _("Failed")
-        CANCELLED = "cancelled", _("Cancelled")
+    Status = TaskStatus
 
     campaign = models.ForeignKey(
         Campaign, verbose_name=_("campaign"), on_delete=models.CASCADE, related_name="tasks"
@@ -196,7 +177,11 @@ class GenerationTask(models.Model):
         _("provider task id"), max_length=200, blank=True, db_index=True
     )
     status = models.CharField(
-        _("status"), max_length=20, choices=Status.choices, default=TaskStatus.QUEUED, db_index=True
+        _("status"),
+        max_length=20,
+        choices=TaskStatus.choices,
+        default=TaskStatus.QUEUED,
+        db_index=True,
     )
     progress = models.PositiveSmallIntegerField(_("progress"), default=0)
     outputs = models.JSONField(
@@ -266,21 +251,10 @@ class ImageQuerySet(models.QuerySet["GeneratedImage"]):
 class GeneratedImage(models.Model):
     """One output image of a task: its file, what it is, and whether it may be used."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", _("Queued")
-        PROCESSING = "processing", _("Generating")
-        SUCCEEDED = "succeeded", _("Ready")
-        FILTERED = "filtered", _("Withheld by provider")
-        FAILED = "failed", _("Failed")
-        CANCELLED = "cancelled", _("Cancelled")
-
-    class Review(models.TextChoices):
-        PENDING = "pending", _("Pending review")
-        APPROVED = "approved", _("Approved")
-        REJECTED = "rejected", _("Rejected")
-
-    OPEN_STATUSES = (Status.QUEUED, Status.PROCESSING)
-    FAILED_STATUSES = (Status.FAILED, Status.FILTERED, Status.CANCELLED)
+    Status = ImageStatus
+    Review = ReviewStatus
+    OPEN_STATUSES = OPEN_IMAGE_STATUSES
+    FAILED_STATUSES = FAILED_IMAGE_STATUSES
 
     task = models.ForeignKey(
         GenerationTask, verbose_name=_("task"), on_delete=models.CASCADE, related_name="images"

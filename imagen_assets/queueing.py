@@ -1,29 +1,46 @@
-"""Putting jobs on the django-rq queue.
+"""The one module that talks to RQ and Redis (``worker.py``, the worker class, aside).
 
 Jobs are nudges, not the truth: if Redis is unreachable the row stays as it is in the
 database and the reconciler queues it again later. So a failed enqueue is logged, never
-raised into a web request that has already committed.
+raised into a web request that has already committed. Jobs are named by dotted path, so
+this module imports none of them.
+
+It also keeps the reconciler's periodic run going: :func:`schedule_reconciler`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import django_rq
 from redis.exceptions import RedisError
 from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus, get_current_job
 
 from imagen_assets import conf
 
 logger = logging.getLogger(__name__)
 
+#: The reconciler job, queued by path like every job.
+RECONCILE_JOB = "imagen_assets.jobs.reconcile"
 #: Job ids of reconcile runs start with this; each run has its own id.
 RECONCILE_JOB_PREFIX = "imagen_assets-reconcile-"
 #: Redis key naming the reconcile run that is due next.
 RECONCILE_NEXT_KEY = "imagen_assets:reconcile:next"
+
+Job_ = Callable[..., Any] | str
+
+
+def job_path(func: Job_) -> str:
+    """The dotted path RQ imports ``func`` by (a path is returned as it is)."""
+    if isinstance(func, str):
+        return func
+    return f"{func.__module__}.{func.__qualname__}"
 
 
 def get_queue() -> Queue:
@@ -32,23 +49,24 @@ def get_queue() -> Queue:
 
 
 def enqueue(
-    func: Callable[..., Any],
+    func: Job_,
     *args: Any,
     delay: float | None = None,
     job_id: str | None = None,
 ) -> bool:
     """Queue ``func(*args)`` now or after ``delay`` seconds. False if Redis refused it."""
+    path = job_path(func)
     options: dict[str, Any] = {"job_id": job_id} if job_id else {}
     try:
         queue = get_queue()
         if delay and delay > 0:
-            queue.enqueue_in(timedelta(seconds=delay), func, *args, **options)
+            queue.enqueue_in(timedelta(seconds=delay), path, *args, **options)
         else:
-            queue.enqueue(func, *args, **options)
+            queue.enqueue(path, *args, **options)
     except RedisError as exc:
         logger.error(
             "Could not queue %s%r (%s); the reconciler will pick it up.",
-            getattr(func, "__name__", func),
+            path.rsplit(".", 1)[-1],
             args,
             type(exc).__name__,
         )
@@ -56,8 +74,57 @@ def enqueue(
     return True
 
 
-def enqueue_submits(task_ids: Iterable[int]) -> None:
-    from imagen_assets import jobs
+# -- the reconciler's chain ------------------------------------------------------------------
 
-    for task_id in task_ids:
-        enqueue(jobs.submit, task_id)
+
+def schedule_reconciler() -> bool:
+    """Queue the reconciler's next run, ``RECONCILE_INTERVAL`` seconds from now, unless
+    one is already on its way. False if nothing was queued.
+
+    The runs form one chain: each run queues the next under a fresh job id and records
+    that id in Redis. Whoever else asks (``imagen_reconcile --schedule``, every
+    maintenance run of :class:`imagen_assets.worker.Worker`) queues nothing while the
+    recorded run is scheduled, queued or running, so the chain starts again after Redis
+    lost it and is never doubled; should two chains still start at the same moment, the
+    one no longer recorded ends at its next run.
+    """
+    queue = get_queue()
+    try:
+        if _reconcile_pending(queue):
+            return False
+        job_id = f"{RECONCILE_JOB_PREFIX}{uuid.uuid4().hex}"
+        queued = enqueue(RECONCILE_JOB, True, delay=conf.get("RECONCILE_INTERVAL"), job_id=job_id)
+        if queued:
+            queue.connection.set(RECONCILE_NEXT_KEY, job_id)
+    except RedisError as exc:
+        logger.error("Could not schedule the reconciler (%s)", type(exc).__name__)
+        return False
+    return queued
+
+
+def reconciler_scheduled() -> bool:
+    """Whether the reconciler's next run is scheduled, queued or running."""
+    try:
+        return _reconcile_pending(get_queue())
+    except RedisError:
+        return False
+
+
+def _reconcile_pending(queue: Queue) -> bool:
+    job_id = queue.connection.get(RECONCILE_NEXT_KEY)
+    if not job_id:
+        return False
+    job_id = job_id.decode() if isinstance(job_id, bytes) else str(job_id)
+    current = get_current_job()
+    if current is not None and current.id == job_id:
+        return False  # the recorded run is asking for its successor
+    try:
+        status = Job.fetch(job_id, connection=queue.connection).get_status()
+    except NoSuchJobError:
+        return False
+    return status in (
+        JobStatus.SCHEDULED,
+        JobStatus.QUEUED,
+        JobStatus.STARTED,
+        JobStatus.DEFERRED,
+    )

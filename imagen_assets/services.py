@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from imagen_assets import conf, queueing
+from imagen_assets import conf, jobs, queueing
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
 from imagen_assets.providers import GenerationParams, Provider, get_provider
 
@@ -57,6 +57,12 @@ def split_into_tasks(count: int, per_task: int) -> list[int]:
     """Images per provider task, e.g. 10 at 4 per task -> [4, 4, 2]."""
     full, rest = divmod(count, per_task)
     return [per_task] * full + ([rest] if rest else [])
+
+
+def enqueue_submits(task_ids: Sequence[int]) -> None:
+    """Queue the submit job of each task (called once the tasks are committed)."""
+    for task_id in task_ids:
+        queueing.enqueue(jobs.submit, task_id)
 
 
 def usable_provider(alias: str | None) -> Provider:
@@ -185,7 +191,7 @@ def request_images(
                 for index in range(task.num_images)
             )
             task_ids = [task.pk for task in tasks]
-            transaction.on_commit(lambda: queueing.enqueue_submits(task_ids))
+            transaction.on_commit(lambda: enqueue_submits(task_ids))
     logger.info(
         "Queued %d image(s) in %d task(s) for campaign %s on %s",
         count,

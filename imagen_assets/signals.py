@@ -1,33 +1,27 @@
-"""Housekeeping receivers: a deleted image takes its files with it, once the delete commits."""
+"""Public signals a host site can connect to, e.g. to publish an image once it is ready.
+
+Each is sent once per change, after the transaction that made it commits (never for a
+change that rolled back), with ``sender`` the model class:
+
+``image_ready``
+    An image's file is stored and it can be reviewed. Arguments: ``image``.
+``image_failed``
+    An image ended without a file (failed, withheld by the provider or cancelled).
+    Arguments: ``image_id``, ``status`` (an :class:`~imagen_assets.status.ImageStatus`),
+    ``reason``.
+``task_failed``
+    A provider task failed or was cancelled, taking its open images with it.
+    Arguments: ``task_id``, ``status`` (a :class:`~imagen_assets.status.TaskStatus`),
+    ``reason``.
+
+Receivers run in the worker that made the change; an exception in one is logged and does
+not undo the change or stop the other receivers.
+"""
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+from django.dispatch import Signal
 
-from django.db import transaction
-from django.db.models.signals import post_delete
-from django.dispatch import receiver
-
-from imagen_assets.models import GeneratedImage, image_storage
-
-logger = logging.getLogger(__name__)
-
-
-@receiver(post_delete, sender=GeneratedImage, dispatch_uid="imagen_assets_delete_files")
-def delete_image_files(
-    sender: type[GeneratedImage], instance: GeneratedImage, **kwargs: Any
-) -> None:
-    names = [name for name in (instance.file.name, instance.thumbnail.name) if name]
-    if not names:
-        return
-
-    def delete() -> None:
-        storage = image_storage()
-        for name in names:
-            try:
-                storage.delete(name)
-            except Exception:  # a storage outage must not break the delete that committed
-                logger.exception("Could not delete %s from storage", name)
-
-    transaction.on_commit(delete)
+image_ready = Signal()
+image_failed = Signal()
+task_failed = Signal()

@@ -91,9 +91,10 @@ class Worker(RQWorker):
         return super().work(*args, **kwargs)
 
     def run_maintenance_tasks(self) -> None:
-        super().run_maintenance_tasks()
+        # rq leaves this method unannotated.
+        super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
         # At start and every maintenance run: the reconciler's chain is started again if
         # Redis lost it (a restart without persistence), so no row stays stuck for good.
-        from imagen_assets import jobs
+        from imagen_assets import queueing  # needs Django set up, which rqworker does first
 
-        jobs.schedule_reconciler()
+        queueing.schedule_reconciler()

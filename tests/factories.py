@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from imagen_assets import jobs
+from imagen_assets import jobs, lifecycle
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
-from imagen_assets.providers import TaskStatus, get_provider
+from imagen_assets.providers import get_provider
 from imagen_assets.sandbox.signing import sign_wavespeed_webhook
+from imagen_assets.status import TaskStatus
 from tests.conftest import wait_for
 
 
@@ -35,7 +36,7 @@ def running_wavespeed_task(
 def submitted_and_finished_at_provider(task: GenerationTask) -> None:
     """Submit ``task`` here, wait until the provider has finished it and record that, so
     only ``jobs.complete`` is left to run (as a webhook and a poll would both do)."""
-    assert jobs.submit(task.pk).startswith("submitted")
+    assert jobs.submit(task.pk).did is jobs.Did.SUBMITTED
     task.refresh_from_db()
     with get_provider(task.provider) as provider:
         state = wait_for(
@@ -45,7 +46,7 @@ def submitted_and_finished_at_provider(task: GenerationTask) -> None:
             15,
             "the provider to finish",
         )
-    jobs._apply(task.pk, state, counted_poll=True)
+    lifecycle.apply_state(task.pk, state, counted_poll=True)
 
 
 def wait_all_finished(tasks: list[GenerationTask], timeout: float = 40.0) -> list[GeneratedImage]:

@@ -4,7 +4,7 @@ import django.core.validators
 import django.db.models.deletion
 import django.utils.timezone
 import imagen_assets.models
-import imagen_assets.providers.base
+import imagen_assets.storage
 import uuid
 from decimal import Decimal
 from django.conf import settings
@@ -58,7 +58,7 @@ class Migration(migrations.Migration):
                 ('idempotency_key', models.UUIDField(default=uuid.uuid4, editable=False, verbose_name='idempotency key')),
                 ('callback_token', models.CharField(default=imagen_assets.models.new_callback_token, editable=False, max_length=64, unique=True, verbose_name='callback token')),
                 ('provider_task_id', models.CharField(blank=True, db_index=True, max_length=200, verbose_name='provider task id')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('submitted', 'Submitted'), ('processing', 'Processing'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], db_index=True, default=imagen_assets.providers.base.TaskStatus['QUEUED'], max_length=20, verbose_name='status')),
+                ('status', models.CharField(choices=[('queued', 'Queued'), ('submitted', 'Submitted'), ('processing', 'Processing'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], db_index=True, default='queued', max_length=20, verbose_name='status')),
                 ('progress', models.PositiveSmallIntegerField(default=0, verbose_name='progress')),
                 ('outputs', models.JSONField(blank=True, default=list, help_text='Result URLs the provider returned.', verbose_name='outputs')),
                 ('error_code', models.CharField(blank=True, max_length=100, verbose_name='error code')),
@@ -90,8 +90,8 @@ class Migration(migrations.Migration):
                 ('error_message', models.TextField(blank=True, verbose_name='error')),
                 ('source_url', models.URLField(blank=True, max_length=2000, verbose_name='provider URL')),
                 ('nsfw', models.BooleanField(default=False, verbose_name='flagged NSFW by provider')),
-                ('file', models.ImageField(blank=True, height_field='height', max_length=300, storage=imagen_assets.models.image_storage, upload_to=imagen_assets.models.image_upload_to, verbose_name='image', width_field='width')),
-                ('thumbnail', models.ImageField(blank=True, max_length=300, storage=imagen_assets.models.image_storage, upload_to=imagen_assets.models.thumbnail_upload_to, verbose_name='thumbnail')),
+                ('file', models.ImageField(blank=True, height_field='height', max_length=300, storage=imagen_assets.storage.image_storage, upload_to=imagen_assets.storage.image_upload_to, verbose_name='image', width_field='width')),
+                ('thumbnail', models.ImageField(blank=True, max_length=300, storage=imagen_assets.storage.image_storage, upload_to=imagen_assets.storage.thumbnail_upload_to, verbose_name='thumbnail')),
                 ('width', models.PositiveIntegerField(blank=True, null=True, verbose_name='width')),
                 ('height', models.PositiveIntegerField(blank=True, null=True, verbose_name='height')),
                 ('bytes', models.PositiveBigIntegerField(blank=True, null=True, verbose_name='size in bytes')),

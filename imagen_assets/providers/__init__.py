@@ -9,16 +9,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from imagen_assets import conf
-from imagen_assets.providers.base import (
-    GenerationParams,
-    Output,
-    Provider,
-    ProviderError,
-    ProviderTask,
-    TaskStatus,
-    WebhookError,
-    WebhookNotice,
-)
+from imagen_assets.providers.base import Provider, WebhookAuth
+from imagen_assets.providers.errors import ProviderError, WebhookError
+from imagen_assets.providers.types import GenerationParams, Output, ProviderTask, WebhookNotice
 
 __all__ = [
     "GenerationParams",
@@ -26,7 +19,7 @@ __all__ = [
     "Provider",
     "ProviderError",
     "ProviderTask",
-    "TaskStatus",
+    "WebhookAuth",
     "WebhookError",
     "WebhookNotice",
     "get_provider",
@@ -46,7 +39,7 @@ def provider_config(alias: str) -> dict[str, Any]:
         raise ImproperlyConfigured(
             f"No provider {alias!r} in IMAGEN_ASSETS['PROVIDERS'] (configured: {known})."
         )
-    config = providers[alias]
+    config: dict[str, Any] = providers[alias]
     if "BACKEND" not in config:
         raise ImproperlyConfigured(f"IMAGEN_ASSETS['PROVIDERS'][{alias!r}] has no 'BACKEND'.")
     return config

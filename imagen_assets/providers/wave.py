@@ -1,6 +1,6 @@
 """Wave (qingbo.dev) task API, model ``imagen-4.0``.
 
-Wire format: PROVIDERS.md section 1 and the seed page ``seeds/000_a68ddd5bb5e88166.txt``.
+Wire format: docs/providers.md section 1 and the seed page ``docs/seeds/wave-task-api.md``.
 One ``POST /v1/tasks`` starts a task, ``GET /v1/tasks/{task_id}`` reads it back. Wave's
 docs exist in several generations that disagree on small things (progress as int or
 ``"NN%"``, timestamps in seconds or milliseconds, ``url`` as string or list); this module
@@ -21,20 +21,13 @@ from urllib.parse import quote
 import httpx
 
 from imagen_assets.imagen_sizes import SIZES_2K
-from imagen_assets.providers.base import (
-    SUBMIT_OK,
-    GenerationParams,
-    Output,
-    Provider,
-    ProviderError,
-    ProviderTask,
-    TaskStatus,
-    WebhookError,
-    WebhookNotice,
-    storable,
-)
+from imagen_assets.providers.base import SUBMIT_OK, Provider, WebhookAuth
+from imagen_assets.providers.errors import ProviderError, WebhookError
+from imagen_assets.providers.http import storable
+from imagen_assets.providers.types import GenerationParams, Output, ProviderTask, WebhookNotice
+from imagen_assets.status import TaskStatus
 
-# PROVIDERS.md §1.4 states; ``succeeded`` is the legacy name of ``completed`` (§1.6).
+# docs/providers.md §1.4 states; ``succeeded`` is the legacy name of ``completed`` (§1.6).
 STATUSES: Mapping[str, TaskStatus] = {
     "queued": TaskStatus.SUBMITTED,
     "processing": TaskStatus.PROCESSING,
@@ -44,15 +37,15 @@ STATUSES: Mapping[str, TaskStatus] = {
     "cancelled": TaskStatus.CANCELLED,
 }
 
-# Assumption (PROVIDERS.md §1.6): the event names are undocumented; these are the three
+# Assumption (docs/providers.md §1.6): the event names are undocumented; these are the three
 # terminal statuses, which is also what the default ("all terminal events") means.
 CALLBACK_EVENTS = ("completed", "failed", "cancelled")
 
-# PROVIDERS.md §1.2: the billing unit is "quota"; cost / 500000 = USD (derived from the
+# docs/providers.md §1.2: the billing unit is "quota"; cost / 500000 = USD (derived from the
 # official skill, not from the API reference).
 QUOTA_PER_USD = Decimal(500_000)
 
-# Timestamps above this are milliseconds (PROVIDERS.md §1.0).
+# Timestamps above this are milliseconds (docs/providers.md §1.0).
 _MS_THRESHOLD = 10**11
 
 
@@ -60,7 +53,7 @@ class WaveProvider(Provider):
     """Wave's ``imagen-4.0`` through the generic task API.
 
     Submits carry an ``Idempotency-Key``, so a submit retried with the same key and body
-    returns the task created the first time instead of a second one (PROVIDERS.md §1.1).
+    returns the task created the first time instead of a second one (docs/providers.md §1.1).
     Callbacks are unsigned: the callback URL must carry an unguessable per-task token, and
     a callback is only a hint to re-read the task.
     """
@@ -71,14 +64,14 @@ class WaveProvider(Provider):
         "MODEL": "imagen-4.0",
         "PRICE_PER_IMAGE": "0.0425",
     }
-    callback_needs_token = True
+    webhook_auth = WebhookAuth.URL_TOKEN
     idempotent_submit = True  # Idempotency-Key: same key within 24 h = same task, billed once
     # imagen-4.0 has no negative prompt, and Wave rejects unknown root parameters.
     supports_negative_prompt = False
     api_path = "/v1"
 
     def output_size(self, aspect_ratio: str) -> tuple[int, int]:
-        # Assumption (PROVIDERS.md §1.2, §3): "native 2K" means Google's 2K table.
+        # Assumption (docs/providers.md §1.2, §3): "native 2K" means Google's 2K table.
         return SIZES_2K[aspect_ratio]
 
     # -- submit --------------------------------------------------------------------------
@@ -88,7 +81,7 @@ class WaveProvider(Provider):
 
         Raises ``ValueError`` for parameters the service layer should have refused.
         """
-        # Assumption (PROVIDERS.md §1.2): Wave documents no maximum for n; Google's cap of
+        # Assumption (docs/providers.md §1.2): Wave documents no maximum for n; Google's cap of
         # 4 (max_images_per_task) applies.
         self.check_params(params)
         body: dict[str, Any] = {
@@ -175,7 +168,7 @@ class WaveProvider(Provider):
     # -- errors --------------------------------------------------------------------------
 
     def parse_error_body(self, response: httpx.Response) -> tuple[str, str]:
-        """``{"error": {"message", "code", "param"?}}`` (PROVIDERS.md §1.7)."""
+        """``{"error": {"message", "code", "param"?}}`` (docs/providers.md §1.7)."""
         data = _json_or_none(response)
         if not isinstance(data, dict):
             return "", self.redact(response.text[:300])
@@ -198,7 +191,7 @@ class WaveProvider(Provider):
     # -- callbacks -----------------------------------------------------------------------
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> None:
-        """Accept any JSON object: Wave callbacks are not signed (PROVIDERS.md §1.6).
+        """Accept any JSON object: Wave callbacks are not signed (docs/providers.md §1.6).
 
         Authenticity comes from the per-task token in the callback URL, which the view
         checks against the database before calling this; the body itself proves nothing.
@@ -210,7 +203,7 @@ class WaveProvider(Provider):
         """A hint; ``task`` is ``None`` so the status is re-read with GET.
 
         The callback URL's token already names the task, so the body's ``task_id`` is only
-        cross-checked when present. Assumption (PROVIDERS.md §1.6): the body is the terminal
+        cross-checked when present. Assumption (docs/providers.md §1.6): the body is the terminal
         status object with ``task_id`` at the top; an older template nested it under
         ``data``; a body naming neither is still a valid hint (``task_id`` ""). Wave sends no
         event id: the hash of the body stands in, so a redelivered body is a duplicate.
@@ -249,7 +242,8 @@ def _json_object(body: bytes) -> dict[str, Any]:
         raise WebhookError("callback body is not JSON", 400) from None
     if not isinstance(data, dict):
         raise WebhookError("callback body is not a JSON object", 400)
-    return storable(data)
+    safe: dict[str, Any] = storable(data)
+    return safe
 
 
 def _error_fields(error: Any) -> tuple[str, str]:
@@ -286,7 +280,7 @@ def _outputs(result: Any) -> tuple[Output, ...]:
     """Every image URL in ``result.images``, in order.
 
     ``url`` is a list in the current docs and a string in older ones; with ``n > 1`` the
-    URLs may come as several items or as one item with several URLs (PROVIDERS.md §1.4,
+    URLs may come as several items or as one item with several URLs (docs/providers.md §1.4,
     UNCONFIRMED), so all of them are flattened.
     """
     if not isinstance(result, dict) or not isinstance(result.get("images"), list):
@@ -314,7 +308,7 @@ def _cost(value: Any) -> Decimal | None:
 
 
 def _unix_seconds(value: Any) -> float | None:
-    """A Wave timestamp in seconds; values above 10**11 are milliseconds (PROVIDERS.md §1.0)."""
+    """A Wave timestamp in seconds; above 10**11 it is milliseconds (docs/providers.md §1.0)."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     try:

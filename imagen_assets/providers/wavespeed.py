@@ -1,6 +1,6 @@
 """WaveSpeed AI API v3, Imagen 4 models (default ``wavespeed-ai/imagen4``).
 
-Wire format: PROVIDERS.md section 2 and the seed page ``seeds/001_57588a7a9dbb3cf6.txt``.
+Wire format: docs/providers.md section 2 and the seed page ``docs/seeds/wavespeed-imagen4.md``.
 ``POST /api/v3/{model}`` starts a prediction, ``GET /api/v3/predictions/{id}/result`` reads
 it back; both answer ``{"code": 200, "message": "success", "data": {prediction}}``.
 Webhooks carry the bare prediction, signed with WaveSpeed's own ``v3`` HMAC scheme.
@@ -31,20 +31,13 @@ from django.core.exceptions import ImproperlyConfigured
 
 from imagen_assets import conf
 from imagen_assets.imagen_sizes import SIZES_1K, SIZES_2K
-from imagen_assets.providers.base import (
-    SUBMIT_OK,
-    GenerationParams,
-    Output,
-    Provider,
-    ProviderError,
-    ProviderTask,
-    TaskStatus,
-    WebhookError,
-    WebhookNotice,
-    storable,
-)
+from imagen_assets.providers.base import SUBMIT_OK, Provider, WebhookAuth
+from imagen_assets.providers.errors import ProviderError, WebhookError
+from imagen_assets.providers.http import storable
+from imagen_assets.providers.types import GenerationParams, Output, ProviderTask, WebhookNotice
+from imagen_assets.status import TaskStatus
 
-# PROVIDERS.md §2.4: the API documents created/processing/completed/failed; the official
+# docs/providers.md §2.4: the API documents created/processing/completed/failed; the official
 # SDK also treats cancelled, timeout and (2.0.5) deleted as terminal.
 STATUSES: Mapping[str, TaskStatus] = {
     "created": TaskStatus.SUBMITTED,
@@ -61,7 +54,7 @@ _DEFAULT_MESSAGES = {
     "deleted": "the prediction was deleted at WaveSpeed",
 }
 
-# google/* models take a ``resolution`` of 1k or 2k (PROVIDERS.md §2.2).
+# google/* models take a ``resolution`` of 1k or 2k (docs/providers.md §2.2).
 RESOLUTION_MODELS = frozenset({"google/imagen4", "google/imagen4-ultra"})
 RESOLUTIONS = ("1k", "2k")
 SEED_RANGE = range(-1, 2_147_483_648)
@@ -93,7 +86,7 @@ class WaveSpeedProvider(Provider):
         "MODEL": "wavespeed-ai/imagen4",
         "PRICE_PER_IMAGE": "0.04",
     }
-    signs_webhooks = True
+    webhook_auth = WebhookAuth.SIGNATURE
     api_path = "/api/v3"
 
     def __init__(
@@ -133,7 +126,7 @@ class WaveSpeedProvider(Provider):
     def output_size(self, aspect_ratio: str) -> tuple[int, int]:
         if self.resolution == "2k":
             return SIZES_2K[aspect_ratio]
-        # Assumption (PROVIDERS.md §3): wavespeed-ai/imagen4's resolution is unconfirmed;
+        # Assumption (docs/providers.md §3): wavespeed-ai/imagen4's resolution is unconfirmed;
         # it, google/imagen4-fast and the google/* default are 1K.
         return SIZES_1K[aspect_ratio]
 
@@ -183,7 +176,7 @@ class WaveSpeedProvider(Provider):
             )
         except ProviderError as exc:
             # A gateway timeout: the API behind it may still create the prediction
-            # (PROVIDERS.md §2.5 documents exactly this for sync mode).
+            # (docs/providers.md §2.5 documents exactly this for sync mode).
             exc.ambiguous = exc.ambiguous or exc.status_code == 504
             raise
         self.expect_status(response, SUBMIT_OK)
@@ -261,7 +254,7 @@ class WaveSpeedProvider(Provider):
         status = STATUSES[raw_status]
         error_code = error_message = ""
         # A sync-mode timeout is {"status": "processing", "code": 5004, "error": "..."}
-        # (PROVIDERS.md §2.5): the task is still running, so errors count only once it
+        # (docs/providers.md §2.5): the task is still running, so errors count only once it
         # has ended badly.
         if status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
             code = data.get("code")
@@ -312,6 +305,11 @@ class WaveSpeedProvider(Provider):
 
     # -- webhooks ------------------------------------------------------------------------
 
+    def prepare_webhooks(self) -> None:
+        """Fetch (and cache) the webhook secret before asking for a webhook, so the view
+        finds it ready."""
+        self.webhook_secrets()
+
     def webhook_secrets(self) -> list[str]:
         """Every secret a webhook may be signed with (several while rotating).
 
@@ -361,7 +359,7 @@ class WaveSpeedProvider(Provider):
         response = self.request("GET", f"{self.base_url}/api/v3/webhook/secret")
         payload = self._envelope(response)
         data = payload.get("data")
-        # Assumption (PROVIDERS.md §2.7): integrators see {"code":200,"data":{"secret":..}};
+        # Assumption (docs/providers.md §2.7): integrators see {"code":200,"data":{"secret":..}};
         # a bare {"secret": ...} is accepted too.
         secret = data.get("secret") if isinstance(data, dict) else payload.get("secret")
         if not isinstance(secret, str) or not secret.strip():
@@ -375,7 +373,7 @@ class WaveSpeedProvider(Provider):
     def verify_webhook(
         self, headers: Mapping[str, str], body: bytes, *, now: float | None = None
     ) -> None:
-        """Check the ``v3`` HMAC signature exactly as PROVIDERS.md §2.7 describes.
+        """Check the ``v3`` HMAC signature exactly as docs/providers.md §2.7 describes.
 
         Signed content is ``"{webhook-id}.{webhook-timestamp}."`` followed by the raw body;
         the key is the secret without its ``whsec_`` prefix, as UTF-8 (not base64-decoded);

@@ -1,4 +1,4 @@
-"""WaveSpeed's webhook signature (PROVIDERS.md section 2.7), as the sandbox produces it.
+"""WaveSpeed's webhook signature (docs/providers.md section 2.7), as the sandbox produces it.
 
 The scheme borrows the Standard Webhooks header names but not its algorithm: the key is
 the secret *minus* its ``whsec_`` prefix taken as UTF-8 text (not base64-decoded), the

@@ -1,4 +1,4 @@
-"""The Wave (qingbo.dev) task API for ``imagen-4.0``, as PROVIDERS.md section 1 documents it.
+"""The Wave (qingbo.dev) task API for ``imagen-4.0``, as docs/providers.md section 1 documents it.
 
 Endpoints: ``POST /v1/tasks`` (with ``Idempotency-Key`` and ``Prefer: wait=N``),
 ``GET /v1/tasks/{task_id}``, ``POST /v1/tasks/{task_id}/cancel``, plus the callback POSTed
@@ -48,9 +48,9 @@ from .stats import Counters
 API = "wave"
 MODEL = "imagen-4.0"
 API_LABEL = "Wave · imagen-4.0"
-# $0.0425 per image at 500 000 quota per USD (PROVIDERS.md section 1.2).
+# $0.0425 per image at 500 000 quota per USD (docs/providers.md section 1.2).
 COST_PER_IMAGE = 21250
-# Assumption: Google's Imagen 4 limit of 4 images per request (PROVIDERS.md section 3);
+# Assumption: Google's Imagen 4 limit of 4 images per request (docs/providers.md section 3);
 # Wave itself documents no maximum for ``n``.
 MAX_IMAGES = 4
 RESULT_LIFETIME_SECONDS = 24 * 3600
@@ -69,7 +69,7 @@ ALLOWED_FIELDS = frozenset(
         "extra",
     }
 )
-# ``succeeded`` is a legacy alias seen in archived docs (PROVIDERS.md section 1.6).
+# ``succeeded`` is a legacy alias seen in archived docs (docs/providers.md section 1.6).
 CALLBACK_EVENTS = {
     "completed": COMPLETED,
     "failed": FAILED,
@@ -276,7 +276,7 @@ class WaveAPI:
         if wait is None:
             return json_response(200, self._submit_body(task))
         # ``Prefer: wait=N``: the full terminal object if done in time, else the current
-        # state plus the pre-deducted cost (PROVIDERS.md section 1.1).
+        # state plus the pre-deducted cost (docs/providers.md section 1.1).
         task = self._engine.wait_settled(API, task.id, wait) or task
         payload = self.status_object(task)
         if not task.terminal:

@@ -1,4 +1,4 @@
-"""The WaveSpeed AI v3 API for the Imagen 4 models, as PROVIDERS.md section 2 documents it.
+"""The WaveSpeed AI v3 API for the Imagen 4 models, as docs/providers.md section 2 documents it.
 
 Endpoints: ``POST /api/v3/{model-id}[?webhook=URL]``, ``GET /api/v3/predictions/{id}/result``
 (and the same without ``/result``), ``GET /api/v3/webhook/secret``, plus the signed webhook
@@ -9,7 +9,7 @@ bare prediction plus ``input`` and ``executionTime``. Assumptions where the docs
 
 * Unknown body fields (including ``webhook_url``, which one doc page lists) are rejected
   with 400, so a client bug shows up here rather than in production.
-* ``wavespeed-ai/imagen4`` renders at 1K (PROVIDERS.md section 3 recommendation).
+* ``wavespeed-ai/imagen4`` renders at 1K (docs/providers.md section 3 recommendation).
 * The webhook URL may be plain ``http://`` (the real service wants public HTTPS).
 * An unknown model id answers 404 with envelope code 404.
 * Each delivery (a duplicate included) gets a fresh ``webhook-id``; retries of one delivery
@@ -231,7 +231,7 @@ class WaveSpeedAPI:
         except ValueError:
             return error_response(400, "request body is not valid JSON")
         if isinstance(body, dict) and body.get("enable_base64_output") is True and webhook:
-            # The documented rejection has no envelope (PROVIDERS.md section 2.6).
+            # The documented rejection has no envelope (docs/providers.md section 2.6).
             return json_response(400, {"error": BASE64_WITH_WEBHOOK})
         try:
             prompt, parsed = parse_submit(model, body, webhook, request.base_url)

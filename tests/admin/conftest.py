@@ -27,7 +27,7 @@ def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
     """Record the task ids that would be queued after commit; no Redis needed."""
     calls: list[list[int]] = []
     monkeypatch.setattr(
-        "imagen_assets.queueing.enqueue_submits", lambda ids: calls.append(list(ids))
+        "imagen_assets.services.enqueue_submits", lambda ids: calls.append(list(ids))
     )
     return calls
 

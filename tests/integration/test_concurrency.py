@@ -18,8 +18,9 @@ import pytest
 from django.db import connection, connections
 
 from imagen_assets import jobs, services
+from imagen_assets.jobs import Did, Outcome
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, WebhookEvent
-from imagen_assets.providers import TaskStatus
+from imagen_assets.status import TaskStatus
 from tests.factories import (
     running_wavespeed_task,
     signed_wavespeed_headers,
@@ -82,12 +83,12 @@ class ConcurrentJobTests:
         assert sandbox.stats["wavespeed_submits"] - before == 3
         for position, task in enumerate(tasks):
             mine = outcomes[position * 4 : position * 4 + 4]
-            assert sum(o.startswith("submitted as ") for o in mine) == 1, mine
+            assert sum(o.did is Did.SUBMITTED for o in mine) == 1, mine
             task.refresh_from_db()
             assert task.status == TaskStatus.SUBMITTED
-            assert mine[[o.startswith("submitted") for o in mine].index(True)] == (
-                f"submitted as {task.provider_task_id}"
-            )
+            assert [o for o in mine if o.did is Did.SUBMITTED] == [
+                Outcome(Did.SUBMITTED, detail=task.provider_task_id)
+            ]
             assert task.attempts == 1
             assert task.submit_lease_until is None
         assert len({t.provider_task_id for t in GenerationTask.objects.all()}) == 3
@@ -103,7 +104,7 @@ class ConcurrentJobTests:
         outcomes = at_once([lambda: jobs.complete(task.pk)] * 4)
 
         assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
-        stored = sum(int(o.split()[1].rstrip(",")) for o in outcomes if o.startswith("stored "))
+        stored = sum(o.stored for o in outcomes if o.did is Did.STORED)
         assert stored == 4, outcomes
         images = list(GeneratedImage.objects.filter(task=task))
         assert {i.status for i in images} == {GeneratedImage.Status.SUCCEEDED}

@@ -23,8 +23,10 @@ from django.utils import timezone
 from PIL import Image
 
 from imagen_assets import jobs, services
+from imagen_assets.jobs import Did, Outcome, Why
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, WebhookEvent
-from imagen_assets.providers import TaskStatus, get_provider
+from imagen_assets.providers import get_provider
+from imagen_assets.status import TaskStatus
 from tests.conftest import wait_for
 from tests.factories import running_wavespeed_task, signed_wavespeed_headers, wait_all_finished
 
@@ -204,22 +206,22 @@ class ProviderErrorTests:
             assert lease is not None and timezone.now() < lease < due
             # The task is held until then: an early run (reconciler, a duplicate job) and
             # the reconciler itself leave it alone.
-            assert jobs.submit(task.pk).startswith("skipped")
+            assert jobs.submit(task.pk).did is Did.SKIPPED
             settings.IMAGEN_ASSETS["RECONCILE_AFTER"] = 0
             assert jobs.reconcile()["submit"] == 0
             wait_for(lambda: timezone.now() > due, 5, "the retry to be due")
             django_rq.get_queue("default").scheduled_job_registry.remove(job_id)
             return jobs.submit(task.pk)
 
-        assert jobs.submit(task.pk).startswith("retrying in ")
+        assert jobs.submit(task.pk).did is Did.RETRYING
         task.refresh_from_db()
         assert (task.status, task.attempts) == ("queued", 1)
         assert "attempt 1 of 3" in task.error_message
-        assert run_the_retry_when_due().startswith("retrying in ")
+        assert run_the_retry_when_due().did is Did.RETRYING
         task.refresh_from_db()
         assert task.attempts == 2
         assert "attempt 2 of 3" in task.error_message
-        assert run_the_retry_when_due() == "failed"
+        assert run_the_retry_when_due() == Outcome(Did.FAILED)
         task.refresh_from_db()
         assert task.status == TaskStatus.FAILED
         assert task.attempts == 3
@@ -231,7 +233,7 @@ class ProviderErrorTests:
         assert {i.status for i in images} == {GeneratedImage.Status.FAILED}
         assert {i.error_message for i in images} == {task.error_message}
         # A retry that fires now finds nothing to do; the provider never created a task.
-        assert jobs.submit(task.pk).startswith("skipped")
+        assert jobs.submit(task.pk).did is Did.SKIPPED
         assert sandbox.stats["server_errors"] - errors == 3
         assert sandbox.stats["wavespeed_submits"] == submits
 
@@ -246,7 +248,7 @@ class EarlyCallbackTests:
         [task] = services.request_images(campaign=campaign, prompt="Early bird", count=1)
         with transaction.atomic():
             # The provider answers, then calls back, before our transaction commits.
-            assert jobs.submit(task.pk).startswith("submitted as ")
+            assert jobs.submit(task.pk).did is Did.SUBMITTED
             task.refresh_from_db()
             event = wait_for(
                 lambda: WebhookEvent.objects.filter(provider_task_id=task.provider_task_id).first(),
@@ -254,17 +256,19 @@ class EarlyCallbackTests:
                 "the webhook",
             )
             early = in_another_connection(lambda: jobs.process_webhook(event.pk))
-            assert early == "waiting for the task to be saved"
+            assert early == Outcome(Did.WAITING)
         assert scheduled_calls("imagen_assets.jobs.process_webhook") == [(event.pk,)]
 
         # The scheduled retry, now that the submit has committed.
         outcome = jobs.process_webhook(event.pk)
-        assert outcome == "applied succeeded; stored 1, withheld 0"
+        assert outcome == Outcome(
+            Did.APPLIED, detail="succeeded", then=Outcome(Did.STORED, stored=1)
+        )
         image = GeneratedImage.objects.get(task=task)
         assert image.status == GeneratedImage.Status.SUCCEEDED
         event.refresh_from_db()
         assert event.processed_at is not None
-        assert jobs.process_webhook(event.pk) == "skipped: processed"
+        assert jobs.process_webhook(event.pk) == Outcome(Did.SKIPPED, Why.PROCESSED)
         assert len(stored_originals(stack_env)) == 1
 
 

@@ -311,14 +311,14 @@ class ReconcilerTests:
     ) -> None:
         settings.RQ_QUEUES = {"default": {"URL": redis_url}}
 
-        assert jobs.schedule_reconciler() is True
-        assert jobs.schedule_reconciler() is False  # already scheduled
+        assert queueing.schedule_reconciler() is True
+        assert queueing.schedule_reconciler() is False  # already scheduled
         (first,) = self.scheduled_runs(redis_conn)
-        assert jobs.reconciler_scheduled()
+        assert queueing.reconciler_scheduled()
 
         redis_conn.flushdb()  # a restart without persistence
-        assert not jobs.reconciler_scheduled()
-        assert jobs.schedule_reconciler() is True
+        assert not queueing.reconciler_scheduled()
+        assert queueing.schedule_reconciler() is True
         (second,) = self.scheduled_runs(redis_conn)
         assert second != first
 
@@ -328,13 +328,13 @@ class ReconcilerTests:
         from rq.job import Job
 
         settings.RQ_QUEUES = {"default": {"URL": redis_url}}
-        jobs.schedule_reconciler()
+        queueing.schedule_reconciler()
         (job_id,) = self.scheduled_runs(redis_conn)
         job = Job.fetch(job_id, connection=redis_conn)
         job.set_status("failed")
 
-        assert not jobs.reconciler_scheduled()
-        assert jobs.schedule_reconciler() is True
+        assert not queueing.reconciler_scheduled()
+        assert queueing.schedule_reconciler() is True
 
     def test_each_run_queues_one_successor_and_a_second_chain_ends(
         self, settings: Any, redis_url: str, redis_conn: Any, db: None

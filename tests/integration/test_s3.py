@@ -22,7 +22,7 @@ from campaigns import stack
 from imagen_assets import jobs, services
 from imagen_assets.imagen_sizes import SIZES_1K
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
-from imagen_assets.providers import TaskStatus
+from imagen_assets.status import TaskStatus
 from tests.conftest import apply_env_settings
 from tests.factories import submitted_and_finished_at_provider, wait_all_finished
 
@@ -105,9 +105,9 @@ def bucket_keys(client: Any, bucket: str) -> list[str]:
     return sorted(obj["Key"] for obj in listing.get("Contents", []))
 
 
-def stored_count(outcome: str) -> int:
-    """2 from jobs.complete's "stored 2, withheld 0"; 0 from a run that skipped."""
-    return int(outcome.split()[1].rstrip(",")) if outcome.startswith("stored ") else 0
+def stored_count(outcome: jobs.Outcome) -> int:
+    """2 from a jobs.complete run that stored two images; 0 from a run that skipped."""
+    return outcome.stored if outcome.did is jobs.Did.STORED else 0
 
 
 def files_under(path: Path) -> list[Path]:
@@ -157,7 +157,7 @@ class S3StorageTests:
 
         barrier = threading.Barrier(3)
 
-        def finish() -> str:
+        def finish() -> jobs.Outcome:
             try:
                 barrier.wait(10)
                 return jobs.complete(task.pk)

@@ -1,4 +1,4 @@
-"""Imagen 4 output sizes written out from PROVIDERS.md section 3, so tests check the
+"""Imagen 4 output sizes written out from docs/providers.md section 3, so tests check the
 code's table against the documented facts rather than against itself."""
 
 SIZES_1K = {

@@ -9,11 +9,11 @@ import httpx
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from imagen_assets.providers import get_provider
-from imagen_assets.providers.base import GenerationParams, ProviderError, TaskStatus
+from imagen_assets.providers import GenerationParams, ProviderError, WebhookAuth, get_provider
 from imagen_assets.providers.sandbox import SandboxProvider
 from imagen_assets.providers.wave import WaveProvider
 from imagen_assets.providers.wavespeed import WaveSpeedProvider
+from imagen_assets.status import TaskStatus
 from tests.mock_http import MockHTTP, fixture, json_response
 
 WAVE = "imagen_assets.providers.wave.WaveProvider"
@@ -95,11 +95,8 @@ class ProviderOptionsTests:
         assert cls("p", {"BASE_URL": configured}).base_url == expected
 
     def test_webhook_flags(self):
-        assert (WaveProvider.callback_needs_token, WaveProvider.signs_webhooks) == (True, False)
-        assert (WaveSpeedProvider.callback_needs_token, WaveSpeedProvider.signs_webhooks) == (
-            False,
-            True,
-        )
+        assert WaveProvider.webhook_auth is WebhookAuth.URL_TOKEN
+        assert WaveSpeedProvider.webhook_auth is WebhookAuth.SIGNATURE
 
     @pytest.mark.parametrize(
         ("cls", "options"),

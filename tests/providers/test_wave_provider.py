@@ -1,4 +1,4 @@
-"""WaveProvider against the seed page and PROVIDERS.md section 1."""
+"""WaveProvider against the seed page and docs/providers.md section 1."""
 
 from __future__ import annotations
 
@@ -12,15 +12,16 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from imagen_assets.providers.base import (
+from imagen_assets.providers import (
     GenerationParams,
     Output,
     Provider,
     ProviderError,
-    TaskStatus,
+    WebhookAuth,
     WebhookError,
 )
 from imagen_assets.providers.wave import WaveProvider
+from imagen_assets.status import TaskStatus
 from tests.mock_http import fixture, json_response
 
 from .known_sizes import SIZES_2K
@@ -592,5 +593,4 @@ class WaveCallbackTests:
         assert wave().parse_webhook({}, body).task_id == "task-wave1"
 
     def test_needs_a_token_in_the_callback_url(self):
-        assert WaveProvider.callback_needs_token is True
-        assert WaveProvider.signs_webhooks is False
+        assert WaveProvider.webhook_auth is WebhookAuth.URL_TOKEN

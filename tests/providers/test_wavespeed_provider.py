@@ -1,4 +1,4 @@
-"""WaveSpeedProvider's submit, result and errors against the seed page and PROVIDERS.md §2."""
+"""WaveSpeedProvider's submit, result and errors against the seed page and docs/providers.md §2."""
 
 from __future__ import annotations
 
@@ -9,13 +9,9 @@ import httpx
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from imagen_assets.providers.base import (
-    GenerationParams,
-    Output,
-    ProviderError,
-    TaskStatus,
-)
+from imagen_assets.providers import GenerationParams, Output, ProviderError
 from imagen_assets.providers.wavespeed import WaveSpeedProvider
+from imagen_assets.status import TaskStatus
 from tests.mock_http import fixture, json_response
 
 from .known_sizes import SIZES_1K, SIZES_2K

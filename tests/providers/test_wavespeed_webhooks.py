@@ -1,6 +1,6 @@
-"""WaveSpeed webhook signatures (PROVIDERS.md §2.7), with vectors made here.
+"""WaveSpeed webhook signatures (docs/providers.md §2.7), with vectors made here.
 
-The docs' worked example does not verify (PROVIDERS.md §2.7), so every vector is computed
+The docs' worked example does not verify (docs/providers.md §2.7), so every vector is computed
 in :func:`sign` straight from the documented scheme, independently of the provider code.
 """
 
@@ -15,8 +15,9 @@ import httpx
 import pytest
 from django.http.request import HttpHeaders
 
-from imagen_assets.providers.base import Output, ProviderError, TaskStatus, WebhookError
+from imagen_assets.providers import Output, ProviderError, WebhookError
 from imagen_assets.providers.wavespeed import WaveSpeedProvider
+from imagen_assets.status import TaskStatus
 from tests.mock_http import fixture, json_response
 
 KEY = "ws-test-key-51b07aa9e3"

@@ -1,4 +1,4 @@
-"""The sandbox's Wave API (PROVIDERS.md section 1) over real HTTP."""
+"""The sandbox's Wave API (docs/providers.md section 1) over real HTTP."""
 
 from __future__ import annotations
 

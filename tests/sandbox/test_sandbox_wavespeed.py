@@ -1,4 +1,4 @@
-"""The sandbox's WaveSpeed AI v3 API (PROVIDERS.md section 2) over real HTTP."""
+"""The sandbox's WaveSpeed AI v3 API (docs/providers.md section 2) over real HTTP."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ import pytest
 from django.core.cache import cache
 from unit_helpers import CDN_ADDRESS, CDN_HOST, FakeCDN, MockHTTP, imagen_settings
 
-from imagen_assets import downloads, jobs, providers, queueing
+from imagen_assets import downloads, ingest, jobs, providers, queueing
 
 UNIT_DIR = Path(__file__).resolve().parent
 
@@ -131,6 +131,6 @@ def cdn(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCDN]:
             resolver=lambda host, port: [CDN_ADDRESS] if host == CDN_HOST else [],
         )
 
-    monkeypatch.setattr(jobs, "download", download)
+    monkeypatch.setattr(ingest, "download", download)
     yield fake
     assert not fake.failures, fake.failures

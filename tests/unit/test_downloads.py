@@ -1,4 +1,4 @@
-"""The guarded download (RELIABILITY.md D1-D7): SSRF rules, pinning, redirects, size cap."""
+"""The guarded download (docs/reliability.md D1-D7): SSRF rules, pinning, redirects, size cap."""
 
 from __future__ import annotations
 

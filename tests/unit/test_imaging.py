@@ -1,4 +1,4 @@
-"""Checking downloaded bytes (RELIABILITY.md I1-I4): formats, metadata, thumbnails, bombs."""
+"""Checking downloaded bytes (docs/reliability.md I1-I4): formats, metadata, thumbnails, bombs."""
 
 from __future__ import annotations
 

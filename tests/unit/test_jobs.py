@@ -25,8 +25,9 @@ from unit_helpers import (
     make_task,
 )
 
-from imagen_assets import jobs, providers
-from imagen_assets.downloads import Downloaded
+from imagen_assets import ingest, jobs, lifecycle, providers, queueing
+from imagen_assets.downloads import Downloaded, DownloadError
+from imagen_assets.jobs import Did, Outcome, Why
 from imagen_assets.models import GeneratedImage, GenerationTask, WebhookEvent
 
 pytestmark = pytest.mark.django_db
@@ -163,7 +164,7 @@ class SubmitJobTests:
         outcome = jobs.submit(task.pk)
 
         task = reload(task)
-        assert outcome == f"submitted as {shape.task_id}"
+        assert outcome == Outcome(Did.SUBMITTED, detail=shape.task_id)
         assert task.provider_task_id == shape.task_id
         assert task.status == "submitted"
         assert task.submitted_at is not None
@@ -198,7 +199,7 @@ class SubmitJobTests:
         retry_is_due(task)
         outcome = jobs.submit(task.pk)
 
-        assert outcome.startswith("skipped")
+        assert outcome.did is Did.SKIPPED
         assert reload(task).attempts == 1
         assert len(enqueued) == 1
 
@@ -208,7 +209,7 @@ class SubmitJobTests:
         )
         use_http()
 
-        assert jobs.submit(task.pk).startswith("skipped")
+        assert jobs.submit(task.pk).did is Did.SKIPPED
         assert enqueued == []
 
     def test_an_expired_lease_is_taken_over(self, campaign, use_http, enqueued):
@@ -236,7 +237,7 @@ class SubmitJobTests:
         outcome = jobs.submit(task.pk)
 
         task = reload(task)
-        assert outcome.startswith("retrying")
+        assert outcome.did is Did.RETRYING
         assert task.status == "queued"
         assert task.provider_task_id == ""
         # Held until the retry is due, so nothing submits before Retry-After.
@@ -262,7 +263,7 @@ class SubmitJobTests:
         outcome = jobs.submit(task.pk)
 
         task = reload(task)
-        assert outcome == "failed"
+        assert outcome == Outcome(Did.FAILED)
         assert task.status == "failed"
         assert task.attempts == 2
         assert "rate limit exceeded, slow down" in task.error_message
@@ -284,7 +285,7 @@ class SubmitJobTests:
         task = queued_task(campaign, shape)
         use_http(("POST", shape.submit_url, json_response(400, body)))
 
-        assert jobs.submit(task.pk) == "failed"
+        assert jobs.submit(task.pk) == Outcome(Did.FAILED)
 
         task = reload(task)
         assert task.status == "failed"
@@ -323,7 +324,7 @@ class SubmitJobTests:
         task = queued_task(campaign, WAVESPEED)
         use_http(("POST", WAVESPEED.submit_url, httpx.ReadTimeout("no answer")))
 
-        assert jobs.submit(task.pk) == "failed: ambiguous submit"
+        assert jobs.submit(task.pk) == Outcome(Did.FAILED, Why.AMBIGUOUS)
 
         task = reload(task)
         assert task.status == "failed"
@@ -339,7 +340,7 @@ class SubmitJobTests:
         task = queued_task(campaign, WAVESPEED)
         use_http(("POST", WAVESPEED.submit_url, httpx.Response(504, text="Gateway Time-out")))
 
-        assert jobs.submit(task.pk) == "failed: ambiguous submit"
+        assert jobs.submit(task.pk) == Outcome(Did.FAILED, Why.AMBIGUOUS)
 
         task = reload(task)
         assert (task.status, task.error_code, task.attempts) == ("failed", "ambiguous", 1)
@@ -355,7 +356,7 @@ class SubmitJobTests:
             ("POST", WAVE.submit_url, WAVE.submitted()),
         )
 
-        assert jobs.submit(task.pk).startswith("retrying")
+        assert jobs.submit(task.pk).did is Did.RETRYING
         assert reload(task).status == "queued"
         assert [c.func for c in enqueued] == [jobs.submit]
 
@@ -370,7 +371,7 @@ class SubmitJobTests:
         task = queued_task(campaign, WAVESPEED)
         use_http(("POST", WAVESPEED.submit_url, httpx.ConnectError("refused")))
 
-        assert jobs.submit(task.pk).startswith("retrying")
+        assert jobs.submit(task.pk).did is Did.RETRYING
         assert reload(task).error_code == "network"
         assert [c.func for c in enqueued] == [jobs.submit]
 
@@ -421,7 +422,9 @@ class SubmitJobTests:
         urls = serve(cdn, ("/now.png", "PNG", (16, 16)))
         use_http(("POST", WAVE.submit_url, WAVE.done(*urls)))
 
-        assert jobs.submit(task.pk) == "completed at submit"
+        assert jobs.submit(task.pk) == Outcome(
+            Did.SUBMITTED, detail=WAVE_ID, then=Outcome(Did.STORED, stored=1)
+        )
 
         task = reload(task)
         assert (task.provider_task_id, task.status) == (WAVE_ID, "succeeded")
@@ -431,7 +434,7 @@ class SubmitJobTests:
     def test_an_unknown_provider_fails_the_task(self, campaign, enqueued):
         task = make_task(campaign, provider="retired")
 
-        assert jobs.submit(task.pk) == "failed: configuration"
+        assert jobs.submit(task.pk) == Outcome(Did.FAILED, Why.CONFIGURATION)
 
         task = reload(task)
         assert task.status == "failed"
@@ -520,7 +523,7 @@ class InterruptedSubmitTests:
 
         with later(1000):  # the lease has run out: the reconciler queues a submit again
             assert jobs.reconcile()["submit"] == 1
-            assert jobs.submit(task.pk) == "failed: interrupted submit"
+            assert jobs.submit(task.pk) == Outcome(Did.FAILED, Why.INTERRUPTED)
 
         assert len(http.requests) == 1  # never a second, separately billed prediction
         task = reload(task)
@@ -544,7 +547,7 @@ class InterruptedSubmitTests:
         assert reload(task).submit_started_at is None
 
         with later(1000):
-            assert jobs.submit(task.pk) == f"submitted as {WS_ID}"
+            assert jobs.submit(task.pk) == Outcome(Did.SUBMITTED, detail=WS_ID)
         assert len(http.requests) == 1
 
     def test_a_wave_submit_cut_off_mid_call_is_repeated_with_the_same_key(
@@ -558,7 +561,7 @@ class InterruptedSubmitTests:
             jobs.submit(task.pk)
 
         with later(1000):
-            assert jobs.submit(task.pk) == f"submitted as {WAVE_ID}"
+            assert jobs.submit(task.pk) == Outcome(Did.SUBMITTED, detail=WAVE_ID)
 
         first, second = http.requests
         assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"]
@@ -576,7 +579,7 @@ class InterruptedSubmitTests:
                 jobs.submit(task.pk)
 
         with later(5000):
-            assert jobs.submit(task.pk) == "failed: too many attempts"
+            assert jobs.submit(task.pk) == Outcome(Did.FAILED, Why.TOO_MANY_ATTEMPTS)
 
         assert len(http.requests) == 3
         task = reload(task)
@@ -594,7 +597,7 @@ class InterruptedSubmitTests:
         )
         use_http(("POST", WAVESPEED.submit_url, broken))
 
-        assert jobs.submit(task.pk) == "failed: ambiguous submit"
+        assert jobs.submit(task.pk) == Outcome(Did.FAILED, Why.AMBIGUOUS)
         assert "could not be read (DecodingError)" in reload(task).error_message
 
     def test_the_claim_outlasts_the_providers_own_timeout(
@@ -620,12 +623,12 @@ class InterruptedSubmitTests:
 
         def meanwhile_failed(request: httpx.Request) -> httpx.Response:
             # While this call was slow, another run took over and the task failed.
-            jobs._fail_task(task.pk, "failed by the other run", "other")
+            lifecycle.fail_task(task.pk, "failed by the other run", "other")
             return WAVESPEED.submitted()
 
         use_http(("POST", WAVESPEED.submit_url, meanwhile_failed))
 
-        assert jobs.submit(task.pk) == "skipped: claim lost; provider task orphaned"
+        assert jobs.submit(task.pk) == Outcome(Did.SKIPPED, Why.CLAIM_LOST)
 
         task = reload(task)
         assert (task.status, task.provider_task_id) == ("failed", "")
@@ -642,7 +645,7 @@ class PollJobTests:
         )
         use_http()  # no provider call
 
-        assert jobs.poll(task.pk) == "skipped: next read not due yet"
+        assert jobs.poll(task.pk) == Outcome(Did.SKIPPED, Why.NOT_DUE)
         assert enqueued == []  # and no second chain
 
     def test_a_webhooks_re_read_is_never_held_back(self, campaign, use_http, enqueued):
@@ -651,7 +654,7 @@ class PollJobTests:
         )
         use_http(("GET", WAVESPEED.status_url, WAVESPEED.state("processing")))
 
-        assert jobs.poll(task.pk, reschedule=False) == "status processing"
+        assert jobs.poll(task.pk, reschedule=False) == Outcome(Did.READ, detail="processing")
 
     def test_a_long_retry_after_holds_off_the_reconciler(
         self, campaign, use_http, enqueued, settings
@@ -675,7 +678,7 @@ class PollJobTests:
         body = {**fixture("wave/status_processing_progress_percent.json"), "task_id": WAVE_ID}
         use_http(("GET", WAVE.status_url, json_response(200, body)))
 
-        assert jobs.poll(task.pk) == "status processing"
+        assert jobs.poll(task.pk) == Outcome(Did.READ, detail="processing")
 
         task = reload(task)
         assert task.status == "processing"
@@ -720,7 +723,7 @@ class PollJobTests:
         urls = serve(cdn, ("/out/0.png", "PNG", (64, 48)), ("/out/1.jpg", "JPEG", (800, 600)))
         use_http(("GET", shape.status_url, shape.done(*urls)))
 
-        assert jobs.poll(task.pk) == "stored 2, withheld 0"
+        assert jobs.poll(task.pk) == Outcome(Did.STORED, stored=2)
 
         task = reload(task)
         assert task.status == "succeeded"
@@ -784,7 +787,7 @@ class PollJobTests:
         urls = serve(cdn, ("/only.png", "PNG", (10, 10)))
         use_http(("GET", shape.status_url, shape.done(*urls)))
 
-        assert jobs.poll(task.pk) == "stored 1, withheld 2"
+        assert jobs.poll(task.pk) == Outcome(Did.STORED, stored=1, withheld=2)
 
         first, second, third = images_of(task)
         assert first.status == "succeeded"
@@ -801,7 +804,7 @@ class PollJobTests:
         answer, message, code = shape.failed()
         use_http(("GET", shape.status_url, answer))
 
-        assert jobs.poll(task.pk) == "status failed"
+        assert jobs.poll(task.pk) == Outcome(Did.READ, detail="failed")
 
         task = reload(task)
         assert task.status == "failed"
@@ -819,7 +822,7 @@ class PollJobTests:
         task = running_task(campaign, WAVESPEED, submitted_at=started)
         use_http()
 
-        assert jobs.poll(task.pk) == "failed: timeout"
+        assert jobs.poll(task.pk) == Outcome(Did.FAILED, Why.TIMEOUT)
 
         task = reload(task)
         assert task.status == "failed"
@@ -838,7 +841,7 @@ class PollJobTests:
         task = running_task(campaign, shape)
         use_http(("GET", shape.status_url, json_response(404, body)))
 
-        assert jobs.poll(task.pk) == "failed"
+        assert jobs.poll(task.pk) == Outcome(Did.FAILED)
 
         task = reload(task)
         assert task.status == "failed"
@@ -850,7 +853,7 @@ class PollJobTests:
         task = running_task(campaign, WAVESPEED)
         use_http(("GET", WAVESPEED.status_url, httpx.Response(503, headers={"Retry-After": "20"})))
 
-        assert jobs.poll(task.pk).startswith("read failed, retrying")
+        assert jobs.poll(task.pk).did is Did.READ_FAILED
 
         task = reload(task)
         assert task.status == "submitted"
@@ -862,14 +865,14 @@ class PollJobTests:
         task = queued_task(campaign, WAVESPEED)
         use_http()
 
-        assert jobs.poll(task.pk) == "skipped: not submitted yet"
+        assert jobs.poll(task.pk) == Outcome(Did.SKIPPED, Why.NOT_SUBMITTED)
 
     def test_a_failed_task_is_skipped(self, campaign, use_http, enqueued):
         task = running_task(campaign, WAVESPEED, status="failed")
         use_http()
 
-        assert jobs.poll(task.pk) == "skipped: terminal"
-        assert jobs.poll(987654) == "skipped: terminal"
+        assert jobs.poll(task.pk) == Outcome(Did.SKIPPED, Why.TERMINAL)
+        assert jobs.poll(987654) == Outcome(Did.SKIPPED, Why.TERMINAL)
 
 
 # -- complete --------------------------------------------------------------------------------
@@ -886,8 +889,8 @@ class CompleteJobTests:
         files = stored_files(tmp_path)
         names = [(i.file.name, i.thumbnail.name) for i in images_of(task)]
 
-        assert jobs.complete(task.pk) == "skipped: nothing left to store"
-        assert jobs.poll(task.pk) == "skipped: nothing left to store"
+        assert jobs.complete(task.pk) == Outcome(Did.SKIPPED, Why.NOTHING_LEFT)
+        assert jobs.poll(task.pk) == Outcome(Did.SKIPPED, Why.NOTHING_LEFT)
 
         assert len(cdn.requests) == 2
         assert stored_files(tmp_path) == files
@@ -897,7 +900,7 @@ class CompleteJobTests:
     def test_a_task_that_has_not_succeeded_is_left_alone(self, campaign, enqueued):
         task = running_task(campaign, WAVESPEED, status="processing")
 
-        assert jobs.complete(task.pk) == "skipped: task has not succeeded"
+        assert jobs.complete(task.pk) == Outcome(Did.SKIPPED, Why.NOT_SUCCEEDED)
         assert images_of(task)[0].status == "queued"
 
     def test_an_output_that_is_not_an_image_fails_that_image_only(
@@ -913,7 +916,7 @@ class CompleteJobTests:
             outputs=[{"url": good, "nsfw": False}, {"url": cdn.url("/bad.png"), "nsfw": False}],
         )
 
-        assert jobs.complete(task.pk) == "stored 1, withheld 0"
+        assert jobs.complete(task.pk) == Outcome(Did.STORED, stored=1)
 
         first, second = images_of(task)
         assert first.status == "succeeded"
@@ -991,13 +994,15 @@ class ProcessWebhookTests:
 
         outcome = jobs.process_webhook(received.pk)
 
-        assert outcome == "applied succeeded; stored 1, withheld 0"
+        assert outcome == Outcome(
+            Did.APPLIED, detail="succeeded", then=Outcome(Did.STORED, stored=1)
+        )
         assert reload(task).status == "succeeded"
         image = images_of(task)[0]
         assert (image.status, image.width, image.height) == ("succeeded", 20, 10)
         received.refresh_from_db()
         assert received.processed_at is not None
-        assert received.outcome == outcome
+        assert received.outcome == str(outcome)
         assert received.task_id == task.pk
 
     def test_a_signed_failure_is_applied(self, campaign, use_http, enqueued):
@@ -1005,7 +1010,7 @@ class ProcessWebhookTests:
         use_http()
         received = event(state=signed_state("failed", error_code="1200", error_message="filtered"))
 
-        assert jobs.process_webhook(received.pk) == "applied failed"
+        assert jobs.process_webhook(received.pk) == Outcome(Did.APPLIED, detail="failed")
 
         task = reload(task)
         assert (task.status, task.error_code, task.error_message) == ("failed", "1200", "filtered")
@@ -1022,7 +1027,8 @@ class ProcessWebhookTests:
 
         outcome = jobs.process_webhook(received.pk)
 
-        assert outcome.startswith("ignored processing: the task was already succeeded")
+        assert outcome.did is Did.IGNORED
+        assert outcome.detail == "processing: the task was already succeeded"
         task = reload(task)
         assert task.status == "succeeded"
         assert task.progress == 100
@@ -1039,9 +1045,10 @@ class ProcessWebhookTests:
 
         outcome = jobs.process_webhook(received.pk)
 
-        assert outcome.startswith("ignored failed: the task was already succeeded")
+        assert outcome.did is Did.IGNORED
+        assert outcome.detail == "failed: the task was already succeeded"
         received.refresh_from_db()
-        assert received.outcome == outcome
+        assert received.outcome == str(outcome)
         assert (reload(task).status, images_of(task)[0].status) == ("succeeded", "succeeded")
 
     def test_a_duplicate_completion_stores_nothing_twice(
@@ -1054,8 +1061,10 @@ class ProcessWebhookTests:
 
         outcome = jobs.process_webhook(event(state=signed_state("succeeded", tuple(urls))).pk)
 
-        assert outcome == (
-            "ignored succeeded: the task was already succeeded; skipped: nothing left to store"
+        assert outcome == Outcome(
+            Did.IGNORED,
+            detail="succeeded: the task was already succeeded",
+            then=Outcome(Did.SKIPPED, Why.NOTHING_LEFT),
         )
         assert len(cdn.requests) == 1
         assert len(stored_files(tmp_path)) == 2
@@ -1068,7 +1077,7 @@ class ProcessWebhookTests:
 
         outcome = jobs.process_webhook(received.pk)
 
-        assert outcome == "re-read: stored 1, withheld 0"
+        assert outcome == Outcome(Did.REREAD, then=Outcome(Did.STORED, stored=1))
         assert reload(task).status == "succeeded"
         assert enqueued == []  # no further poll: the re-read was enough
 
@@ -1092,7 +1101,7 @@ class ProcessWebhookTests:
             state=signed_state("succeeded"), received_at=timezone.now() - timedelta(seconds=8)
         )
 
-        assert jobs.process_webhook(received.pk) == "waiting for the task to be saved"
+        assert jobs.process_webhook(received.pk) == Outcome(Did.WAITING)
 
         (call,) = enqueued
         assert (call.func, call.args) == (jobs.process_webhook, (received.pk,))
@@ -1105,7 +1114,7 @@ class ProcessWebhookTests:
         use_http()
         received = event("wave", task=task, state=None)
 
-        assert jobs.process_webhook(received.pk) == "waiting for the task to be saved"
+        assert jobs.process_webhook(received.pk) == Outcome(Did.WAITING)
         assert [c.func for c in enqueued] == [jobs.process_webhook]
 
     def test_an_event_for_an_unknown_task_is_orphaned_after_the_grace_period(
@@ -1115,7 +1124,7 @@ class ProcessWebhookTests:
         old = timezone.now() - timedelta(seconds=jobs.ORPHAN_GRACE_SECONDS + 1)
         received = event(state=signed_state("succeeded"), received_at=old)
 
-        assert jobs.process_webhook(received.pk) == "orphaned"
+        assert jobs.process_webhook(received.pk) == Outcome(Did.ORPHANED)
 
         received.refresh_from_db()
         assert received.processed_at is not None
@@ -1129,14 +1138,14 @@ class ProcessWebhookTests:
         use_http()
         received = event("sandbox", provider_task_id=WS_ID, state=signed_state("succeeded"))
 
-        assert jobs.process_webhook(received.pk) == "waiting for the task to be saved"
+        assert jobs.process_webhook(received.pk) == Outcome(Did.WAITING)
 
     def test_a_processed_event_is_skipped(self, use_http, enqueued):
         use_http()
         received = event(state=signed_state("succeeded"), processed_at=timezone.now())
 
-        assert jobs.process_webhook(received.pk) == "skipped: processed"
-        assert jobs.process_webhook(987654) == "skipped: processed"
+        assert jobs.process_webhook(received.pk) == Outcome(Did.SKIPPED, Why.PROCESSED)
+        assert jobs.process_webhook(987654) == Outcome(Did.SKIPPED, Why.PROCESSED)
 
 
 # -- reconcile -------------------------------------------------------------------------------
@@ -1204,7 +1213,7 @@ class ReconcileTests:
     def test_a_run_with_reschedule_queues_the_next(self, enqueued, monkeypatch):
         # The chain's bookkeeping lives in Redis: tests/integration/test_pipeline.py.
         calls = []
-        monkeypatch.setattr(jobs, "schedule_reconciler", lambda **kw: calls.append(kw) or True)
+        monkeypatch.setattr(queueing, "schedule_reconciler", lambda **kw: calls.append(kw) or True)
 
         jobs.reconcile(reschedule=True)
         jobs.reconcile()
@@ -1220,7 +1229,7 @@ class SubmitInvalidRequestTests:
         task = queued_task(campaign, WAVE, negative_prompt="blurry")
         use_http()  # any request would fail the test
 
-        assert jobs.submit(task.pk) == "failed: invalid request"
+        assert jobs.submit(task.pk) == Outcome(Did.FAILED, Why.INVALID_REQUEST)
         task = reload(task)
         assert task.status == "failed"
         assert "negative" in task.error_message.lower()
@@ -1244,12 +1253,12 @@ class DownloadRetryTests:
         def download(url, **kwargs):
             calls.append(url)
             if len(calls) == 1:
-                raise jobs.DownloadError("cdn.test timed out", transient=True)
+                raise DownloadError("cdn.test timed out", transient=True)
             return Downloaded(image_bytes("PNG"), "image/png", url)
 
-        monkeypatch.setattr(jobs, "download", download)
+        monkeypatch.setattr(ingest, "download", download)
 
-        assert jobs.complete(task.pk) == "stored 1, withheld 0"
+        assert jobs.complete(task.pk) == Outcome(Did.STORED, stored=1)
         assert len(calls) == 2
         assert images_of(task)[0].status == "succeeded"
 
@@ -1262,12 +1271,12 @@ class DownloadRetryTests:
 
         def download(url, **kwargs):
             if down[0]:
-                raise jobs.DownloadError("cdn.test timed out", transient=True)
+                raise DownloadError("cdn.test timed out", transient=True)
             return Downloaded(image_bytes("PNG"), "image/png", url)
 
-        monkeypatch.setattr(jobs, "download", download)
+        monkeypatch.setattr(ingest, "download", download)
 
-        assert jobs.complete(task.pk) == "stored 0, withheld 0, retrying 1"
+        assert jobs.complete(task.pk) == Outcome(Did.STORED, retrying=1)
         image = images_of(task)[0]
         assert image.status == "queued"  # paid for: not given up
         assert image.error_message.endswith("Trying again shortly.")
@@ -1275,22 +1284,22 @@ class DownloadRetryTests:
         assert 5 <= enqueued[0].delay <= 60
 
         down[0] = False
-        assert jobs.complete(task.pk) == "stored 1, withheld 0"
+        assert jobs.complete(task.pk) == Outcome(Did.STORED, stored=1)
         image = images_of(task)[0]
         assert (image.status, image.error_message) == ("succeeded", "")
 
     def test_a_storage_failure_is_tried_again(self, campaign, enqueued, monkeypatch, tmp_path):
         task = self._succeeded_task(campaign)
         monkeypatch.setattr(
-            jobs, "download", lambda url, **kw: Downloaded(image_bytes("PNG"), "image/png", url)
+            ingest, "download", lambda url, **kw: Downloaded(image_bytes("PNG"), "image/png", url)
         )
 
         def disk_full(image, checked):
             raise OSError(28, "No space left on device")
 
-        monkeypatch.setattr(jobs, "_store", disk_full)
+        monkeypatch.setattr(ingest, "store", disk_full)
 
-        assert jobs.complete(task.pk).endswith("retrying 1")
+        assert jobs.complete(task.pk).retrying == 1
         assert images_of(task)[0].error_message == (
             "Could not store the image (OSError). Trying again shortly."
         )
@@ -1303,14 +1312,12 @@ class DownloadRetryTests:
             completed_at=timezone.now() - timedelta(seconds=3600)
         )
         monkeypatch.setattr(
-            jobs,
+            ingest,
             "download",
-            lambda url, **kw: (_ for _ in ()).throw(
-                jobs.DownloadError("timed out", transient=True)
-            ),
+            lambda url, **kw: (_ for _ in ()).throw(DownloadError("timed out", transient=True)),
         )
 
-        assert jobs.complete(task.pk) == "stored 0, withheld 0"
+        assert jobs.complete(task.pk) == Outcome(Did.STORED)
         image = images_of(task)[0]
         assert image.status == "failed"
         assert image.error_message == "Could not store the image: timed out"
@@ -1322,11 +1329,11 @@ class DownloadRetryTests:
 
         def download(url, **kwargs):
             calls.append(url)
-            raise jobs.DownloadError("cdn.test answered HTTP 404")
+            raise DownloadError("cdn.test answered HTTP 404")
 
-        monkeypatch.setattr(jobs, "download", download)
+        monkeypatch.setattr(ingest, "download", download)
 
-        assert jobs.complete(task.pk) == "stored 0, withheld 0"
+        assert jobs.complete(task.pk) == Outcome(Did.STORED)
         assert len(calls) == 1
         image = images_of(task)[0]
         assert image.status == "failed"

@@ -9,7 +9,7 @@ from django.core.files.storage import default_storage
 from PIL import Image
 
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
-from imagen_assets.providers.base import TaskStatus
+from imagen_assets.status import TaskStatus
 
 pytestmark = pytest.mark.django_db
 

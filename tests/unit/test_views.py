@@ -1,4 +1,4 @@
-"""The webhook endpoint (RELIABILITY.md W1-W12): verify, record, queue on commit, answer 2xx.
+"""The webhook endpoint (docs/reliability.md W1-W12): verify, record, queue on commit, answer 2xx.
 
 Every request goes through a test client that enforces CSRF checks, as a provider's would.
 """

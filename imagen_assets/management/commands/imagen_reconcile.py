@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from imagen_assets import jobs
+from imagen_assets import jobs, queueing
 
 
 class Command(BaseCommand):
@@ -28,9 +28,9 @@ class Command(BaseCommand):
             "Queued: " + ", ".join(f"{count} {name}" for name, count in counts.items())
         )
         if options["schedule"]:
-            if jobs.schedule_reconciler():
+            if queueing.schedule_reconciler():
                 self.stdout.write("The reconciler will run periodically on the queue.")
-            elif jobs.reconciler_scheduled():
+            elif queueing.reconciler_scheduled():
                 self.stdout.write("The reconciler already runs periodically on the queue.")
             else:
                 self.stderr.write("Could not schedule the reconciler: is Redis reachable?")

@@ -1,0 +1,337 @@
+"""Every status change of a task and its images: the pipeline's one state machine.
+
+Nothing else writes ``GenerationTask.status`` or ``GeneratedImage.status``. Each function
+is one guarded conditional update (``UPDATE ... WHERE <the state it leaves>``) or one
+locked read-modify-write, so two runs racing on a row (a webhook and a poll, a retried job
+and the reconciler) cannot both move it, and a row never moves backwards. Each returns
+whether it moved anything. The public :mod:`imagen_assets.signals` are sent after the
+change commits.
+
+The legal transitions (the vocabulary is in :mod:`imagen_assets.status`)::
+
+    task   queued      -> submitted                  record_submitted (the provider's id)
+           submitted   -> processing                 apply_state
+           queued|submitted|processing
+                       -> succeeded                  apply_state (a signed or read state)
+           queued|submitted|processing
+                       -> failed | cancelled         apply_state, fail_task
+    image  queued      -> processing                 with its task (apply_state)
+           queued|processing
+                       -> failed | cancelled         with its task (apply_state, fail_task)
+           queued|processing (task succeeded)
+                       -> succeeded | failed         finish_image (its file stored, or not)
+                       -> filtered                   withhold_images (the provider sent
+                                                     fewer images than asked)
+
+Besides status, a queued task carries its submit claim: ``claim_submit`` takes a lease,
+``mark_submit_started`` notes that the provider call is under way, ``hold_submit``
+releases it until a retry is due. A running task carries its read schedule
+(``schedule_read``, ``count_read``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from imagen_assets import signals
+from imagen_assets.models import GeneratedImage, GenerationTask
+from imagen_assets.providers.types import ProviderTask
+from imagen_assets.status import (
+    IMAGE_STATUS_FOR_TASK,
+    OPEN_IMAGE_STATUSES,
+    OPEN_TASK_STATUSES,
+    ImageStatus,
+    TaskStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+
+# -- submit ----------------------------------------------------------------------------------
+
+
+def claim_submit(task_id: int, lease: datetime) -> bool:
+    """Take the submit claim of a queued task with no provider id, until ``lease``.
+
+    Refused while another run's lease is live. Counts the attempt.
+    """
+    now = timezone.now()
+    return bool(
+        GenerationTask.objects.filter(pk=task_id, status=TaskStatus.QUEUED, provider_task_id="")
+        .filter(Q(submit_lease_until__isnull=True) | Q(submit_lease_until__lt=now))
+        .update(submit_lease_until=lease, attempts=F("attempts") + 1, updated_at=now)
+    )
+
+
+def mark_submit_started(task_id: int, lease: datetime) -> None:
+    """Note that the provider call is under way: if the worker dies before the outcome is
+    known, the next attempt finds this and knows the provider may have been billed."""
+    GenerationTask.objects.filter(pk=task_id, submit_lease_until=lease).update(
+        submit_started_at=timezone.now()
+    )
+
+
+def record_submitted(
+    task_id: int, lease: datetime, provider_task_id: str, body: dict[str, Any], first_read: float
+) -> bool:
+    """``queued -> submitted``: save the provider's task id, only while the claim taken
+    with ``lease`` still holds; the first status read is due in ``first_read`` seconds."""
+    now = timezone.now()
+    return bool(
+        GenerationTask.objects.filter(
+            pk=task_id, status=TaskStatus.QUEUED, provider_task_id="", submit_lease_until=lease
+        ).update(
+            provider_task_id=provider_task_id,
+            status=TaskStatus.SUBMITTED,
+            submitted_at=now,
+            submit_lease_until=None,
+            submit_started_at=None,
+            next_poll_at=now + timedelta(seconds=first_read),
+            request_body=body,
+            error_message="",
+            error_code="",
+            updated_at=now,
+        )
+    )
+
+
+def hold_submit(task_id: int, until: datetime, error_code: str, message: str) -> None:
+    """Keep a queued task's claim until ``until`` (a retry is due then), noting why: neither
+    the reconciler nor another run submits earlier than the provider asked (Retry-After).
+    The provider answered, so the attempt's outcome is known."""
+    GenerationTask.objects.filter(pk=task_id, provider_task_id="").update(
+        submit_lease_until=until,
+        submit_started_at=None,
+        error_code=error_code,
+        error_message=message,
+        updated_at=timezone.now(),
+    )
+
+
+# -- ending a task ---------------------------------------------------------------------------
+
+
+def fail_task(task_id: int, message: str, code: str = "", *, cancelled: bool = False) -> bool:
+    """``open -> failed`` (or ``cancelled``) for the task and its open images, keeping the
+    reason. Nothing happens to a task that already ended."""
+    now = timezone.now()
+    status = TaskStatus.CANCELLED if cancelled else TaskStatus.FAILED
+    with transaction.atomic():
+        updated = GenerationTask.objects.filter(pk=task_id, status__in=OPEN_TASK_STATUSES).update(
+            status=status,
+            error_message=message,
+            error_code=code,
+            completed_at=now,
+            submit_lease_until=None,
+            submit_started_at=None,
+            next_poll_at=None,
+            cost=Decimal(0),
+            updated_at=now,
+        )
+        if updated:
+            _end_open_images(task_id, status, message, now)
+    if updated:
+        logger.warning("Task %s %s: %s", task_id, status, message)
+    return bool(updated)
+
+
+def apply_state(task_id: int, state: ProviderTask, *, counted_poll: bool) -> GenerationTask:
+    """Record what the provider said, only ever moving forward; returns the saved task.
+
+    A late or out-of-order report (a ``processing`` after ``succeeded``) changes nothing
+    but the read count. The task's open images follow it (:data:`IMAGE_STATUS_FOR_TASK`).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        task = GenerationTask.objects.select_for_update().get(pk=task_id)
+        if counted_poll:
+            task.polls += 1
+        current = task.status_enum
+        if current.terminal or state.status.rank < current.rank:
+            task.save(update_fields=["polls", "updated_at"])
+            return task
+        if state.progress is not None:
+            task.progress = max(task.progress, min(100, max(0, state.progress)))
+        task.status = state.status
+        if state.status == TaskStatus.SUCCEEDED:
+            task.progress = 100
+            task.completed_at = now
+            task.outputs = [output.to_json() for output in state.outputs]
+            task.cost = state.cost if state.cost is not None else _delivered_cost(task, state)
+        elif state.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+            task.completed_at = now
+            task.cost = state.cost or Decimal(0)
+            task.error_code = state.error_code
+            task.error_message = state.error_message or (
+                "The provider cancelled the task."
+                if state.status == TaskStatus.CANCELLED
+                else "The provider reported a failure without a message."
+            )
+        task.save()
+        if state.status in IMAGE_STATUS_FOR_TASK:
+            _end_open_images(task_id, state.status, task.error_message, now)
+    return task
+
+
+def _delivered_cost(task: GenerationTask, state: ProviderTask) -> Decimal:
+    """The estimate, for the images actually delivered, when the provider reports no cost."""
+    per_image = task.estimated_cost / task.num_images if task.num_images else Decimal(0)
+    return per_image * min(len(state.outputs), task.num_images)
+
+
+def _end_open_images(task_id: int, status: TaskStatus, message: str, now: datetime) -> None:
+    """Move the task's open images to the status that follows ``status``; inside the
+    caller's transaction. ``processing`` only starts queued images and keeps no message."""
+    image_status = IMAGE_STATUS_FOR_TASK[status]
+    images = GeneratedImage.objects.filter(task_id=task_id, status__in=OPEN_IMAGE_STATUSES)
+    if image_status == ImageStatus.PROCESSING:
+        images.filter(status=ImageStatus.QUEUED).update(status=image_status, updated_at=now)
+        return
+    ids = list(images.values_list("pk", flat=True))
+    images.filter(pk__in=ids).update(status=image_status, error_message=message, updated_at=now)
+    _on_commit_send(
+        signals.task_failed,
+        GenerationTask,
+        task_id=task_id,
+        status=status,
+        reason=message,
+    )
+    for image_id in ids:
+        _on_commit_send(
+            signals.image_failed,
+            GeneratedImage,
+            image_id=image_id,
+            status=image_status,
+            reason=message,
+        )
+
+
+# -- reads -----------------------------------------------------------------------------------
+
+
+def count_read(task_id: int) -> None:
+    """One more status read (that did not get an answer)."""
+    GenerationTask.objects.filter(pk=task_id).update(
+        polls=F("polls") + 1, updated_at=timezone.now()
+    )
+
+
+def schedule_read(task_id: int, delay: float) -> None:
+    """The next status read is due in ``delay`` seconds; an earlier one will do nothing."""
+    GenerationTask.objects.filter(pk=task_id).update(
+        next_poll_at=timezone.now() + timedelta(seconds=delay)
+    )
+
+
+# -- images of a succeeded task --------------------------------------------------------------
+
+
+def withhold_images(image_ids: Sequence[int], message: str) -> int:
+    """``open -> filtered``: the provider delivered fewer images than asked (most likely
+    its safety filter). Returns how many moved."""
+    now = timezone.now()
+    with transaction.atomic():
+        moved = list(
+            GeneratedImage.objects.filter(
+                pk__in=image_ids, status__in=OPEN_IMAGE_STATUSES
+            ).values_list("pk", flat=True)
+        )
+        GeneratedImage.objects.filter(pk__in=moved, status__in=OPEN_IMAGE_STATUSES).update(
+            status=ImageStatus.FILTERED, error_message=message, completed_at=now, updated_at=now
+        )
+        for image_id in moved:
+            _on_commit_send(
+                signals.image_failed,
+                GeneratedImage,
+                image_id=image_id,
+                status=ImageStatus.FILTERED,
+                reason=message,
+            )
+    return len(moved)
+
+
+def note_image_retry(image_id: int, message: str) -> bool:
+    """Keep an open image open (storing it will be tried again), saying why."""
+    return bool(
+        GeneratedImage.objects.filter(pk=image_id, status__in=OPEN_IMAGE_STATUSES).update(
+            error_message=message, updated_at=timezone.now()
+        )
+    )
+
+
+@dataclass(frozen=True)
+class FileFields:
+    """What a stored file tells about its image."""
+
+    file: str
+    thumbnail: str
+    width: int
+    height: int
+    bytes: int
+    sha256: str
+    content_type: str
+
+
+def finish_image(
+    image_id: int,
+    *,
+    source_url: str,
+    nsfw: bool,
+    stored: FileFields | None = None,
+    error: str = "",
+) -> bool:
+    """``open -> succeeded`` with its ``stored`` file, or ``open -> failed`` with ``error``.
+
+    False when another run finished the image first: the caller then owns the files it
+    wrote and must delete them.
+    """
+    now = timezone.now()
+    fields: dict[str, Any] = {
+        "source_url": source_url[:2000],
+        "nsfw": nsfw,
+        "completed_at": now,
+        "updated_at": now,
+    }
+    if stored is not None:
+        fields.update(status=ImageStatus.SUCCEEDED, error_message="", **vars(stored))
+    else:
+        fields.update(status=ImageStatus.FAILED, error_message=error)
+    with transaction.atomic():
+        won = bool(
+            GeneratedImage.objects.filter(pk=image_id, status__in=OPEN_IMAGE_STATUSES).update(
+                **fields
+            )
+        )
+        if won and stored is not None:
+            transaction.on_commit(lambda: _send_ready(image_id))
+        elif won:
+            _on_commit_send(
+                signals.image_failed,
+                GeneratedImage,
+                image_id=image_id,
+                status=ImageStatus.FAILED,
+                reason=error,
+            )
+    return won
+
+
+def _send_ready(image_id: int) -> None:
+    if not signals.image_ready.has_listeners(GeneratedImage):
+        return
+    image = GeneratedImage.objects.filter(pk=image_id).first()
+    if image is not None:
+        signals.image_ready.send_robust(GeneratedImage, image=image)
+
+
+def _on_commit_send(signal: Any, sender: type[Any], **kwargs: Any) -> None:
+    if signal.has_listeners(sender):
+        transaction.on_commit(lambda: signal.send_robust(sender, **kwargs))

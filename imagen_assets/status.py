@@ -1,0 +1,87 @@
+"""The one vocabulary of the pipeline: what state a task, an image and a review can be in.
+
+Everything else (models, providers, lifecycle, admin) takes these words from here. A
+provider module maps its vendor's words onto :class:`TaskStatus`; the models use these
+classes as their field choices; :mod:`imagen_assets.lifecycle` is the only writer.
+
+A task moves ``queued -> submitted -> processing -> succeeded | failed | cancelled``; its
+rank never decreases. Its images follow it (:data:`IMAGE_STATUS_FOR_TASK`), except that a
+succeeded task's images become ``succeeded``, ``failed`` or ``filtered`` one by one as
+their files are stored.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class TaskStatus(models.TextChoices):
+    """A provider task, in the order it moves through its states."""
+
+    QUEUED = "queued", _("Queued")
+    SUBMITTED = "submitted", _("Submitted")
+    PROCESSING = "processing", _("Processing")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the task can change no more."""
+        return self in TERMINAL_TASK_STATUSES
+
+    @property
+    def rank(self) -> int:
+        """Position in the lifecycle; a task's rank never decreases."""
+        return _RANK[self]
+
+
+class ImageStatus(models.TextChoices):
+    """One output image of a task."""
+
+    QUEUED = "queued", _("Queued")
+    PROCESSING = "processing", _("Generating")
+    SUCCEEDED = "succeeded", _("Ready")
+    FILTERED = "filtered", _("Withheld by provider")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the image can change no more."""
+        return self not in OPEN_IMAGE_STATUSES
+
+
+class ReviewStatus(models.TextChoices):
+    """What the reviewers decided about a finished image."""
+
+    PENDING = "pending", _("Pending review")
+    APPROVED = "approved", _("Approved")
+    REJECTED = "rejected", _("Rejected")
+
+
+TERMINAL_TASK_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+#: Tasks the pipeline still has to move on (listed, for ``status__in`` filters).
+OPEN_TASK_STATUSES = (TaskStatus.QUEUED, TaskStatus.SUBMITTED, TaskStatus.PROCESSING)
+#: Images still waiting for their task or their file.
+OPEN_IMAGE_STATUSES = (ImageStatus.QUEUED, ImageStatus.PROCESSING)
+#: Images that ended without a file (counted as "failed" on the campaign pages).
+FAILED_IMAGE_STATUSES = (ImageStatus.FAILED, ImageStatus.FILTERED, ImageStatus.CANCELLED)
+
+_RANK = {
+    TaskStatus.QUEUED: 0,
+    TaskStatus.SUBMITTED: 1,
+    TaskStatus.PROCESSING: 2,
+    TaskStatus.SUCCEEDED: 3,
+    TaskStatus.FAILED: 3,
+    TaskStatus.CANCELLED: 3,
+}
+
+#: What a task's open images become when the task reaches a state. A task that succeeded
+#: is absent: its images are finished one by one by ``lifecycle.finish_image``.
+IMAGE_STATUS_FOR_TASK = {
+    TaskStatus.PROCESSING: ImageStatus.PROCESSING,
+    TaskStatus.FAILED: ImageStatus.FAILED,
+    TaskStatus.CANCELLED: ImageStatus.CANCELLED,
+}

@@ -1,0 +1,59 @@
+"""Where image files go: the storage callable, the ``upload_to`` functions, writing and
+deleting files.
+
+The app depends on Django's storage API only (never ``.path``: remote storages have none),
+and the storage is looked up on every use so ``IMAGEN_ASSETS["STORAGE"]`` stays live while
+migrations stay stable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import Storage, storages
+
+from imagen_assets import conf
+
+if TYPE_CHECKING:
+    from imagen_assets.models import GeneratedImage
+
+logger = logging.getLogger(__name__)
+
+
+def image_storage() -> Storage:
+    """The storage images are written to, looked up on every use so settings stay live."""
+    return storages[conf.get("STORAGE")]
+
+
+def _folder(instance: GeneratedImage) -> str:
+    prefix = conf.get("UPLOAD_PREFIX").strip("/")
+    return f"{prefix}/{instance.campaign.slug}"
+
+
+def image_upload_to(instance: GeneratedImage, filename: str) -> str:
+    return f"{_folder(instance)}/{filename}"
+
+
+def thumbnail_upload_to(instance: GeneratedImage, filename: str) -> str:
+    return f"{_folder(instance)}/thumbs/{filename}"
+
+
+def save_file(name: str, content: bytes) -> str:
+    """Write ``content`` under ``name`` (or a free variant of it); returns the name used."""
+    return image_storage().save(name, ContentFile(content))
+
+
+def delete_files(names: Iterable[str]) -> None:
+    """Delete each named file; a failure is logged, never raised (the caller's work, e.g.
+    a committed delete, must not be undone by a storage outage)."""
+    storage = image_storage()
+    for name in names:
+        if not name:
+            continue
+        try:
+            storage.delete(name)
+        except Exception:  # storages raise their own types: a full disk, S3 down
+            logger.exception("Could not delete %s from storage", name)
