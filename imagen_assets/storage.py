@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
 
 from imagen_assets import conf
-
-if TYPE_CHECKING:
-    from imagen_assets.models import GeneratedImage
 
 logger = logging.getLogger(__name__)
 
@@ -28,16 +25,28 @@ def image_storage() -> Storage:
     return storages[conf.get("STORAGE")]
 
 
-def _folder(instance: GeneratedImage) -> str:
+class _Slugged(Protocol):
+    @property
+    def slug(self) -> str: ...
+
+
+class InCampaign(Protocol):
+    """What the file names need of an image: its campaign's slug."""
+
+    @property
+    def campaign(self) -> _Slugged: ...
+
+
+def _folder(instance: InCampaign) -> str:
     prefix = conf.get("UPLOAD_PREFIX").strip("/")
     return f"{prefix}/{instance.campaign.slug}"
 
 
-def image_upload_to(instance: GeneratedImage, filename: str) -> str:
+def image_upload_to(instance: InCampaign, filename: str) -> str:
     return f"{_folder(instance)}/{filename}"
 
 
-def thumbnail_upload_to(instance: GeneratedImage, filename: str) -> str:
+def thumbnail_upload_to(instance: InCampaign, filename: str) -> str:
     return f"{_folder(instance)}/thumbs/{filename}"
 
 
