@@ -12,6 +12,7 @@ from imagen_assets import conf
 from imagen_assets.providers.base import Provider, WebhookAuth
 from imagen_assets.providers.errors import ProviderError, WebhookError
 from imagen_assets.providers.types import GenerationParams, Output, ProviderTask, WebhookNotice
+from imagen_assets.status import TaskStatus  # the words a provider reports in (kept here too)
 
 __all__ = [
     "GenerationParams",
@@ -19,6 +20,7 @@ __all__ = [
     "Provider",
     "ProviderError",
     "ProviderTask",
+    "TaskStatus",
     "WebhookAuth",
     "WebhookError",
     "WebhookNotice",
