@@ -45,6 +45,55 @@ class ReviewError(ValueError):
 
 
 @dataclass(frozen=True)
+class Spend:
+    """A campaign's committed spend against its budget: the one place budget arithmetic lives.
+
+    ``committed`` is what :meth:`Campaign.committed_spend` (or the ``committed`` annotation of
+    ``with_stats()``) returns; ``budget`` is None when there is no limit. Amounts are exact
+    decimals and every comparison here is exact. Stored amounts have at most four decimals, so
+    the generate page's script, which counts whole ten-thousandths of a dollar, reaches the
+    same verdict as :meth:`allows` for any price of at most four decimals.
+    """
+
+    committed: Decimal
+    budget: Decimal | None
+
+    @property
+    def left(self) -> Decimal | None:
+        """What may still be committed; never below zero, None without a budget."""
+        if self.budget is None:
+            return None
+        return max(self.budget - self.committed, Decimal(0))
+
+    @property
+    def over(self) -> bool:
+        """More is committed than the budget allows (actual costs and budget cuts do that)."""
+        return self.budget is not None and self.committed > self.budget
+
+    @property
+    def percent(self) -> int | None:
+        """How much of the budget is committed, 0 to 100; None without a budget.
+
+        Anything committed shows at least 1 (a sliver rather than an empty bar); a zero
+        budget is full as soon as anything is committed.
+        """
+        if self.budget is None:
+            return None
+        if self.committed <= 0:
+            return 0
+        if self.budget <= 0:
+            return 100
+        return max(1, min(100, int(self.committed * 100 / self.budget)))
+
+    def allows(self, cost: Decimal) -> bool:
+        """Whether committing ``cost`` more stays within the budget (spending it exactly does).
+
+        A campaign already over its budget allows nothing more, not even a free request.
+        """
+        return self.budget is None or self.committed + cost <= self.budget
+
+
+@dataclass(frozen=True)
 class Estimate:
     provider: str
     count: int
@@ -139,9 +188,10 @@ def request_images(
         with transaction.atomic():
             locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
             cost = backend.price_per_image * count
+            # Without a budget there is nothing to check, so no need to sum the spend.
             if locked.budget is not None:
-                committed = locked.committed_spend()
-                if committed + cost > locked.budget:
+                spend = Spend(committed=locked.committed_spend(), budget=locked.budget)
+                if not spend.allows(cost):
                     raise BudgetExceeded(
                         _(
                             "This would cost $%(cost)s but only $%(left)s of the "
@@ -149,7 +199,7 @@ def request_images(
                         )
                         % {
                             "cost": f"{cost:.2f}",
-                            "left": f"{max(locked.budget - committed, Decimal(0)):.2f}",
+                            "left": f"{spend.left:.2f}",
                             "budget": f"{locked.budget:.2f}",
                         }
                     )
