@@ -29,7 +29,7 @@ from django.utils import timezone
 from django.utils.formats import date_format, time_format
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext, ngettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from imagen_assets import services
@@ -50,6 +50,7 @@ from imagen_assets.models import (
     WebhookEvent,
 )
 from imagen_assets.providers import TaskStatus, provider_aliases
+from imagen_assets.services import Decision
 
 OPEN_TASK_STATUSES = [status.value for status in TaskStatus if not status.terminal]
 GALLERY_SIZE = 12
@@ -501,6 +502,26 @@ class CampaignAdmin(admin.ModelAdmin):
 # -- generated images ----------------------------------------------------------------------------
 
 
+# The form each decision is submitted with (a rejection needs its reason) and what the admin
+# says once it is recorded, for one image and for a selection.
+REVIEW_FORMS: dict[Decision, type[ApproveForm | RejectForm]] = {
+    Decision.APPROVE: ApproveForm,
+    Decision.REJECT: RejectForm,
+}
+REVIEWED_ONE = {
+    Decision.APPROVE: _("Image #%(id)d approved."),
+    Decision.REJECT: _("Image #%(id)d rejected."),
+}
+REVIEWED_MANY = {
+    Decision.APPROVE: ngettext_lazy(
+        "Approved %(count)d image.", "Approved %(count)d images.", "count"
+    ),
+    Decision.REJECT: ngettext_lazy(
+        "Rejected %(count)d image.", "Rejected %(count)d images.", "count"
+    ),
+}
+
+
 class ProviderFilter(admin.SimpleListFilter):
     """Filter by ``task__provider``, listing the configured providers by name.
 
@@ -762,59 +783,51 @@ class GeneratedImageAdmin(admin.ModelAdmin):
         ]
 
     def approve_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return self.review_view(request, object_id, approved=True)
+        return self.review_view(request, object_id, Decision.APPROVE)
 
     def reject_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return self.review_view(request, object_id, approved=False)
+        return self.review_view(request, object_id, Decision.REJECT)
 
-    def review_view(self, request: HttpRequest, object_id: str, *, approved: bool) -> HttpResponse:
-        """Approve or reject one image from its page (POST only), then go back to it."""
+    def has_review_permission(self, request: HttpRequest, decision: Decision) -> bool:
+        if decision is Decision.APPROVE:
+            return self.has_approve_permission(request)
+        return self.has_reject_permission(request)
+
+    def review_view(self, request: HttpRequest, object_id: str, decision: Decision) -> HttpResponse:
+        """Record ``decision`` on one image from its page (POST only), then go back to it."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        allowed = (
-            self.has_approve_permission(request)
-            if approved
-            else self.has_reject_permission(request)
-        )
-        if not allowed:
+        if not self.has_review_permission(request, decision):
             raise PermissionDenied
         image = self.get_object(request, unquote(object_id))
         if image is None:
             raise Http404(gettext("No image with this id."))
         back = reverse("admin:imagen_assets_generatedimage_change", args=[image.pk])
-        form = ApproveForm(request.POST) if approved else RejectForm(request.POST)
+        form = REVIEW_FORMS[decision](request.POST)
         if not form.is_valid():
             for errors in form.errors.values():
                 for error in errors:
                     self.message_user(request, str(error), messages.ERROR)
             return redirect(back)
-        note = form.cleaned_data["note"]
         try:
-            if approved:
-                services.approve_image(image.pk, user=request.user, note=note)
-            else:
-                services.reject_image(image.pk, user=request.user, note=note)
+            services.review(image.pk, decision, user=request.user, note=form.cleaned_data["note"])
         except services.ReviewError as exc:
             self.message_user(request, str(exc), messages.ERROR)
         else:
-            done = (
-                gettext("Image #%(id)d approved.")
-                if approved
-                else gettext("Image #%(id)d rejected.")
-            )
-            self.message_user(request, done % {"id": image.pk}, messages.SUCCESS)
+            self.message_user(request, REVIEWED_ONE[decision] % {"id": image.pk}, messages.SUCCESS)
         return redirect(back)
 
     def report_review(
-        self, request: HttpRequest, done: list[GeneratedImage], errors: list[str], *, approved: bool
+        self,
+        request: HttpRequest,
+        decision: Decision,
+        done: list[GeneratedImage],
+        errors: list[str],
     ) -> None:
+        """Say how many images got ``decision`` and why the others were skipped."""
         if done:
-            message = (
-                ngettext("Approved %(count)d image.", "Approved %(count)d images.", len(done))
-                if approved
-                else ngettext("Rejected %(count)d image.", "Rejected %(count)d images.", len(done))
-            )
-            self.message_user(request, message % {"count": len(done)}, messages.SUCCESS)
+            message = REVIEWED_MANY[decision] % {"count": len(done)}
+            self.message_user(request, message, messages.SUCCESS)
         if errors:
             shown = " ".join(errors[:5])
             more = len(errors) - 5
@@ -834,8 +847,8 @@ class GeneratedImageAdmin(admin.ModelAdmin):
     @admin.action(permissions=["approve"], description=_("Approve selected images"))
     def approve_selected(self, request: HttpRequest, queryset: QuerySet[GeneratedImage]) -> None:
         ids = list(queryset.values_list("pk", flat=True))
-        done, errors = services.review_many(ids, user=request.user, approved=True)
-        self.report_review(request, done, errors, approved=True)
+        done, errors = services.review_many(ids, Decision.APPROVE, user=request.user)
+        self.report_review(request, Decision.APPROVE, done, errors)
 
     @admin.action(permissions=["reject"], description=_("Reject selected images…"))
     def reject_selected(
@@ -846,9 +859,9 @@ class GeneratedImageAdmin(admin.ModelAdmin):
             if form.is_valid():
                 ids = list(queryset.values_list("pk", flat=True))
                 done, errors = services.review_many(
-                    ids, user=request.user, approved=False, note=form.cleaned_data["note"]
+                    ids, Decision.REJECT, user=request.user, note=form.cleaned_data["note"]
                 )
-                self.report_review(request, done, errors, approved=False)
+                self.report_review(request, Decision.REJECT, done, errors)
                 return None
         else:
             form = RejectForm()

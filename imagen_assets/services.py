@@ -14,9 +14,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 
 from imagen_assets import conf, queueing
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
@@ -246,7 +247,30 @@ def request_images(
     return tasks
 
 
-def _review(image_id: int, *, user: User, approved: bool, note: str) -> GeneratedImage:
+class Decision(models.TextChoices):
+    """What a reviewer decides about a finished image."""
+
+    APPROVE = "approve", _lazy("Approve")
+    REJECT = "reject", _lazy("Reject")
+
+    @property
+    def review_status(self) -> GeneratedImage.Review:
+        """The image's review status once this decision is recorded."""
+        if self is Decision.APPROVE:
+            return GeneratedImage.Review.APPROVED
+        return GeneratedImage.Review.REJECTED
+
+
+def review(image_id: int, decision: Decision, *, user: User, note: str = "") -> GeneratedImage:
+    """Record ``decision`` on a finished image: who, when and (stripped) why, under a row lock.
+
+    Raises :class:`ReviewError` when the image is not finished, or when a rejection has no
+    reason (it tells the team what to do differently next time); nothing is saved then.
+    """
+    decision = Decision(decision)  # a host may pass the stored value, "approve" or "reject"
+    note = (note or "").strip()
+    if decision is Decision.REJECT and not note:
+        raise ReviewError(_("Say why the image is rejected."))
     with transaction.atomic():
         image = GeneratedImage.objects.select_for_update().get(pk=image_id)
         if image.status != GeneratedImage.Status.SUCCEEDED:
@@ -254,12 +278,10 @@ def _review(image_id: int, *, user: User, approved: bool, note: str) -> Generate
                 _("Image #%(id)d is not ready (%(status)s); only finished images can be reviewed.")
                 % {"id": image.pk, "status": image.get_status_display()}
             )
-        image.review_status = (
-            GeneratedImage.Review.APPROVED if approved else GeneratedImage.Review.REJECTED
-        )
+        image.review_status = decision.review_status
         image.reviewed_by_id = getattr(user, "pk", None)
         image.reviewed_at = timezone.now()
-        image.review_note = note.strip()
+        image.review_note = note
         image.save(
             update_fields=[
                 "review_status",
@@ -275,28 +297,26 @@ def _review(image_id: int, *, user: User, approved: bool, note: str) -> Generate
 
 def approve_image(image_id: int, *, user: User, note: str = "") -> GeneratedImage:
     """Mark a finished image approved, recording who, when and (optionally) why."""
-    return _review(image_id, user=user, approved=True, note=note)
+    return review(image_id, Decision.APPROVE, user=user, note=note)
 
 
 def reject_image(image_id: int, *, user: User, note: str) -> GeneratedImage:
     """Mark a finished image rejected; a reason is required so the team learns from it."""
-    if not (note or "").strip():
-        raise ReviewError(_("Say why the image is rejected."))
-    return _review(image_id, user=user, approved=False, note=note)
+    return review(image_id, Decision.REJECT, user=user, note=note)
 
 
 def review_many(
-    image_ids: Sequence[int], *, user: User, approved: bool, note: str = ""
+    image_ids: Sequence[int], decision: Decision, *, user: User, note: str = ""
 ) -> tuple[list[GeneratedImage], list[str]]:
-    """Review several images; returns (reviewed, error messages) and skips the unready ones."""
+    """Record ``decision`` on each image; returns (reviewed, error messages).
+
+    An image that cannot be reviewed is skipped with its reason; the others still are.
+    """
     done: list[GeneratedImage] = []
     errors: list[str] = []
     for image_id in image_ids:
         try:
-            if approved:
-                done.append(approve_image(image_id, user=user, note=note))
-            else:
-                done.append(reject_image(image_id, user=user, note=note))
+            done.append(review(image_id, decision, user=user, note=note))
         except ReviewError as exc:
             errors.append(str(exc))
     return done, errors
