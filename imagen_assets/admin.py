@@ -7,7 +7,6 @@ first. Every changelist runs a fixed number of queries whatever the number of ro
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, cast
@@ -25,10 +24,6 @@ from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
-from django.utils.formats import date_format, time_format
-from django.utils.html import format_html, format_html_join
-from django.utils.text import Truncator
 from django.utils.translation import gettext, ngettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 
@@ -38,8 +33,6 @@ from imagen_assets.forms import (
     CampaignAdminForm,
     GenerateImagesForm,
     RejectForm,
-    money,
-    pixel_size,
     provider_display_name,
 )
 from imagen_assets.models import (
@@ -51,10 +44,21 @@ from imagen_assets.models import (
 )
 from imagen_assets.providers import TaskStatus, provider_aliases
 from imagen_assets.services import Decision
+from imagen_assets.templatetags.imagen_admin import (
+    error_preview,
+    link,
+    money,
+    pixel_size,
+    pretty_json,
+    render_fragment,
+    review_badge,
+    stacked_datetime,
+    status_badge,
+    thumbnail_box,
+)
 
 OPEN_TASK_STATUSES = [status.value for status in TaskStatus if not status.terminal]
 GALLERY_SIZE = 12
-ERROR_PREVIEW_CHARS = 70
 
 
 class ImagenMedia:
@@ -62,35 +66,7 @@ class ImagenMedia:
     js = ["imagen_assets/admin.js"]
 
 
-# -- small renderers shared by the admins --------------------------------------------------------
-
-
-# Shorter badge labels for the narrow list columns; the full label is the tooltip.
-SHORT_STATUS: dict[str, Any] = {GeneratedImage.Status.FILTERED: _("Withheld")}
-SHORT_REVIEW: dict[str, Any] = {GeneratedImage.Review.PENDING: _("Pending")}
-
-
-def status_badge(image: GeneratedImage, *, short: bool = False) -> str:
-    label = image.get_status_display()
-    return format_html(
-        '<span class="imagen-badge imagen-status-{}" title="{}">{}</span>',
-        image.status,
-        label,
-        SHORT_STATUS.get(image.status, label) if short else label,
-    )
-
-
-def review_badge(image: GeneratedImage, *, short: bool = False) -> str:
-    if image.status != GeneratedImage.Status.SUCCEEDED:
-        return format_html('<span class="imagen-quiet">{}</span>', "—")
-    label = image.get_review_status_display()
-    title = f"{label}: {image.review_note}" if image.review_note else label
-    return format_html(
-        '<span class="imagen-badge imagen-review-{}" title="{}">{}</span>',
-        image.review_status,
-        title,
-        SHORT_REVIEW.get(image.review_status, label) if short else label,
-    )
+# -- small helpers shared by the admins ----------------------------------------------------------
 
 
 def image_error(image: GeneratedImage) -> str:
@@ -98,70 +74,12 @@ def image_error(image: GeneratedImage) -> str:
     return image.error_message or image.task.error_message
 
 
-def progress_bar(percent: int) -> str:
-    percent = max(0, min(100, int(percent or 0)))
-    return format_html(
-        '<span class="imagen-progress" role="progressbar" aria-valuemin="0" '
-        'aria-valuemax="100" aria-valuenow="{}"><span style="width: {}%"></span></span>',
-        percent,
-        percent,
-    )
-
-
-def open_label(image: GeneratedImage) -> str:
-    if image.status == GeneratedImage.Status.QUEUED:
-        return gettext("Queued")
-    progress = image.task.progress
-    if progress:
-        return gettext("Generating %(progress)d%%") % {"progress": progress}
-    return gettext("Generating")
-
-
-def thumbnail_box(image: GeneratedImage, *, size: str = "small") -> str:
-    """A fixed-size box: the thumbnail, or a plain placeholder saying where the image is."""
-    if image.is_open:
-        return format_html(
-            '<span class="imagen-thumb imagen-thumb-{} imagen-thumb-pending" '
-            'data-imagen-open="1"><span class="imagen-spinner" aria-hidden="true"></span>'
-            '<span class="imagen-thumb-text">{}</span></span>',
-            size,
-            open_label(image),
-        )
-    if image.status == GeneratedImage.Status.SUCCEEDED and (image.thumbnail or image.file):
-        source = image.thumbnail or image.file
-        return format_html(
-            '<span class="imagen-thumb imagen-thumb-{}"><img src="{}" alt="{}" loading="lazy" '
-            'decoding="async"></span>',
-            size,
-            source.url,
-            str(image),
-        )
-    return format_html(
-        '<span class="imagen-thumb imagen-thumb-{} imagen-thumb-empty">'
-        '<span class="imagen-badge imagen-status-{}">{}</span></span>',
-        size,
-        image.status,
-        gettext("Withheld")
-        if image.status == GeneratedImage.Status.FILTERED
-        else image.get_status_display(),
-    )
-
-
-def pretty_json(value: Any, *, hide: Sequence[str] = ()) -> str:
-    """``value`` as indented JSON, with any of the ``hide`` strings blanked out."""
-    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-    for secret in hide:
-        if secret:
-            text = text.replace(secret, "<hidden>")
-    return format_html('<pre class="imagen-json">{}</pre>', text)
-
-
 def admin_link(obj: Any, label: Any = None) -> str:
     if obj is None:
         return "—"
     opts = obj._meta
     url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
-    return format_html('<a href="{}">{}</a>', url, label if label is not None else obj)
+    return link(url, label if label is not None else obj)
 
 
 def images_changelist_url(**filters: Any) -> str:
@@ -173,17 +91,6 @@ def images_changelist_url(**filters: Any) -> str:
 def fieldset_fields(fieldsets: Sequence[tuple[Any, Any]]) -> list[str]:
     """Every field named in ``fieldsets``: support pages show them all read-only."""
     return [name for _title, options in fieldsets for name in options["fields"]]
-
-
-def budget_percent(committed: Decimal, budget: Decimal | None) -> int | None:
-    """How much of the budget is committed, 0 to 100; None when there is no budget."""
-    if budget is None:
-        return None
-    if budget <= 0:
-        return 100 if committed > 0 else 0
-    percent = min(100, int(committed * 100 / budget))
-    # A sliver rather than an empty bar once anything is committed.
-    return max(percent, 1) if committed > 0 else 0
 
 
 class ReadOnlyAdminMixin:
@@ -257,11 +164,8 @@ class CampaignAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("images"), ordering="n_images")
     def image_total(self, obj: AnnotatedCampaign) -> str:
-        return format_html(
-            '<a href="{}">{}</a>',
-            images_changelist_url(campaign__id__exact=obj.pk),
-            obj.n_images,
-        )
+        # The count as str() wrote it: the link is HTML, which the admin does not localize.
+        return link(images_changelist_url(campaign__id__exact=obj.pk), str(obj.n_images))
 
     @admin.display(description=_("ready"), ordering="n_ready")
     def image_ready(self, obj: AnnotatedCampaign) -> int:
@@ -273,28 +177,19 @@ class CampaignAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("failed"), ordering="n_failed")
     def image_failed(self, obj: AnnotatedCampaign) -> str:
-        if not obj.n_failed:
-            return "0"
-        return format_html('<span class="imagen-failed-count">{}</span>', obj.n_failed)
+        return render_fragment("failed_count.html", {"count": obj.n_failed})
 
     @admin.display(description=_("spend"), ordering="committed")
     def spend(self, obj: AnnotatedCampaign) -> str:
-        if obj.budget is None:
-            return gettext("%(spent)s · no limit") % {"spent": money(obj.committed)}
-        over = obj.committed > obj.budget
-        return format_html(
-            '<span class="{}">{}</span>',
-            "imagen-over-budget" if over else "",
-            gettext("%(spent)s of %(budget)s")
-            % {"spent": money(obj.committed), "budget": money(obj.budget)},
-        )
+        spend = services.Spend(committed=obj.committed, budget=obj.budget)
+        return render_fragment("spend_cell.html", {"spend": spend})
 
     # -- change page -------------------------------------------------------------------------
 
     @admin.display(description=_("summary"))
     def summary(self, obj: Campaign) -> str:
         stats: AnnotatedCampaign = Campaign.objects.with_stats().get(pk=obj.pk)
-        committed = stats.committed
+        spend = services.Spend(committed=stats.committed, budget=obj.budget)
         counts = {
             "total": stats.n_images,
             "succeeded": stats.n_ready,
@@ -304,13 +199,11 @@ class CampaignAdmin(admin.ModelAdmin):
         unfinished = obj.images.unfinished().count()
         context: dict[str, Any] = {
             "campaign": obj,
-            "committed": money(committed),
-            "budget": money(obj.budget) if obj.budget is not None else None,
-            "left": money(max(obj.budget - committed, Decimal(0)))
-            if obj.budget is not None
-            else None,
-            "percent": budget_percent(committed, obj.budget),
-            "over": obj.budget is not None and committed > obj.budget,
+            "committed": money(spend.committed),
+            "budget": money(spend.budget) if spend.budget is not None else None,
+            "left": money(spend.left) if spend.left is not None else None,
+            "percent": spend.percent,
+            "over": spend.over,
             "counts": counts,
             "unfinished": unfinished,
             "images_url": images_changelist_url(campaign__id__exact=obj.pk),
@@ -326,7 +219,7 @@ class CampaignAdmin(admin.ModelAdmin):
             {
                 "image": image,
                 "url": reverse("admin:imagen_assets_generatedimage_change", args=[image.pk]),
-                "thumbnail": thumbnail_box(image, size="medium"),
+                "thumbnail": thumbnail_box(image, "medium"),
                 "status": status_badge(image),
                 "review": review_badge(image),
             }
@@ -636,23 +529,7 @@ class GeneratedImageAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("status"), ordering="status")
     def status_column(self, obj: GeneratedImage) -> str:
-        parts = [status_badge(obj, short=True)]
-        if obj.is_open:
-            parts.append(progress_bar(obj.task.progress))
-        else:
-            error = image_error(obj)
-            if error:
-                parts.append(
-                    format_html(
-                        '<span class="imagen-error" title="{}">{}</span>',
-                        error,
-                        Truncator(error).chars(ERROR_PREVIEW_CHARS),
-                    )
-                )
-        return format_html(
-            '<span class="imagen-status-cell">{}</span>',
-            format_html_join("", "{}", ((part,) for part in parts)),
-        )
+        return render_fragment("status_cell.html", {"image": obj, "error": image_error(obj)})
 
     @admin.display(description=_("review"), ordering="review_status")
     def review_column(self, obj: GeneratedImage) -> str:
@@ -665,12 +542,7 @@ class GeneratedImageAdmin(admin.ModelAdmin):
     @admin.display(description=_("created"), ordering="created_at")
     def created(self, obj: GeneratedImage) -> str:
         # Two short lines instead of "Nov. 21, 2026, 9:22 a.m." keep the table narrow.
-        when = timezone.localtime(obj.created_at)
-        return format_html(
-            '{}<br><span class="imagen-quiet">{}</span>',
-            date_format(when, "SHORT_DATE_FORMAT"),
-            time_format(when),
-        )
+        return stacked_datetime(obj.created_at)
 
     @admin.display(description=_("size"))
     def size(self, obj: GeneratedImage) -> str:
@@ -682,20 +554,13 @@ class GeneratedImageAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("status"))
     def status_detail(self, obj: GeneratedImage) -> str:
-        error = image_error(obj)
-        if obj.is_open:
-            return format_html("{} {}", status_badge(obj), progress_bar(obj.task.progress))
-        if error:
-            return format_html('{}<p class="imagen-error-full">{}</p>', status_badge(obj), error)
-        return status_badge(obj)
+        return render_fragment("status_detail.html", {"image": obj, "error": image_error(obj)})
 
     @admin.display(description=_("file"))
     def file_link(self, obj: GeneratedImage) -> str:
         if not obj.file:
             return "—"
-        return format_html(
-            '<a href="{}" target="_blank" rel="noopener">{}</a>', obj.file.url, obj.file.name
-        )
+        return link(obj.file.url, obj.file.name, new_tab=True)
 
     @admin.display(description=_("model"))
     def task_model(self, obj: GeneratedImage) -> str:
@@ -719,7 +584,7 @@ class GeneratedImageAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("final prompt"))
     def final_prompt(self, obj: GeneratedImage) -> str:
-        return format_html('<span class="imagen-prompt">{}</span>', obj.task.prompt)
+        return render_fragment("prompt.html", {"prompt": obj.task.prompt})
 
     @admin.display(description=_("negative prompt"))
     def negative_prompt(self, obj: GeneratedImage) -> str:
@@ -747,7 +612,7 @@ class GeneratedImageAdmin(admin.ModelAdmin):
                 {
                     "image": obj,
                     "image_error": image_error(obj),
-                    "image_thumbnail": thumbnail_box(obj, size="large"),
+                    "image_thumbnail": thumbnail_box(obj, "large"),
                     "image_status": status_badge(obj),
                     "image_review": review_badge(obj),
                     "can_approve": ready and self.has_approve_permission(request),
@@ -976,11 +841,7 @@ class GenerationTaskAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def error_preview(self, obj: GenerationTask) -> str:
         if not obj.error_message:
             return ""
-        return format_html(
-            '<span class="imagen-error" title="{}">{}</span>',
-            obj.error_message,
-            Truncator(obj.error_message).chars(ERROR_PREVIEW_CHARS),
-        )
+        return error_preview(obj.error_message)
 
     @admin.display(description=_("request sent"))
     def request_json(self, obj: GenerationTask) -> str:
@@ -992,10 +853,8 @@ class GenerationTaskAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("images"))
     def images_link(self, obj: GenerationTask) -> str:
-        return format_html(
-            '<a href="{}">{}</a>',
-            images_changelist_url(task__id__exact=obj.pk),
-            gettext("See the images of this task"),
+        return link(
+            images_changelist_url(task__id__exact=obj.pk), gettext("See the images of this task")
         )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any, cast
 
 from django import forms
@@ -21,22 +21,7 @@ from imagen_assets.imagen_sizes import ASPECT_RATIOS
 from imagen_assets.models import Campaign
 from imagen_assets.providers import get_provider, get_provider_class, provider_aliases
 from imagen_assets.services import SEED_MAX
-
-TIMES = "\N{MULTIPLICATION SIGN}"
-
-
-def pixel_size(width: int, height: int) -> str:
-    """Width by height, as in ``1408 by 768`` written with a multiplication sign."""
-    return f"{width}{TIMES}{height}"
-
-
-def money(value: Decimal | int | None) -> str:
-    """Dollars with two to four decimals: ``$0.0425`` for a price, ``$1.20`` for a total."""
-    if value is None:
-        return "—"
-    amount = Decimal(value).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
-    whole, _sep, fraction = f"{amount:,.4f}".partition(".")
-    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
+from imagen_assets.templatetags.imagen_admin import pixel_size
 
 
 @dataclass(frozen=True)

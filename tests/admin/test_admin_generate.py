@@ -10,8 +10,8 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
-from imagen_assets.forms import money
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
+from imagen_assets.templatetags.imagen_admin import money
 
 pytestmark = pytest.mark.django_db
 

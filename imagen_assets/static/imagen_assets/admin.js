@@ -1,7 +1,7 @@
 /* imagen_assets admin: live price on the generate page, self-refresh while images are open. */
 "use strict";
 (function () {
-    // -- "$0.0425" for prices, "$1.20" for totals (mirrors imagen_assets.forms.money) --------
+    // -- "$0.0425" for prices, "$1.20" for totals (mirrors the imagen_admin money filter) -
     function money(tenThousandths) {
         const whole = Math.floor(tenThousandths / 10000);
         let fraction = String(tenThousandths % 10000).padStart(4, "0").replace(/0+$/, "");
