@@ -352,19 +352,16 @@ class CampaignAdmin(admin.ModelAdmin):
             committed = getattr(campaign, "committed", None)
             if committed is None:
                 committed = campaign.committed_spend()
-            left = (
-                max(campaign.budget - committed, Decimal(0))
-                if campaign.budget is not None
-                else None
-            )
+            spend = services.Spend(committed=committed, budget=campaign.budget)
             rows.append(
                 {
                     "campaign": campaign,
-                    "committed": money(committed),
-                    "budget": money(campaign.budget) if campaign.budget is not None else None,
-                    "left": left,
-                    "left_display": money(left) if left is not None else None,
-                    "over": left is not None and per_campaign is not None and per_campaign > left,
+                    "spend": spend,
+                    "committed": money(spend.committed),
+                    "budget": money(spend.budget) if spend.budget is not None else None,
+                    "left": spend.left,
+                    "left_display": money(spend.left) if spend.left is not None else None,
+                    "over": per_campaign is not None and not spend.allows(per_campaign),
                 }
             )
         opts = self.opts

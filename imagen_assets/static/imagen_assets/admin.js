@@ -34,10 +34,15 @@
             setText(form, "[data-imagen-count]", valid ? String(n) : "—");
             setText(form, "[data-imagen-per-campaign]", valid ? money(perCampaign) : "—");
             setText(form, "[data-imagen-total]", valid ? money(perCampaign * campaigns) : "—");
+            // The server's rule (services.Spend.allows, which also says why counting in
+            // ten-thousandths matches it): refused when the estimate is more than is left,
+            // or whatever it is once the campaign is already over its budget.
             form.querySelectorAll("tr[data-left]").forEach(function (row) {
                 const left = row.dataset.left;
-                const over = valid && left !== "" &&
-                    perCampaign > Math.round(parseFloat(left) * 10000);
+                const over = valid && left !== "" && (
+                    row.hasAttribute("data-overspent") ||
+                    perCampaign > Math.round(parseFloat(left) * 10000)
+                );
                 row.classList.toggle("imagen-over-budget", over);
             });
             const sizes = JSON.parse(option.dataset.sizes || "{}");
