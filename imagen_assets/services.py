@@ -261,13 +261,17 @@ class Decision(models.TextChoices):
         return GeneratedImage.Review.REJECTED
 
 
-def review(image_id: int, decision: Decision, *, user: User, note: str = "") -> GeneratedImage:
+def review(
+    image_id: int, decision: Decision | str, *, user: User, note: str = ""
+) -> GeneratedImage:
     """Record ``decision`` on a finished image: who, when and (stripped) why, under a row lock.
 
-    Raises :class:`ReviewError` when the image is not finished, or when a rejection has no
-    reason (it tells the team what to do differently next time); nothing is saved then.
+    ``decision`` may also be its stored value, ``"approve"`` or ``"reject"``; anything else
+    is a ValueError. Raises :class:`ReviewError` when the image is not finished, or when a
+    rejection has no reason (it tells the team what to do differently next time); nothing
+    is saved then.
     """
-    decision = Decision(decision)  # a host may pass the stored value, "approve" or "reject"
+    decision = Decision(decision)
     note = (note or "").strip()
     if decision is Decision.REJECT and not note:
         raise ReviewError(_("Say why the image is rejected."))
@@ -306,7 +310,7 @@ def reject_image(image_id: int, *, user: User, note: str) -> GeneratedImage:
 
 
 def review_many(
-    image_ids: Sequence[int], decision: Decision, *, user: User, note: str = ""
+    image_ids: Sequence[int], decision: Decision | str, *, user: User, note: str = ""
 ) -> tuple[list[GeneratedImage], list[str]]:
     """Record ``decision`` on each image; returns (reviewed, error messages).
 
