@@ -108,7 +108,7 @@ class CampaignAdmin(CampaignModelAdmin):
 
     @admin.display(description=_("images"), ordering="n_images")
     def image_total(self, obj: AnnotatedCampaign) -> str:
-        # The count as str() wrote it: the link is HTML, which the admin does not localize.
+        # str(): a template would localize the count (1,234); this cell never did.
         return link(images_changelist_url(campaign__id__exact=obj.pk), str(obj.n_images))
 
     @admin.display(description=_("ready"), ordering="n_ready")
