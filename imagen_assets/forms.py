@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any, cast
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.core.exceptions import ImproperlyConfigured
@@ -21,22 +21,14 @@ from imagen_assets.imagen_sizes import ASPECT_RATIOS
 from imagen_assets.models import Campaign
 from imagen_assets.providers import get_provider, get_provider_class, provider_aliases
 from imagen_assets.services import SEED_MAX
+from imagen_assets.templatetags.imagen_admin import pixel_size
 
-TIMES = "\N{MULTIPLICATION SIGN}"
-
-
-def pixel_size(width: int, height: int) -> str:
-    """Width by height, as in ``1408 by 768`` written with a multiplication sign."""
-    return f"{width}{TIMES}{height}"
-
-
-def money(value: Decimal | int | None) -> str:
-    """Dollars with two to four decimals: ``$0.0425`` for a price, ``$1.20`` for a total."""
-    if value is None:
-        return "—"
-    amount = Decimal(value).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
-    whole, _sep, fraction = f"{amount:,.4f}".partition(".")
-    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
+if TYPE_CHECKING:
+    # django-stubs makes ModelForm generic in its model; Django's own class cannot be
+    # subscripted at run time.
+    CampaignModelForm = forms.ModelForm[Campaign]
+else:
+    CampaignModelForm = forms.ModelForm
 
 
 @dataclass(frozen=True)
@@ -114,7 +106,7 @@ class ProviderSelect(forms.Select):
         return option
 
 
-class CampaignAdminForm(forms.ModelForm):
+class CampaignAdminForm(CampaignModelForm):
     """The campaign form, with the default provider picked from the configured aliases."""
 
     default_provider = forms.ChoiceField(
@@ -268,7 +260,8 @@ class GenerateImagesForm(forms.Form):
     # -- validation ------------------------------------------------------------------------
 
     def clean_prompt(self) -> str:
-        prompt = self.cleaned_data["prompt"].strip()
+        prompt: str = self.cleaned_data["prompt"]
+        prompt = prompt.strip()
         if not prompt:
             raise forms.ValidationError(_("Write a prompt."), code="required")
         return prompt
@@ -331,7 +324,8 @@ class RejectForm(forms.Form):
     )
 
     def clean_note(self) -> str:
-        note = self.cleaned_data["note"].strip()
+        note: str = self.cleaned_data["note"]
+        note = note.strip()
         if not note:
             raise forms.ValidationError(_("Say why the image is rejected."), code="required")
         return note

@@ -14,9 +14,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 
 from imagen_assets import conf, jobs, queueing
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
@@ -42,6 +43,55 @@ class BudgetExceeded(GenerationRequestError):
 
 class ReviewError(ValueError):
     """The image cannot be reviewed in its current state; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class Spend:
+    """A campaign's committed spend against its budget: the one place budget arithmetic lives.
+
+    ``committed`` is what :meth:`Campaign.committed_spend` (or the ``committed`` annotation of
+    ``with_stats()``) returns; ``budget`` is None when there is no limit. Amounts are exact
+    decimals and every comparison here is exact. Stored amounts have at most four decimals, so
+    the generate page's script, which counts whole ten-thousandths of a dollar, reaches the
+    same verdict as :meth:`allows` for any price of at most four decimals.
+    """
+
+    committed: Decimal
+    budget: Decimal | None
+
+    @property
+    def left(self) -> Decimal | None:
+        """What may still be committed; never below zero, None without a budget."""
+        if self.budget is None:
+            return None
+        return max(self.budget - self.committed, Decimal(0))
+
+    @property
+    def over(self) -> bool:
+        """More is committed than the budget allows (actual costs and budget cuts do that)."""
+        return self.budget is not None and self.committed > self.budget
+
+    @property
+    def percent(self) -> int | None:
+        """How much of the budget is committed, 0 to 100; None without a budget.
+
+        Anything committed shows at least 1 (a sliver rather than an empty bar); a zero
+        budget is full as soon as anything is committed.
+        """
+        if self.budget is None:
+            return None
+        if self.committed <= 0:
+            return 0
+        if self.budget <= 0:
+            return 100
+        return max(1, min(100, int(self.committed * 100 / self.budget)))
+
+    def allows(self, cost: Decimal) -> bool:
+        """Whether committing ``cost`` more stays within the budget (spending it exactly does).
+
+        A campaign already over its budget allows nothing more, not even a free request.
+        """
+        return self.budget is None or self.committed + cost <= self.budget
 
 
 @dataclass(frozen=True)
@@ -145,9 +195,10 @@ def request_images(
         with transaction.atomic():
             locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
             cost = backend.price_per_image * count
+            # Without a budget there is nothing to check, so no need to sum the spend.
             if locked.budget is not None:
-                committed = locked.committed_spend()
-                if committed + cost > locked.budget:
+                spend = Spend(committed=locked.committed_spend(), budget=locked.budget)
+                if not spend.allows(cost):
                     raise BudgetExceeded(
                         _(
                             "This would cost $%(cost)s but only $%(left)s of the "
@@ -155,7 +206,7 @@ def request_images(
                         )
                         % {
                             "cost": f"{cost:.2f}",
-                            "left": f"{max(locked.budget - committed, Decimal(0)):.2f}",
+                            "left": f"{spend.left:.2f}",
                             "budget": f"{locked.budget:.2f}",
                         }
                     )
@@ -202,7 +253,34 @@ def request_images(
     return tasks
 
 
-def _review(image_id: int, *, user: User, approved: bool, note: str) -> GeneratedImage:
+class Decision(models.TextChoices):
+    """What a reviewer decides about a finished image."""
+
+    APPROVE = "approve", _lazy("Approve")
+    REJECT = "reject", _lazy("Reject")
+
+    @property
+    def review_status(self) -> GeneratedImage.Review:
+        """The image's review status once this decision is recorded."""
+        if self is Decision.APPROVE:
+            return GeneratedImage.Review.APPROVED
+        return GeneratedImage.Review.REJECTED
+
+
+def review(
+    image_id: int, decision: Decision | str, *, user: User, note: str = ""
+) -> GeneratedImage:
+    """Record ``decision`` on a finished image: who, when and (stripped) why, under a row lock.
+
+    ``decision`` may also be its stored value, ``"approve"`` or ``"reject"``; anything else
+    is a ValueError. Raises :class:`ReviewError` when the image is not finished, or when a
+    rejection has no reason (it tells the team what to do differently next time); nothing
+    is saved then.
+    """
+    decision = Decision(decision)
+    note = (note or "").strip()
+    if decision is Decision.REJECT and not note:
+        raise ReviewError(_("Say why the image is rejected."))
     with transaction.atomic():
         image = GeneratedImage.objects.select_for_update().get(pk=image_id)
         if image.status != GeneratedImage.Status.SUCCEEDED:
@@ -210,12 +288,10 @@ def _review(image_id: int, *, user: User, approved: bool, note: str) -> Generate
                 _("Image #%(id)d is not ready (%(status)s); only finished images can be reviewed.")
                 % {"id": image.pk, "status": image.get_status_display()}
             )
-        image.review_status = (
-            GeneratedImage.Review.APPROVED if approved else GeneratedImage.Review.REJECTED
-        )
+        image.review_status = decision.review_status
         image.reviewed_by_id = getattr(user, "pk", None)
         image.reviewed_at = timezone.now()
-        image.review_note = note.strip()
+        image.review_note = note
         image.save(
             update_fields=[
                 "review_status",
@@ -231,28 +307,26 @@ def _review(image_id: int, *, user: User, approved: bool, note: str) -> Generate
 
 def approve_image(image_id: int, *, user: User, note: str = "") -> GeneratedImage:
     """Mark a finished image approved, recording who, when and (optionally) why."""
-    return _review(image_id, user=user, approved=True, note=note)
+    return review(image_id, Decision.APPROVE, user=user, note=note)
 
 
 def reject_image(image_id: int, *, user: User, note: str) -> GeneratedImage:
     """Mark a finished image rejected; a reason is required so the team learns from it."""
-    if not (note or "").strip():
-        raise ReviewError(_("Say why the image is rejected."))
-    return _review(image_id, user=user, approved=False, note=note)
+    return review(image_id, Decision.REJECT, user=user, note=note)
 
 
 def review_many(
-    image_ids: Sequence[int], *, user: User, approved: bool, note: str = ""
+    image_ids: Sequence[int], decision: Decision | str, *, user: User, note: str = ""
 ) -> tuple[list[GeneratedImage], list[str]]:
-    """Review several images; returns (reviewed, error messages) and skips the unready ones."""
+    """Record ``decision`` on each image; returns (reviewed, error messages).
+
+    An image that cannot be reviewed is skipped with its reason; the others still are.
+    """
     done: list[GeneratedImage] = []
     errors: list[str] = []
     for image_id in image_ids:
         try:
-            if approved:
-                done.append(approve_image(image_id, user=user, note=note))
-            else:
-                done.append(reject_image(image_id, user=user, note=note))
+            done.append(review(image_id, decision, user=user, note=note))
         except ReviewError as exc:
             errors.append(str(exc))
     return done, errors

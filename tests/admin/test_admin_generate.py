@@ -10,8 +10,8 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
-from imagen_assets.forms import money
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
+from imagen_assets.templatetags.imagen_admin import money
 
 pytestmark = pytest.mark.django_db
 
@@ -254,6 +254,51 @@ class GenerateActionSubmitTests:
         assert any(error.startswith("Tiny: ") for error in form_errors(response))
         assert not GenerationTask.objects.exists()
         assert enqueued == []
+
+
+class BudgetWarningTests:
+    """The page flags a campaign exactly when the request would be refused (services.Spend)."""
+
+    def open_page(self, client: Any, campaign: Campaign, **data: str) -> Any:
+        url = reverse("admin:imagen_assets_campaign_generate", args=[campaign.pk])
+        return client.post(url, {"imagen_generate": "1", "prompt": "", **data})
+
+    def test_spending_the_budget_exactly_is_not_flagged_one_cent_more_is(
+        self, admin_client, campaign, priced
+    ):
+        campaign.budget = Decimal("0.16")
+        campaign.save()
+
+        exact = self.open_page(admin_client, campaign, provider="wavespeed", count="4")
+        over = self.open_page(admin_client, campaign, provider="wavespeed", count="5")
+
+        assert exact.context["rows"][0]["over"] is False
+        assert over.context["rows"][0]["over"] is True
+        assert 'data-left="0.16"' in over.content.decode()
+
+    def test_a_campaign_already_over_its_budget_is_flagged_even_for_a_free_request(
+        self, admin_client, campaign, priced, make_task, enqueued
+    ):
+        campaign.budget = Decimal("0.10")
+        campaign.save()
+        make_task(campaign, status="succeeded", cost=Decimal("0.30"))
+
+        page = self.open_page(admin_client, campaign, provider="sandbox", count="1")
+        refused = self.open_page(
+            admin_client,
+            campaign,
+            provider="sandbox",
+            count="1",
+            prompt="Kites",
+            aspect_ratio="1:1",
+        )
+
+        assert page.context["rows"][0]["over"] is True
+        assert "data-overspent" in page.content.decode()  # admin.js keeps the flag
+        assert form_errors(refused) == [
+            "This would cost $0.00 but only $0.00 of the $0.10 budget is left."
+        ]
+        assert GenerationTask.objects.count() == 1  # only the one that overspent
 
 
 class GenerateViewTests:

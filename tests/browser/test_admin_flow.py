@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connections
 
-from imagen_assets.models import Campaign, GeneratedImage
+from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -145,3 +146,49 @@ class MarketerAdminFlowTests:
         assert second.review_note == "Off brand colours"
         assert list(campaign.approved_images()) == [first]
         shot(page, "7-after-review")
+
+
+class LiveEstimateTests:
+    """admin.js keeps the over-budget flag of the generate page in step with the server's rule."""
+
+    def test_flags_a_campaign_as_the_estimate_passes_what_is_left(
+        self, stack_env: dict[str, str], live_server: Any, browser_page: Any
+    ) -> None:
+        get_user_model().objects.create_superuser("marketer", "m@example.com", "spring-2026")
+        tight = Campaign.objects.create(name="Tight", slug="tight", budget=Decimal("0.10"))
+        spent = Campaign.objects.create(name="Spent", slug="spent", budget=Decimal("0.10"))
+        GenerationTask.objects.create(
+            campaign=spent,
+            provider="wavespeed",
+            model="m",
+            prompt="p",
+            aspect_ratio="1:1",
+            num_images=1,
+            status="succeeded",
+            cost=Decimal("0.30"),
+        )
+        page = browser_page
+        page.goto(f"{live_server.url}/admin/login/")
+        page.fill("#id_username", "marketer")
+        page.fill("#id_password", "spring-2026")
+        page.click("input[type=submit]")
+
+        def flagged(campaign: Campaign) -> bool:
+            row = page.locator("tr.imagen-estimate-row", has_text=campaign.name)
+            return "imagen-over-budget" in (row.get_attribute("class") or "")
+
+        page.goto(f"{live_server.url}/admin/imagen_assets/campaign/{tight.pk}/generate/")
+        page.select_option("select[name=provider]", "wavespeed")  # $0.04 an image
+        page.fill("input[name=count]", "2")
+        assert page.locator("[data-imagen-total] >> nth=0").inner_text() == "$0.08"
+        assert not flagged(tight)
+        page.fill("input[name=count]", "3")
+        assert page.locator("[data-imagen-total] >> nth=0").inner_text() == "$0.12"
+        assert flagged(tight)
+
+        # Already over its budget: refused whatever the request costs, even nothing.
+        page.goto(f"{live_server.url}/admin/imagen_assets/campaign/{spent.pk}/generate/")
+        page.select_option("select[name=provider]", "sandbox")  # free
+        page.fill("input[name=count]", "1")
+        assert page.locator("[data-imagen-total] >> nth=0").inner_text() == "$0.00"
+        assert flagged(spent)

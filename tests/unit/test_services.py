@@ -309,7 +309,9 @@ class ReviewTests:
     def test_review_many_reports_the_unready_ones(self, campaign, image, user):
         unready = make_task(campaign).images.get()
 
-        done, errors = services.review_many([image.pk, unready.pk], user=user, approved=True)
+        done, errors = services.review_many(
+            [image.pk, unready.pk], services.Decision.APPROVE, user=user
+        )
 
         assert [i.pk for i in done] == [image.pk]
         assert len(errors) == 1

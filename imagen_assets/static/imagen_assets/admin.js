@@ -1,7 +1,7 @@
 /* imagen_assets admin: live price on the generate page, self-refresh while images are open. */
 "use strict";
 (function () {
-    // -- "$0.0425" for prices, "$1.20" for totals (mirrors imagen_assets.forms.money) --------
+    // -- "$0.0425" for prices, "$1.20" for totals (mirrors the imagen_admin money filter) -
     function money(tenThousandths) {
         const whole = Math.floor(tenThousandths / 10000);
         let fraction = String(tenThousandths % 10000).padStart(4, "0").replace(/0+$/, "");
@@ -34,10 +34,15 @@
             setText(form, "[data-imagen-count]", valid ? String(n) : "—");
             setText(form, "[data-imagen-per-campaign]", valid ? money(perCampaign) : "—");
             setText(form, "[data-imagen-total]", valid ? money(perCampaign * campaigns) : "—");
+            // The server's rule (services.Spend.allows, which also says why counting in
+            // ten-thousandths matches it): refused when the estimate is more than is left,
+            // or whatever it is once the campaign is already over its budget.
             form.querySelectorAll("tr[data-left]").forEach(function (row) {
                 const left = row.dataset.left;
-                const over = valid && left !== "" &&
-                    perCampaign > Math.round(parseFloat(left) * 10000);
+                const over = valid && left !== "" && (
+                    row.hasAttribute("data-overspent") ||
+                    perCampaign > Math.round(parseFloat(left) * 10000)
+                );
                 row.classList.toggle("imagen-over-budget", over);
             });
             const sizes = JSON.parse(option.dataset.sizes || "{}");

@@ -1,0 +1,26 @@
+"""The admin: a thin layer over :mod:`imagen_assets.services`.
+
+Actions and buttons call services and report with ``message_user``; nothing here talks to a
+provider. Asking for images (which costs money) goes through a page that shows the price
+first. Every changelist runs a fixed number of queries whatever the number of rows.
+
+Where things are: :mod:`.campaigns` (campaigns and the generate page), :mod:`.images`
+(generated images and their review), :mod:`.support` (tasks and webhook events, read-only),
+:mod:`.base` (what they share). How things look is :mod:`imagen_assets.templatetags.imagen_admin`.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from imagen_assets.admin.campaigns import CampaignAdmin
+from imagen_assets.admin.images import GeneratedImageAdmin
+from imagen_assets.admin.support import GenerationTaskAdmin, WebhookEventAdmin
+from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, WebhookEvent
+
+__all__ = ["CampaignAdmin", "GeneratedImageAdmin", "GenerationTaskAdmin", "WebhookEventAdmin"]
+
+admin.site.register(Campaign, CampaignAdmin)
+admin.site.register(GeneratedImage, GeneratedImageAdmin)
+admin.site.register(GenerationTask, GenerationTaskAdmin)
+admin.site.register(WebhookEvent, WebhookEventAdmin)

@@ -1,0 +1,333 @@
+"""The campaign admin: the list with counts and spend, the page with its summary and gallery,
+and the "Generate images" page (an action on the list, a button on a campaign's page)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import redirect
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
+
+from imagen_assets import services
+from imagen_assets.admin.base import ImagenMedia, images_changelist_url
+from imagen_assets.forms import CampaignAdminForm, GenerateImagesForm
+from imagen_assets.models import Campaign, CampaignQuerySet
+from imagen_assets.templatetags.imagen_admin import (
+    link,
+    money,
+    render_fragment,
+    review_badge,
+    status_badge,
+    thumbnail_box,
+)
+
+if TYPE_CHECKING:
+    # django-stubs makes ModelAdmin generic in its model; Django's own class cannot be
+    # subscripted at run time.
+    CampaignModelAdmin = admin.ModelAdmin[Campaign]
+else:
+    CampaignModelAdmin = admin.ModelAdmin
+
+GALLERY_SIZE = 12
+
+
+class AnnotatedCampaign(Protocol):
+    """A campaign as CampaignAdmin.get_queryset returns it, annotated by ``with_stats()``."""
+
+    pk: Any
+    budget: Decimal | None
+    n_images: int
+    n_ready: int
+    n_approved: int
+    n_failed: int
+    committed: Decimal
+
+
+class CampaignAdmin(CampaignModelAdmin):
+    """Campaigns: counts and spend in the list, summary and gallery on the page, and the
+    page that asks for images at a price shown first."""
+
+    form = CampaignAdminForm
+    list_display = [
+        "name",
+        "image_total",
+        "image_ready",
+        "image_approved",
+        "image_failed",
+        "spend",
+        "created_at",
+    ]
+    search_fields = ["name", "slug", "brief"]
+    prepopulated_fields = {"slug": ["name"]}
+    actions = ["generate_images"]
+    view_on_site = False
+    readonly_fields = ["summary", "gallery"]
+    change_form_template = "imagen_assets/admin/campaign_change_form.html"
+    generate_template = "imagen_assets/admin/generate_images.html"
+    Media = ImagenMedia
+
+    fieldsets = [
+        (None, {"fields": ["name", "slug"]}),
+        (_("Brief"), {"fields": ["brief", "brand_prompt"]}),
+        (
+            _("Defaults for new images"),
+            {"fields": ["default_provider", "default_aspect_ratio", "default_negative_prompt"]},
+        ),
+        (_("Budget"), {"fields": ["budget"]}),
+    ]
+    summary_fieldsets = [
+        (_("Spend and images"), {"fields": ["summary", "gallery"]}),
+    ]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Campaign | None = None) -> list[Any]:
+        if obj is None:
+            return self.fieldsets
+        return self.summary_fieldsets + self.fieldsets
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
+        return cast(CampaignQuerySet, super().get_queryset(request)).with_stats()
+
+    def save_model(self, request: HttpRequest, obj: Campaign, form: Any, change: bool) -> None:
+        if not change and obj.created_by_id is None:
+            obj.created_by_id = request.user.pk
+        super().save_model(request, obj, form, change)
+
+    # -- changelist columns ------------------------------------------------------------------
+
+    @admin.display(description=_("images"), ordering="n_images")
+    def image_total(self, obj: AnnotatedCampaign) -> str:
+        # str(): a template would localize the count (1,234); this cell never did.
+        return link(images_changelist_url(campaign__id__exact=obj.pk), str(obj.n_images))
+
+    @admin.display(description=_("ready"), ordering="n_ready")
+    def image_ready(self, obj: AnnotatedCampaign) -> int:
+        return obj.n_ready
+
+    @admin.display(description=_("approved"), ordering="n_approved")
+    def image_approved(self, obj: AnnotatedCampaign) -> int:
+        return obj.n_approved
+
+    @admin.display(description=_("failed"), ordering="n_failed")
+    def image_failed(self, obj: AnnotatedCampaign) -> str:
+        return render_fragment("failed_count.html", {"count": obj.n_failed})
+
+    @admin.display(description=_("spend"), ordering="committed")
+    def spend(self, obj: AnnotatedCampaign) -> str:
+        spend = services.Spend(committed=obj.committed, budget=obj.budget)
+        return render_fragment("spend_cell.html", {"spend": spend})
+
+    # -- change page -------------------------------------------------------------------------
+
+    @admin.display(description=_("summary"))
+    def summary(self, obj: Campaign) -> str:
+        stats = cast(AnnotatedCampaign, Campaign.objects.with_stats().get(pk=obj.pk))
+        spend = services.Spend(committed=stats.committed, budget=obj.budget)
+        counts = {
+            "total": stats.n_images,
+            "succeeded": stats.n_ready,
+            "approved": stats.n_approved,
+            "failed": stats.n_failed,
+        }
+        unfinished = obj.images.unfinished().count()
+        context: dict[str, Any] = {
+            "campaign": obj,
+            "committed": money(spend.committed),
+            "budget": money(spend.budget) if spend.budget is not None else None,
+            "left": money(spend.left) if spend.left is not None else None,
+            "percent": spend.percent,
+            "over": spend.over,
+            "counts": counts,
+            "unfinished": unfinished,
+            "images_url": images_changelist_url(campaign__id__exact=obj.pk),
+        }
+        return render_to_string("imagen_assets/admin/campaign_summary.html", context)
+
+    @admin.display(description=_("latest images"))
+    def gallery(self, obj: Campaign) -> str:
+        images = list(
+            obj.images.select_related("task").order_by("-created_at", "-pk")[:GALLERY_SIZE]
+        )
+        cards = [
+            {
+                "image": image,
+                "url": reverse("admin:imagen_assets_generatedimage_change", args=[image.pk]),
+                "thumbnail": thumbnail_box(image, "medium"),
+                "status": status_badge(image),
+                "review": review_badge(image),
+            }
+            for image in images
+        ]
+        return render_to_string(
+            "imagen_assets/admin/campaign_gallery.html",
+            {
+                "cards": cards,
+                "images_url": images_changelist_url(campaign__id__exact=obj.pk),
+            },
+        )
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Campaign | None = None,
+    ) -> HttpResponse:
+        if obj is not None and self.has_generate_permission(request):
+            context["generate_url"] = reverse(
+                "admin:imagen_assets_campaign_generate", args=[obj.pk]
+            )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    # -- generate images ---------------------------------------------------------------------
+
+    def has_generate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("imagen_assets.generate_images")
+
+    def get_urls(self) -> list[Any]:
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/generate/",
+                self.admin_site.admin_view(self.generate_view),
+                name="{}_{}_generate".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    @admin.action(permissions=["generate"], description=_("Generate images…"))
+    def generate_images(
+        self, request: HttpRequest, queryset: QuerySet[Campaign]
+    ) -> HttpResponse | None:
+        return self.generate_page(request, list(queryset), from_action=True)
+
+    def generate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The same page as the action, for one campaign (the change page's button)."""
+        if not self.has_generate_permission(request):
+            raise PermissionDenied
+        campaign = self.get_object(request, unquote(object_id))
+        if campaign is None:
+            raise Http404(gettext("No campaign with this id."))
+        if request.method not in ("GET", "HEAD", "POST"):
+            return HttpResponseNotAllowed(["GET", "POST"])
+        return self.generate_page(request, [campaign], from_action=False)
+
+    def generate_page(
+        self, request: HttpRequest, campaigns: list[Campaign], *, from_action: bool
+    ) -> HttpResponse:
+        """Show the generate form with its price; on a valid submit, queue the images.
+
+        Every selected campaign gets its images or none does: the requests run in one
+        transaction, so a budget refused for the third campaign leaves the first two as
+        they were, and no job is queued before it commits.
+        """
+        submitted = request.method == "POST" and "imagen_generate" in request.POST
+        form = GenerateImagesForm(request.POST if submitted else None, campaigns=campaigns)
+        if submitted and form.is_valid():
+            queued: list[tuple[Campaign, int]] = []
+            try:
+                with transaction.atomic():
+                    for campaign in campaigns:
+                        tasks = services.request_images(
+                            campaign=campaign, user=request.user, **form.request_kwargs()
+                        )
+                        queued.append((campaign, sum(task.num_images for task in tasks)))
+            except services.GenerationRequestError as exc:
+                message = str(exc)
+                if len(campaigns) > 1:
+                    failed = campaigns[len(queued)]
+                    message = f"{failed}: {message}"
+                form.add_error(None, message)
+            else:
+                provider = form.providers[form.cleaned_data["provider"]].display_name
+                sentences = [
+                    ngettext(
+                        "Queued %(count)d image for %(campaign)s on %(provider)s.",
+                        "Queued %(count)d images for %(campaign)s on %(provider)s.",
+                        count,
+                    )
+                    % {"count": count, "campaign": campaign, "provider": provider}
+                    for campaign, count in queued
+                ]
+                sentences.append(gettext("They will appear here as they finish."))
+                self.message_user(request, " ".join(sentences), messages.SUCCESS)
+                if len(campaigns) == 1:
+                    return redirect(images_changelist_url(campaign__id__exact=campaigns[0].pk))
+                ids = ",".join(str(campaign.pk) for campaign in campaigns)
+                return redirect(images_changelist_url(campaign__id__in=ids))
+        return TemplateResponse(
+            request,
+            self.generate_template,
+            self.generate_context(request, form, campaigns, from_action=from_action),
+        )
+
+    def generate_context(
+        self,
+        request: HttpRequest,
+        form: GenerateImagesForm,
+        campaigns: list[Campaign],
+        *,
+        from_action: bool,
+    ) -> dict[str, Any]:
+        provider = form.selected_provider
+        count = form.selected_count
+        per_campaign: Decimal | None = None
+        if provider is not None and count is not None:
+            try:
+                per_campaign = services.estimate(provider.alias, count).total
+            except services.GenerationRequestError:
+                per_campaign = None
+        rows = []
+        for campaign in campaigns:
+            # Annotated by get_queryset (with_stats), so no query per selected campaign.
+            committed = getattr(campaign, "committed", None)
+            if committed is None:
+                committed = campaign.committed_spend()
+            spend = services.Spend(committed=committed, budget=campaign.budget)
+            rows.append(
+                {
+                    "campaign": campaign,
+                    "spend": spend,
+                    "committed": money(spend.committed),
+                    "budget": money(spend.budget) if spend.budget is not None else None,
+                    "left": spend.left,
+                    "left_display": money(spend.left) if spend.left is not None else None,
+                    "over": per_campaign is not None and not spend.allows(per_campaign),
+                }
+            )
+        opts = self.opts
+        if from_action:
+            cancel_url = reverse("admin:imagen_assets_campaign_changelist")
+        else:
+            cancel_url = reverse("admin:imagen_assets_campaign_change", args=[campaigns[0].pk])
+        return {
+            **self.admin_site.each_context(request),
+            "title": gettext("Generate images"),
+            "subtitle": ", ".join(str(campaign) for campaign in campaigns),
+            "opts": opts,
+            "form": form,
+            "campaigns": campaigns,
+            "rows": rows,
+            "from_action": from_action,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "action_name": "generate_images",
+            "per_campaign": money(per_campaign) if per_campaign is not None else "—",
+            "total": money(per_campaign * len(campaigns)) if per_campaign is not None else "—",
+            "price_per_image": money(provider.price_per_image) if provider else "—",
+            "provider_name": provider.display_name if provider else "",
+            "cancel_url": cancel_url,
+            "media": self.media + form.media,
+        }

@@ -1,0 +1,410 @@
+"""The generated images admin: the list with thumbnails and status, an image's page, and
+review (approve or reject, one image from its page or a selection from the list)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.translation import gettext, ngettext, ngettext_lazy
+from django.utils.translation import gettext_lazy as _
+
+from imagen_assets import services
+from imagen_assets.admin.base import ImagenMedia, admin_link, fieldset_fields
+from imagen_assets.forms import ApproveForm, RejectForm, provider_display_name
+from imagen_assets.models import GeneratedImage
+from imagen_assets.providers import provider_aliases
+from imagen_assets.services import Decision
+from imagen_assets.templatetags.imagen_admin import (
+    link,
+    pixel_size,
+    pretty_json,
+    render_fragment,
+    review_badge,
+    stacked_datetime,
+    status_badge,
+    thumbnail_box,
+)
+
+if TYPE_CHECKING:
+    # django-stubs makes ModelAdmin generic in its model; Django's own class cannot be
+    # subscripted at run time.
+    ImageModelAdmin = admin.ModelAdmin[GeneratedImage]
+else:
+    ImageModelAdmin = admin.ModelAdmin
+
+# The form each decision is submitted with (a rejection needs its reason) and what the admin
+# says once it is recorded, for one image and for a selection.
+REVIEW_FORMS: dict[Decision, type[ApproveForm | RejectForm]] = {
+    Decision.APPROVE: ApproveForm,
+    Decision.REJECT: RejectForm,
+}
+REVIEWED_ONE = {
+    Decision.APPROVE: _("Image #%(id)d approved."),
+    Decision.REJECT: _("Image #%(id)d rejected."),
+}
+REVIEWED_MANY = {
+    Decision.APPROVE: ngettext_lazy(
+        "Approved %(count)d image.", "Approved %(count)d images.", "count"
+    ),
+    Decision.REJECT: ngettext_lazy(
+        "Rejected %(count)d image.", "Rejected %(count)d images.", "count"
+    ),
+}
+
+
+def image_error(image: GeneratedImage) -> str:
+    """The reason an image failed, in the provider's (already readable) words."""
+    return image.error_message or image.task.error_message
+
+
+class ProviderFilter(admin.SimpleListFilter):
+    """Filter by ``task__provider``, listing the configured providers by name.
+
+    The choices come from settings, not from a ``SELECT DISTINCT`` over every task, so the
+    filter costs no query however many images there are.
+    """
+
+    title = _("provider")
+    parameter_name = "task__provider"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(alias, provider_display_name(alias)) for alias in provider_aliases()]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[GeneratedImage]
+    ) -> QuerySet[GeneratedImage]:
+        value = self.value()
+        return queryset.filter(task__provider=value) if value else queryset
+
+
+class GeneratedImageAdmin(ImageModelAdmin):
+    """Generated images: never edited by hand, only looked at and reviewed."""
+
+    list_display = [
+        "thumbnail_column",
+        "campaign",
+        "status_column",
+        "review_column",
+        "provider",
+        "size",
+        "created",
+    ]
+    list_display_links = ["thumbnail_column"]
+    list_filter = ["campaign", "status", "review_status", ProviderFilter]
+    list_select_related = ["campaign", "task"]
+    search_fields = ["task__prompt", "campaign__name"]
+    ordering = ["-created_at", "-pk"]
+    list_per_page = 50
+    show_full_result_count = False
+    actions = ["approve_selected", "reject_selected"]
+    change_form_template = "imagen_assets/admin/image_change_form.html"
+    reject_template = "imagen_assets/admin/reject_images.html"
+    Media = ImagenMedia
+
+    fieldsets = [
+        (
+            _("Image"),
+            {
+                "fields": [
+                    "campaign",
+                    "status_detail",
+                    "size",
+                    "bytes",
+                    "content_type",
+                    "sha256",
+                    "nsfw",
+                    "file_link",
+                ]
+            },
+        ),
+        (
+            _("Review"),
+            {"fields": ["review_status", "reviewed_by", "reviewed_at", "review_note"]},
+        ),
+        (
+            _("How it was made"),
+            {
+                "fields": [
+                    "provider",
+                    "task_model",
+                    "task_link",
+                    "provider_task_id",
+                    "seed",
+                    "aspect_ratio",
+                    "final_prompt",
+                    "negative_prompt",
+                    "created_at",
+                    "completed_at",
+                ]
+            },
+        ),
+        (
+            _("Reproduce"),
+            {
+                "fields": ["reproduction_json"],
+                "description": _("Everything needed to ask the provider for this image again."),
+            },
+        ),
+    ]
+    readonly_fields = fieldset_fields(fieldsets)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[GeneratedImage]:
+        return super().get_queryset(request).select_related("campaign", "task", "reviewed_by")
+
+    # Generated images are made by jobs and reviewed through the buttons: never edited.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_approve_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("imagen_assets.approve_generatedimage")
+
+    def has_reject_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("imagen_assets.reject_generatedimage")
+
+    # -- changelist columns ------------------------------------------------------------------
+
+    @admin.display(description=_("image"))
+    def thumbnail_column(self, obj: GeneratedImage) -> str:
+        return thumbnail_box(obj)
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_column(self, obj: GeneratedImage) -> str:
+        return render_fragment("status_cell.html", {"image": obj, "error": image_error(obj)})
+
+    @admin.display(description=_("review"), ordering="review_status")
+    def review_column(self, obj: GeneratedImage) -> str:
+        return review_badge(obj, short=True)
+
+    @admin.display(description=_("provider"), ordering="task__provider")
+    def provider(self, obj: GeneratedImage) -> str:
+        return provider_display_name(obj.task.provider)
+
+    @admin.display(description=_("created"), ordering="created_at")
+    def created(self, obj: GeneratedImage) -> str:
+        # Two short lines instead of "Nov. 21, 2026, 9:22 a.m." keep the table narrow.
+        return stacked_datetime(obj.created_at)
+
+    @admin.display(description=_("size"))
+    def size(self, obj: GeneratedImage) -> str:
+        if obj.width and obj.height:
+            return pixel_size(obj.width, obj.height)
+        return "—"
+
+    # -- change page fields ------------------------------------------------------------------
+
+    @admin.display(description=_("status"))
+    def status_detail(self, obj: GeneratedImage) -> str:
+        return render_fragment("status_detail.html", {"image": obj, "error": image_error(obj)})
+
+    @admin.display(description=_("file"))
+    def file_link(self, obj: GeneratedImage) -> str:
+        if not obj.file:
+            return "—"
+        return link(obj.file.url, obj.file.name, new_tab=True)
+
+    @admin.display(description=_("model"))
+    def task_model(self, obj: GeneratedImage) -> str:
+        return obj.task.model or "—"
+
+    @admin.display(description=_("task"))
+    def task_link(self, obj: GeneratedImage) -> str:
+        return admin_link(obj.task)
+
+    @admin.display(description=_("provider task id"))
+    def provider_task_id(self, obj: GeneratedImage) -> str:
+        return obj.task.provider_task_id or "—"
+
+    @admin.display(description=_("seed"))
+    def seed(self, obj: GeneratedImage) -> str:
+        return "—" if obj.task.seed is None else str(obj.task.seed)
+
+    @admin.display(description=_("aspect ratio"))
+    def aspect_ratio(self, obj: GeneratedImage) -> str:
+        return obj.task.aspect_ratio
+
+    @admin.display(description=_("final prompt"))
+    def final_prompt(self, obj: GeneratedImage) -> str:
+        return render_fragment("prompt.html", {"prompt": obj.task.prompt})
+
+    @admin.display(description=_("negative prompt"))
+    def negative_prompt(self, obj: GeneratedImage) -> str:
+        return obj.task.negative_prompt or "—"
+
+    @admin.display(description=_("reproduce"))
+    def reproduction_json(self, obj: GeneratedImage) -> str:
+        task = obj.task
+        return pretty_json(
+            obj.reproduction(), hide=[task.callback_token, str(task.idempotency_key)]
+        )
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: GeneratedImage | None = None,
+    ) -> HttpResponse:
+        if obj is not None:
+            ready = obj.status == GeneratedImage.Status.SUCCEEDED
+            context.update(
+                {
+                    "image": obj,
+                    "image_error": image_error(obj),
+                    "image_thumbnail": thumbnail_box(obj, "large"),
+                    "image_status": status_badge(obj),
+                    "image_review": review_badge(obj),
+                    "can_approve": ready and self.has_approve_permission(request),
+                    "can_reject": ready and self.has_reject_permission(request),
+                    "approve_url": reverse(
+                        "admin:imagen_assets_generatedimage_approve", args=[obj.pk]
+                    ),
+                    "reject_url": reverse(
+                        "admin:imagen_assets_generatedimage_reject", args=[obj.pk]
+                    ),
+                    "approve_form": ApproveForm(auto_id="id_approve_%s"),
+                    "reject_form": RejectForm(auto_id="id_reject_%s"),
+                }
+            )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    # -- review --------------------------------------------------------------------------------
+
+    def get_urls(self) -> list[Any]:
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/approve/",
+                self.admin_site.admin_view(self.approve_view),
+                name="{}_{}_approve".format(*info),
+            ),
+            path(
+                "<path:object_id>/reject/",
+                self.admin_site.admin_view(self.reject_view),
+                name="{}_{}_reject".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def approve_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self.review_view(request, object_id, Decision.APPROVE)
+
+    def reject_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self.review_view(request, object_id, Decision.REJECT)
+
+    def has_review_permission(self, request: HttpRequest, decision: Decision) -> bool:
+        if decision is Decision.APPROVE:
+            return self.has_approve_permission(request)
+        return self.has_reject_permission(request)
+
+    def review_view(self, request: HttpRequest, object_id: str, decision: Decision) -> HttpResponse:
+        """Record ``decision`` on one image from its page (POST only), then go back to it."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_review_permission(request, decision):
+            raise PermissionDenied
+        image = self.get_object(request, unquote(object_id))
+        if image is None:
+            raise Http404(gettext("No image with this id."))
+        back = reverse("admin:imagen_assets_generatedimage_change", args=[image.pk])
+        form = REVIEW_FORMS[decision](request.POST)
+        if not form.is_valid():
+            for errors in form.errors.values():
+                for error in errors:
+                    self.message_user(request, str(error), messages.ERROR)
+            return redirect(back)
+        try:
+            services.review(image.pk, decision, user=request.user, note=form.cleaned_data["note"])
+        except services.ReviewError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            self.message_user(request, REVIEWED_ONE[decision] % {"id": image.pk}, messages.SUCCESS)
+        return redirect(back)
+
+    def report_review(
+        self,
+        request: HttpRequest,
+        decision: Decision,
+        done: list[GeneratedImage],
+        errors: list[str],
+    ) -> None:
+        """Say how many images got ``decision`` and why the others were skipped."""
+        if done:
+            message = REVIEWED_MANY[decision] % {"count": len(done)}
+            self.message_user(request, message, messages.SUCCESS)
+        if errors:
+            shown = " ".join(errors[:5])
+            more = len(errors) - 5
+            if more > 0:
+                shown += " " + gettext("(and %(count)d more)") % {"count": more}
+            self.message_user(
+                request,
+                ngettext(
+                    "Skipped %(count)d image: %(reasons)s",
+                    "Skipped %(count)d images: %(reasons)s",
+                    len(errors),
+                )
+                % {"count": len(errors), "reasons": shown},
+                messages.WARNING,
+            )
+
+    @admin.action(permissions=["approve"], description=_("Approve selected images"))
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[GeneratedImage]) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        done, errors = services.review_many(ids, Decision.APPROVE, user=request.user)
+        self.report_review(request, Decision.APPROVE, done, errors)
+
+    @admin.action(permissions=["reject"], description=_("Reject selected images…"))
+    def reject_selected(
+        self, request: HttpRequest, queryset: QuerySet[GeneratedImage]
+    ) -> HttpResponse | None:
+        if "imagen_reject" in request.POST:
+            form = RejectForm(request.POST)
+            if form.is_valid():
+                ids = list(queryset.values_list("pk", flat=True))
+                done, errors = services.review_many(
+                    ids, Decision.REJECT, user=request.user, note=form.cleaned_data["note"]
+                )
+                self.report_review(request, Decision.REJECT, done, errors)
+                return None
+        else:
+            form = RejectForm()
+        images = list(queryset.select_related("campaign", "task")[: self.list_per_page])
+        total = queryset.count()
+        return TemplateResponse(
+            request,
+            self.reject_template,
+            {
+                **self.admin_site.each_context(request),
+                "title": gettext("Reject images"),
+                "opts": self.opts,
+                "form": form,
+                "queryset": queryset,
+                "selected_ids": list(queryset.values_list("pk", flat=True)),
+                "cards": [
+                    {
+                        "image": image,
+                        "thumbnail": thumbnail_box(image),
+                        "status": status_badge(image),
+                    }
+                    for image in images
+                ],
+                "total": total,
+                "hidden": max(total - len(images), 0),
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+                "media": self.media + form.media,
+            },
+        )
