@@ -14,14 +14,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import models, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
 
 from imagen_assets import conf, jobs, queueing
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
 from imagen_assets.providers import GenerationParams, Provider, get_provider
+from imagen_assets.status import Decision
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -251,20 +251,6 @@ def request_images(
         backend.alias,
     )
     return tasks
-
-
-class Decision(models.TextChoices):
-    """What a reviewer decides about a finished image."""
-
-    APPROVE = "approve", _lazy("Approve")
-    REJECT = "reject", _lazy("Reject")
-
-    @property
-    def review_status(self) -> GeneratedImage.Review:
-        """The image's review status once this decision is recorded."""
-        if self is Decision.APPROVE:
-            return GeneratedImage.Review.APPROVED
-        return GeneratedImage.Review.REJECTED
 
 
 def review(

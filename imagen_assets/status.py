@@ -61,6 +61,18 @@ class ReviewStatus(models.TextChoices):
     REJECTED = "rejected", _("Rejected")
 
 
+class Decision(models.TextChoices):
+    """What a reviewer decides about a finished image."""
+
+    APPROVE = "approve", _("Approve")
+    REJECT = "reject", _("Reject")
+
+    @property
+    def review_status(self) -> ReviewStatus:
+        """The image's review status once this decision is recorded."""
+        return ReviewStatus.APPROVED if self is Decision.APPROVE else ReviewStatus.REJECTED
+
+
 TERMINAL_TASK_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 #: Tasks the pipeline still has to move on (listed, for ``status__in`` filters).
 OPEN_TASK_STATUSES = (TaskStatus.QUEUED, TaskStatus.SUBMITTED, TaskStatus.PROCESSING)

@@ -22,7 +22,7 @@ from imagen_assets.admin.base import ImagenMedia, admin_link, fieldset_fields
 from imagen_assets.forms import ApproveForm, RejectForm, provider_display_name
 from imagen_assets.models import GeneratedImage
 from imagen_assets.providers import provider_aliases
-from imagen_assets.services import Decision
+from imagen_assets.status import Decision
 from imagen_assets.templatetags.imagen_admin import (
     link,
     pixel_size,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from imagen_assets import services
-from imagen_assets.services import Decision, ReviewError
+from imagen_assets.services import ReviewError
+from imagen_assets.status import Decision
 
 pytestmark = pytest.mark.django_db
 

@@ -13,6 +13,7 @@ from unit_helpers import make_campaign, make_task
 from imagen_assets import jobs, services
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
 from imagen_assets.services import BudgetExceeded, GenerationRequestError, ReviewError
+from imagen_assets.status import Decision
 
 pytestmark = pytest.mark.django_db
 
@@ -309,9 +310,7 @@ class ReviewTests:
     def test_review_many_reports_the_unready_ones(self, campaign, image, user):
         unready = make_task(campaign).images.get()
 
-        done, errors = services.review_many(
-            [image.pk, unready.pk], services.Decision.APPROVE, user=user
-        )
+        done, errors = services.review_many([image.pk, unready.pk], Decision.APPROVE, user=user)
 
         assert [i.pk for i in done] == [image.pk]
         assert len(errors) == 1
