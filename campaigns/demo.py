@@ -173,6 +173,10 @@ def _banner(password: str) -> None:
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    # Once: a second signal (make and the terminal both pass one on) must not cut the
+    # clean-up short and leave the sandbox or the worker running.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
