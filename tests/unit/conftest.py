@@ -29,7 +29,7 @@ def django_db_modify_db_settings(
 ) -> None:
     """Run on an in-memory SQLite database when only unit tests are collected.
 
-    The example site's test database is a file shared with the integration tests' worker
+    The test settings' database is a file shared with the integration tests' worker
     processes; unit tests neither need it nor should race other runs over it.
     """
     from django.conf import settings
