@@ -1,5 +1,9 @@
-"""Fixtures for the real parts: redis-server, the sandbox provider over HTTP, RQ worker
-processes and the live Django server that receives the webhooks.
+"""Fixtures for the whole suite: ``enqueued``, which records the jobs the code queues, and
+the real parts: redis-server, the sandbox provider over HTTP, RQ worker processes and the
+live Django server that receives the webhooks.
+
+tests/admin/conftest.py still has an ``enqueued`` of its own (the submit ids given to
+``services.enqueue_submits``), which overrides this one for the admin tests.
 
 Locally a test whose part is missing is skipped with the reason; under CI (``CI=true``) such
 a skip is turned into a failure, so a green CI run means everything ran.
@@ -10,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,47 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"Skipped under CI, which counts as a failure: {reason}"
+
+
+# -- the queue -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """One call of ``imagen_assets.queueing.enqueue``; ``func`` is the job as a callable."""
+
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    delay: float | None
+    job_id: str | None
+
+    @property
+    def name(self) -> str:
+        return self.func.__name__
+
+
+@pytest.fixture
+def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[Enqueued]:
+    """Every job the code queues, in order (nothing reaches Redis).
+
+    ``queueing.enqueue`` takes a job as a function or as its dotted path; both are recorded
+    as the function, so tests compare with ``jobs.submit`` either way.
+    """
+    from django.utils.module_loading import import_string
+
+    from imagen_assets import queueing
+
+    calls: list[Enqueued] = []
+
+    def record(
+        func: queueing.Job_, *args: Any, delay: float | None = None, job_id: str | None = None
+    ) -> bool:
+        job = import_string(func) if isinstance(func, str) else func
+        calls.append(Enqueued(job, args, delay, job_id))
+        return True
+
+    monkeypatch.setattr(queueing, "enqueue", record)
+    return calls
 
 
 # -- parts -----------------------------------------------------------------------------------

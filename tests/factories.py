@@ -1,4 +1,4 @@
-"""Builders, waits and signed requests the integration tests share."""
+"""Builders, waits and signed requests the tests share."""
 
 from __future__ import annotations
 
@@ -57,10 +57,15 @@ def wait_all_finished(tasks: list[GenerationTask], timeout: float = 40.0) -> lis
 
 
 def signed_wavespeed_headers(
-    secret: str, webhook_id: str, body: bytes, *, age: int = 0
+    secret: str, webhook_id: str, body: bytes, *, timestamp: int | None = None
 ) -> dict[str, str]:
-    """The headers of a WaveSpeed webhook for ``body``, signed ``age`` seconds ago."""
-    timestamp = int(time.time()) - age
+    """The headers of a WaveSpeed webhook for ``body``, signed at ``timestamp`` (default now).
+
+    The tests' one signer: the package's own, which tests/sandbox/test_sandbox_server.py
+    pins to a hand-computed vector and which shares no code with the provider's verifier.
+    """
+    if timestamp is None:
+        timestamp = int(time.time())
     return {
         "webhook-id": webhook_id,
         "webhook-timestamp": str(timestamp),

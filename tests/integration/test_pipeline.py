@@ -166,7 +166,9 @@ class WebhookIngressTests:
         return running_wavespeed_task(campaign, "abc123")
 
     def _post(self, live_server: Any, secret: str, body: bytes, *, age: int = 0) -> httpx.Response:
-        headers = signed_wavespeed_headers(secret, f"evt-{time.time_ns()}", body, age=age)
+        headers = signed_wavespeed_headers(
+            secret, f"evt-{time.time_ns()}", body, timestamp=int(time.time()) - age
+        )
         return httpx.post(
             f"{live_server.url}/imagen/webhooks/wavespeed/", content=body, headers=headers
         )

@@ -1,4 +1,5 @@
-"""Building providers from settings, their options, the sandbox alias and the test fake."""
+"""Building providers from settings, options only some providers have, the sandbox alias and
+the test fake. What every provider does with its options is in tests/provider_cases.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import httpx
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from imagen_assets.providers import GenerationParams, ProviderError, WebhookAuth, get_provider
+from imagen_assets.providers import GenerationParams, Provider, ProviderError, get_provider
 from imagen_assets.providers.sandbox import SandboxProvider
 from imagen_assets.providers.wave import WaveProvider
 from imagen_assets.providers.wavespeed import WaveSpeedProvider
@@ -18,22 +19,9 @@ from tests.mock_http import MockHTTP, fixture, json_response
 
 WAVE = "imagen_assets.providers.wave.WaveProvider"
 WAVESPEED = "imagen_assets.providers.wavespeed.WaveSpeedProvider"
-SANDBOX = "imagen_assets.providers.sandbox.SandboxProvider"
 
 
 class ProviderOptionsTests:
-    @pytest.mark.parametrize(
-        ("cls", "path"), [(WaveProvider, WAVE), (WaveSpeedProvider, WAVESPEED)]
-    )
-    def test_an_unknown_option_names_the_key_and_the_class(self, cls, path):
-        with pytest.raises(ImproperlyConfigured) as caught:
-            cls("main", {"API_KEY": "k", "API_KYE": "k"})
-
-        message = str(caught.value)
-        assert "API_KYE" in message
-        assert path in message
-        assert "IMAGEN_ASSETS['PROVIDERS']['main']['OPTIONS']" in message
-
     def test_webhook_secret_is_a_wavespeed_option_only(self):
         WaveSpeedProvider("ws", {"WEBHOOK_SECRET": "whsec_x"})
         with pytest.raises(ImproperlyConfigured, match="WEBHOOK_SECRET"):
@@ -44,34 +32,6 @@ class ProviderOptionsTests:
         with pytest.raises(ImproperlyConfigured, match="WEBHOOK_SECRET"):
             WaveSpeedProvider("ws", {"WEBHOOK_SECRET": secret})
 
-    @pytest.mark.parametrize("cls", [WaveProvider, WaveSpeedProvider])
-    def test_the_api_key_is_required(self, cls):
-        assert cls("p", {}).missing_options() == ["API_KEY"]
-        assert cls("p", {"API_KEY": ""}).missing_options() == ["API_KEY"]
-        assert cls("p", {"API_KEY": "k"}).missing_options() == []
-
-    @pytest.mark.parametrize(
-        ("cls", "base_url", "model", "price"),
-        [
-            (WaveProvider, "https://www.qingbo.dev", "imagen-4.0", Decimal("0.0425")),
-            (
-                WaveSpeedProvider,
-                "https://api.wavespeed.ai",
-                "wavespeed-ai/imagen4",
-                Decimal("0.04"),
-            ),
-            (SandboxProvider, "http://127.0.0.1:8765", "wavespeed-ai/imagen4", Decimal(0)),
-        ],
-    )
-    def test_defaults(self, cls, base_url, model, price):
-        provider = cls("p", {})
-
-        assert (provider.base_url, provider.model, provider.price_per_image) == (
-            base_url,
-            model,
-            price,
-        )
-
     def test_options_override_defaults(self):
         provider = WaveProvider(
             "p", {"BASE_URL": "https://api.qingbo.ai/", "PRICE_PER_IMAGE": "0.05"}
@@ -80,37 +40,10 @@ class ProviderOptionsTests:
         assert provider.base_url == "https://api.qingbo.ai"
         assert provider.price_per_image == Decimal("0.05")
 
-    @pytest.mark.parametrize(
-        ("cls", "configured", "expected"),
-        [
-            (WaveProvider, "https://www.qingbo.dev/v1", "https://www.qingbo.dev"),
-            (WaveProvider, "https://api.qingbo.ai/v1/", "https://api.qingbo.ai"),
-            (WaveProvider, "https://proxy.example/wave/v1x", "https://proxy.example/wave/v1x"),
-            (WaveSpeedProvider, "https://api.wavespeed.ai/api/v3", "https://api.wavespeed.ai"),
-            (WaveSpeedProvider, "http://10.0.0.5:9000/ws/", "http://10.0.0.5:9000/ws"),
-        ],
-    )
-    def test_base_url_copied_with_the_api_version_path(self, cls, configured, expected):
-        # The docs show both forms; either gives the same request URLs.
-        assert cls("p", {"BASE_URL": configured}).base_url == expected
 
-    def test_webhook_flags(self):
-        assert WaveProvider.webhook_auth is WebhookAuth.URL_TOKEN
-        assert WaveSpeedProvider.webhook_auth is WebhookAuth.SIGNATURE
-
-    @pytest.mark.parametrize(
-        ("cls", "options"),
-        [
-            (WaveProvider, {"API_KEY": "secret-api-key-1234"}),
-            (WaveSpeedProvider, {"API_KEY": "secret-api-key-1234", "WEBHOOK_SECRET": "whsec_s"}),
-            (SandboxProvider, {"API_KEY": "secret-api-key-1234", "WEBHOOK_SECRET": "whsec_s"}),
-        ],
-    )
-    def test_repr_never_shows_the_options(self, cls, options):
-        text = repr(cls("p", options))
-
-        assert "secret-api-key-1234" not in text
-        assert "whsec_s" not in text
+class ProviderDeclarationTests:
+    def test_a_provider_has_a_negative_prompt_unless_it_declares_otherwise(self):
+        assert Provider.supports_negative_prompt is True
 
 
 class GetProviderTests:
@@ -174,6 +107,23 @@ class SandboxProviderTests:
         assert provider.missing_options() == []
         assert provider.price_per_image == Decimal(0)
         assert provider.auth_headers() == {"Authorization": "Bearer sandbox"}
+
+    def test_defaults(self):
+        provider = SandboxProvider("p", {})
+
+        assert (provider.base_url, provider.model, provider.price_per_image) == (
+            "http://127.0.0.1:8765",
+            "wavespeed-ai/imagen4",
+            Decimal(0),
+        )
+
+    def test_repr_never_shows_the_options(self):
+        text = repr(
+            SandboxProvider("p", {"API_KEY": "secret-api-key-1234", "WEBHOOK_SECRET": "whsec_s"})
+        )
+
+        assert "secret-api-key-1234" not in text
+        assert "whsec_s" not in text
 
     def test_speaks_wavespeed_to_the_local_server(self, mock_http):
         http = mock_http(

@@ -1,13 +1,13 @@
 """WaveSpeed webhook signatures (docs/providers.md §2.7), with vectors made here.
 
-The docs' worked example does not verify (docs/providers.md §2.7), so every vector is computed
-in :func:`sign` straight from the documented scheme, independently of the provider code.
+The docs' worked example does not verify (docs/providers.md §2.7), so every vector is signed
+by the package's own signer (``imagen_assets.sandbox.signing``, through
+:func:`tests.factories.signed_wavespeed_headers`): separate code from the provider's verifier,
+pinned to a hand-computed vector in tests/sandbox/test_sandbox_server.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 
@@ -17,7 +17,9 @@ from django.http.request import HttpHeaders
 
 from imagen_assets.providers import Output, ProviderError, WebhookError
 from imagen_assets.providers.wavespeed import WaveSpeedProvider
+from imagen_assets.sandbox.signing import sign_wavespeed_webhook
 from imagen_assets.status import TaskStatus
+from tests.factories import signed_wavespeed_headers
 from tests.mock_http import fixture, json_response
 
 KEY = "ws-test-key-51b07aa9e3"
@@ -31,27 +33,21 @@ WEBHOOK_ID = "8a1b2c3d4e5f40718293a4b5c6d7e8f9"
 BODY = json.dumps(fixture("wavespeed/webhook_completed.json")).encode()
 
 
-def sign(secret: str, webhook_id: str, timestamp: str, body: bytes) -> str:
-    key = secret.removeprefix("whsec_").encode("utf-8")
-    content = webhook_id.encode("utf-8") + b"." + timestamp.encode("ascii") + b"." + body
-    return hmac.new(key, content, hashlib.sha256).hexdigest()
+def digest(body: bytes = BODY) -> str:
+    """The hex digest (after ``v3,``) of a genuine webhook for ``body``, sent at NOW."""
+    return sign_wavespeed_webhook(SECRET, WEBHOOK_ID, NOW, body).removeprefix("v3,")
 
 
 def headers(
     *,
     secret: str = SECRET,
     webhook_id: str = WEBHOOK_ID,
-    timestamp: int | str = NOW,
+    timestamp: int = NOW,
     body: bytes = BODY,
     signature: str | None = None,
 ) -> dict[str, str]:
-    timestamp = str(timestamp)
-    return {
-        "webhook-id": webhook_id,
-        "webhook-timestamp": timestamp,
-        "webhook-signature": signature or f"v3,{sign(secret, webhook_id, timestamp, body)}",
-        "content-type": "application/json",
-    }
+    signed = signed_wavespeed_headers(secret, webhook_id, body, timestamp=timestamp)
+    return signed if signature is None else {**signed, "webhook-signature": signature}
 
 
 def wavespeed(http=None, **options) -> WaveSpeedProvider:
@@ -69,7 +65,7 @@ def refused(
         provider.verify_webhook(hdrs, body, now=now)
     message = caught.value.message
     assert "4d1f0a9c2b7e4f56a8d3" not in message
-    assert sign(SECRET, WEBHOOK_ID, str(NOW), body) not in message
+    assert digest(body) not in message
     return caught.value
 
 
@@ -199,7 +195,7 @@ class WaveSpeedSignatureTests:
         assert error.status_code in (400, 401)
 
     def test_refuses_an_uppercase_hex_signature(self, provider):
-        signature = "v3," + sign(SECRET, WEBHOOK_ID, str(NOW), BODY).upper()
+        signature = "v3," + digest().upper()
 
         assert refused(provider, headers(signature=signature)).status_code == 401
 
@@ -212,13 +208,13 @@ class WaveSpeedSignatureTests:
         provider.verify_webhook(headers(webhook_id="tâche-1"), BODY, now=NOW)
 
     def test_accepts_one_valid_entry_among_several(self, provider):
-        valid = sign(SECRET, WEBHOOK_ID, str(NOW), BODY)
+        valid = digest()
         signature = f"v1,abc v3,{'0' * 64} v2,{valid}  v3,{valid}"
 
         provider.verify_webhook(headers(signature=signature), BODY, now=NOW)
 
     def test_ignores_a_valid_digest_under_another_version(self, provider):
-        signature = "v1," + sign(SECRET, WEBHOOK_ID, str(NOW), BODY)
+        signature = "v1," + digest()
 
         assert refused(provider, headers(signature=signature)).status_code == 401
 
@@ -416,8 +412,6 @@ class WaveSpeedWebhookParseTests:
 
 class WaveSpeedWebhookEnvelopeTests:
     def test_a_body_wrapped_in_the_api_envelope_is_read_too(self):
-        from imagen_assets.providers.wavespeed import WaveSpeedProvider
-
         provider = WaveSpeedProvider("wavespeed", {"API_KEY": "k", "WEBHOOK_SECRET": "whsec_x"})
         body = json.dumps(
             {

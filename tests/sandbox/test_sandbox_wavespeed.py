@@ -37,7 +37,11 @@ def wait_terminal(client: httpx.Client, wait_until: Any, prediction_id: str) -> 
 
 
 def expected_signature(secret: str, webhook_id: str, timestamp: str, body: bytes) -> str:
-    """The documented scheme, computed independently of the sandbox's own signing code."""
+    """The documented scheme, computed independently of the sandbox's own signing code.
+
+    Deliberately not ``imagen_assets.sandbox.signing.sign_wavespeed_webhook`` (the one signer
+    the other tests use): the sandbox signs with it, so this cross-checks that signer.
+    """
     key = secret[len("whsec_") :].encode()
     content = webhook_id.encode() + b"." + timestamp.encode() + b"." + body
     return "v3," + hmac.new(key, content, hashlib.sha256).hexdigest()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ def django_db_modify_db_settings(
 ) -> None:
     """Run on an in-memory SQLite database when only unit tests are collected.
 
-    The example site's test database is a file shared with the integration tests' worker
+    The test settings' database is a file shared with the integration tests' worker
     processes; unit tests neither need it nor should race other runs over it.
     """
     from django.conf import settings
@@ -61,36 +60,6 @@ def _hermetic(monkeypatch: pytest.MonkeyPatch, settings: Any, tmp_path: Path) ->
     cache.clear()
     yield
     cache.clear()
-
-
-# -- the queue -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Enqueued:
-    func: Callable[..., Any]
-    args: tuple[Any, ...]
-    delay: float | None
-    job_id: str | None
-
-    @property
-    def name(self) -> str:
-        return self.func.__name__
-
-
-@pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[Enqueued]:
-    """Every job the code queues, in order (nothing reaches Redis)."""
-    calls: list[Enqueued] = []
-
-    def record(
-        func: Callable[..., Any], *args: Any, delay: float | None = None, job_id: str | None = None
-    ) -> bool:
-        calls.append(Enqueued(func, args, delay, job_id))
-        return True
-
-    monkeypatch.setattr(queueing, "enqueue", record)
-    return calls
 
 
 # -- providers and downloads for the jobs ----------------------------------------------------

@@ -22,13 +22,14 @@ from unit_helpers import (
     json_response,
     make_campaign,
     make_task,
-    sign,
-    signed_headers,
 )
 
-from imagen_assets import jobs, providers, views
+from imagen_assets import providers, views
 from imagen_assets.models import WebhookEvent
 from imagen_assets.providers import wavespeed
+from imagen_assets.sandbox.signing import sign_wavespeed_webhook
+from tests.factories import signed_wavespeed_headers
+from tests.provider_cases import WebhookViewContractCases, assert_nothing_recorded
 
 pytestmark = pytest.mark.django_db
 
@@ -51,17 +52,18 @@ def client() -> Client:
     return Client(enforce_csrf_checks=True)
 
 
+def signed_headers(
+    body: bytes, *, timestamp: int = NOW, webhook_id: str = "evt-1", secret: str = WS_SECRET
+) -> dict[str, str]:
+    return signed_wavespeed_headers(secret, webhook_id, body, timestamp=timestamp)
+
+
 def post(client: Client, url: str, body: bytes, headers: dict[str, str] | None = None):
     return client.generic("POST", url, body, content_type="application/json", headers=headers or {})
 
 
 def post_signed(client: Client, body: bytes = BODY, *, timestamp: int = NOW, **kwargs):
     return post(client, WS_URL, body, signed_headers(body, timestamp=timestamp, **kwargs))
-
-
-def assert_nothing_recorded(enqueued) -> None:
-    assert not WebhookEvent.objects.exists()
-    assert enqueued == []
 
 
 class URLTests:
@@ -72,24 +74,26 @@ class URLTests:
         ) == ("/imagen/webhooks/wave/abc/")
 
 
-class WaveSpeedWebhookTests:
-    def test_a_valid_signature_is_recorded_and_queued_after_commit(
-        self, client, enqueued, django_capture_on_commit_callbacks
-    ):
-        with django_capture_on_commit_callbacks(execute=True):
-            response = post_signed(client, webhook_id="msg_2Lq")
-            assert enqueued == []
+class WaveSpeedWebhookTests(WebhookViewContractCases):
+    alias = "wavespeed"
+    provider_task_id = WS_ID
+
+    @pytest.fixture
+    def webhook_url(self) -> str:
+        return WS_URL
+
+    def valid_body(self) -> bytes:
+        return BODY
+
+    def headers_for(self, body: bytes) -> dict[str, str]:
+        return signed_headers(body)
+
+    def test_a_valid_signature_records_the_signed_prediction_as_the_state(self, client, enqueued):
+        response = post_signed(client, webhook_id="msg_2Lq")
 
         assert response.status_code == 200
-        assert response.json() == {"ok": True}
         event = WebhookEvent.objects.get()
-        assert (event.provider, event.event_id, event.provider_task_id) == (
-            "wavespeed",
-            "msg_2Lq",
-            WS_ID,
-        )
-        assert event.task is None
-        assert event.payload == json.loads(BODY)
+        assert (event.event_id, event.task) == ("msg_2Lq", None)
         assert event.state["task_id"] == WS_ID
         assert event.state["status"] == "succeeded"
         assert event.state["outputs"] == [
@@ -97,8 +101,6 @@ class WaveSpeedWebhookTests:
         ]
         assert event.state["cost"] is None
         assert "raw" not in event.state
-        assert event.processed_at is None
-        assert [(c.func, c.args) for c in enqueued] == [(jobs.process_webhook, (event.pk,))]
 
     def test_accepts_any_matching_signature_among_several(self, client, enqueued):
         headers = signed_headers(BODY, timestamp=NOW)
@@ -244,10 +246,6 @@ class WaveSpeedWebhookTests:
     @pytest.mark.parametrize(
         "body",
         [
-            b"not json",
-            b"\xff\xfe\x00garbage",
-            b"[1, 2, 3]",
-            b'"a string"',
             b"{}",
             b'{"status": "completed"}',
             b'{"id": 42, "status": "completed"}',
@@ -255,23 +253,11 @@ class WaveSpeedWebhookTests:
             b'{"id": "", "status": "completed"}',
         ],
     )
-    def test_signed_garbage_is_a_400(self, client, enqueued, body):
+    def test_a_signed_object_that_is_not_a_prediction_is_a_400(self, client, enqueued, body):
         response = post_signed(client, body)
 
         assert response.status_code == 400
         assert_nothing_recorded(enqueued)
-
-    def test_a_body_over_the_limit_is_a_413(self, client, enqueued, settings):
-        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "WEBHOOK_MAX_BODY": 1024}
-        body = b"{" + b" " * 2048 + b"}"
-
-        assert post_signed(client, body).status_code == 413
-        assert_nothing_recorded(enqueued)
-
-    def test_a_body_at_the_limit_is_read(self, client, enqueued, settings):
-        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "WEBHOOK_MAX_BODY": len(BODY)}
-
-        assert post_signed(client).status_code == 200
 
     def test_a_large_body_without_content_length_is_never_read_past_the_limit(
         self, enqueued, settings
@@ -315,13 +301,6 @@ class WaveSpeedWebhookTests:
 
         assert response.status_code == 200
         assert stream.read_bytes <= len(BODY) + 1
-
-    @pytest.mark.parametrize("method", ["get", "put", "patch", "delete"])
-    def test_other_methods_are_a_405(self, client, enqueued, method):
-        response = getattr(client, method)(WS_URL)
-
-        assert response.status_code == 405
-        assert_nothing_recorded(enqueued)
 
     def test_a_token_on_the_signed_providers_url_is_a_404(self, client, enqueued):
         assert post(client, WS_URL + "sometoken/", BODY).status_code == 404
@@ -378,7 +357,7 @@ class WaveSpeedWebhookTests:
                 {**signed_headers(BODY, timestamp=NOW), "webhook-signature": "v3,zz"},
             ),
         ]
-        right_signature = sign(WS_SECRET, "evt-1", str(NOW), BODY)
+        right_signature = sign_wavespeed_webhook(WS_SECRET, "evt-1", NOW, BODY).removeprefix("v3,")
 
         texts = [answer.content.decode() for answer in answers] + [caplog.text]
         for text in texts:
@@ -468,12 +447,25 @@ class UnstorableWebhookTests:
         assert post_signed(client).status_code == 503
 
 
-class WaveCallbackTests:
+class WaveCallbackTests(WebhookViewContractCases):
+    alias = "wave"
+    provider_task_id = WAVE_ID
+
     @pytest.fixture
     def task(self):
         return make_task(
             make_campaign(), provider="wave", status="submitted", provider_task_id=WAVE_ID
         )
+
+    @pytest.fixture
+    def webhook_url(self, task) -> str:
+        return self.url(task.callback_token)
+
+    def valid_body(self) -> bytes:
+        return self.body()
+
+    def headers_for(self, body: bytes) -> dict[str, str]:
+        return {}  # Wave does not sign; the token in the URL names the task
 
     @staticmethod
     def url(token: str) -> str:
@@ -498,23 +490,17 @@ class WaveCallbackTests:
 
         assert post(client, self.url(other.callback_token), self.body()).status_code == 404
 
-    def test_a_known_token_records_a_hint_and_queues_after_commit(
-        self, client, task, enqueued, django_capture_on_commit_callbacks
-    ):
+    def test_a_known_token_records_a_hint_for_its_task(self, client, task, enqueued):
         body = self.body()
-        with django_capture_on_commit_callbacks(execute=True):
-            response = post(client, self.url(task.callback_token), body)
-            assert enqueued == []
+
+        response = post(client, self.url(task.callback_token), body)
 
         assert response.status_code == 200
         event = WebhookEvent.objects.get()
-        assert event.provider == "wave"
         assert event.task == task
-        assert event.provider_task_id == WAVE_ID
         assert event.state is None  # unsigned: only a hint to read the task again
         assert event.event_id == hashlib.sha256(body).hexdigest()
         assert event.payload == json.loads(body)  # kept for support
-        assert [(c.func, c.args) for c in enqueued] == [(jobs.process_webhook, (event.pk,))]
 
     def test_a_body_naming_another_task_is_a_400(self, client, task, enqueued):
         response = post(client, self.url(task.callback_token), self.body("task-someone-else"))
@@ -528,9 +514,8 @@ class WaveCallbackTests:
         assert post(client, self.url(task.callback_token), self.body()).status_code == 200
         assert WebhookEvent.objects.get().task == task
 
-    @pytest.mark.parametrize("body", [b"nope", b"[]", b'{"task_id": 7}', b"\xff"])
-    def test_a_malformed_body_is_a_400(self, client, task, enqueued, body):
-        assert post(client, self.url(task.callback_token), body).status_code == 400
+    def test_a_task_id_that_is_not_a_string_is_a_400(self, client, task, enqueued):
+        assert post(client, self.url(task.callback_token), b'{"task_id": 7}').status_code == 400
         assert_nothing_recorded(enqueued)
 
     def test_a_body_naming_no_task_is_a_hint_for_the_tokens_task(self, client, task, enqueued):
@@ -546,14 +531,6 @@ class WaveCallbackTests:
         assert (first.status_code, second.status_code) == (200, 200)
         assert second.json()["duplicate"] is True
         assert WebhookEvent.objects.count() == 1
-
-    def test_a_body_over_the_limit_is_a_413(self, client, task, enqueued, settings):
-        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "WEBHOOK_MAX_BODY": 512}
-
-        response = post(client, self.url(task.callback_token), self.body() + b" " * 1024)
-
-        assert response.status_code == 413
-        assert_nothing_recorded(enqueued)
 
     def test_the_token_never_appears_in_answers_or_logs(self, client, task, enqueued, caplog):
         caplog.set_level(logging.DEBUG)
@@ -571,6 +548,3 @@ class WaveCallbackTests:
         for text in [answer.content.decode() for answer in answers] + ours:
             assert task.callback_token not in text
         assert any("naming another task" in message for message in ours)
-
-    def test_get_is_a_405(self, client, task, enqueued):
-        assert client.get(self.url(task.callback_token)).status_code == 405

@@ -7,8 +7,6 @@ other request.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import io
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,25 +91,6 @@ def image_bytes(fmt: str, size: tuple[int, int] = (64, 48), mode: str = "RGB") -
     buffer = io.BytesIO()
     noise.save(buffer, fmt)
     return buffer.getvalue()
-
-
-# -- webhook signing (the WaveSpeed v3 scheme, computed independently of the app) -----------
-
-
-def sign(secret: str, webhook_id: str, timestamp: str, body: bytes) -> str:
-    key = secret.removeprefix("whsec_").encode("utf-8")
-    content = webhook_id.encode("utf-8") + b"." + timestamp.encode("ascii") + b"." + body
-    return hmac.new(key, content, hashlib.sha256).hexdigest()
-
-
-def signed_headers(
-    body: bytes, *, timestamp: int, webhook_id: str = "evt-1", secret: str = WS_SECRET
-) -> dict[str, str]:
-    return {
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": f"v3,{sign(secret, webhook_id, str(timestamp), body)}",
-    }
 
 
 # -- factories -------------------------------------------------------------------------------
