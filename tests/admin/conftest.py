@@ -23,16 +23,6 @@ def media(settings: Any, tmp_path: Any) -> Any:
 
 
 @pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
-    """Record the task ids that would be queued after commit; no Redis needed."""
-    calls: list[list[int]] = []
-    monkeypatch.setattr(
-        "imagen_assets.services.enqueue_submits", lambda ids: calls.append(list(ids))
-    )
-    return calls
-
-
-@pytest.fixture
 def priced(settings: Any) -> dict[str, Any]:
     """The site's providers plus paid ones: WaveSpeed at $0.04 and Wave at $0.0425 per image."""
     config = copy.deepcopy(settings.IMAGEN_ASSETS)

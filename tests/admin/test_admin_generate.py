@@ -10,6 +10,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
+from imagen_assets import jobs
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
 from imagen_assets.templatetags.imagen_admin import money
 
@@ -162,7 +163,7 @@ class GenerateActionSubmitTests:
         assert task.requested_by == admin_user
         assert task.prompt == "A red bicycle by the sea\n\nPastel palette, soft daylight."
         assert GeneratedImage.objects.filter(campaign=campaign, status="queued").count() == 4
-        assert enqueued == [[task.pk]]
+        assert [(call.func, call.args) for call in enqueued] == [(jobs.submit, (task.pk,))]
         messages = [str(m) for m in get_messages(response.wsgi_request)]
         assert messages == [
             "Queued 4 images for Spring launch on Sandbox. They will appear here as they finish."
@@ -181,7 +182,11 @@ class GenerateActionSubmitTests:
         )
         assert GeneratedImage.objects.filter(campaign=campaign).count() == 2
         assert GeneratedImage.objects.filter(campaign=other).count() == 2
-        assert len(enqueued) == 2
+        tasks = GenerationTask.objects.filter(campaign__in=[campaign, other])
+        assert sorted(call.args for call in enqueued) == sorted(
+            (pk,) for pk in tasks.values_list("pk", flat=True)
+        )
+        assert {call.func for call in enqueued} == {jobs.submit}
 
     @pytest.mark.parametrize(
         ("fields", "expected"),
@@ -332,7 +337,8 @@ class GenerateViewTests:
         assert response.status_code == 302
         assert f"campaign__id__exact={campaign.pk}" in response["Location"]
         assert GeneratedImage.objects.filter(campaign=campaign).count() == 3
-        assert len(enqueued) == 1
+        task = GenerationTask.objects.get(campaign=campaign)
+        assert [(call.func, call.args) for call in enqueued] == [(jobs.submit, (task.pk,))]
 
     def test_post_with_errors_shows_them(self, admin_client, campaign, enqueued):
         response = admin_client.post(
