@@ -16,6 +16,8 @@ The legal transitions (the vocabulary is in :mod:`imagen_assets.status`)::
            queued|submitted|processing
                        -> failed | cancelled         apply_state, fail_task
     image  queued      -> processing                 with its task (apply_state)
+           (ready: review_status none -> pending, the first review round; the review
+           itself is imagen_assets.review's)
            queued|processing
                        -> failed | cancelled         with its task (apply_state, fail_task)
            queued|processing (task succeeded)
@@ -42,7 +44,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from imagen_assets import signals
+from imagen_assets import activity, signals
 from imagen_assets.models import GeneratedImage, GenerationTask
 from imagen_assets.providers.types import ProviderTask
 from imagen_assets.status import (
@@ -50,6 +52,7 @@ from imagen_assets.status import (
     OPEN_IMAGE_STATUSES,
     OPEN_TASK_STATUSES,
     ImageStatus,
+    ReviewStatus,
     TaskStatus,
 )
 
@@ -196,8 +199,11 @@ def _end_open_images(task_id: int, status: TaskStatus, message: str, now: dateti
     if image_status == ImageStatus.PROCESSING:
         images.filter(status=ImageStatus.QUEUED).update(status=image_status, updated_at=now)
         return
-    ids = list(images.values_list("pk", flat=True))
+    rows = list(images.values_list("pk", "campaign_id"))
+    ids = [pk for pk, _campaign in rows]
     images.filter(pk__in=ids).update(status=image_status, error_message=message, updated_at=now)
+    if rows:
+        activity.record_system(rows[0][1], activity.Verb.FAILED, ids, note=message)
     _on_commit_send(
         signals.task_failed,
         GenerationTask,
@@ -240,14 +246,17 @@ def withhold_images(image_ids: Sequence[int], message: str) -> int:
     its safety filter). Returns how many moved."""
     now = timezone.now()
     with transaction.atomic():
-        moved = list(
+        rows = list(
             GeneratedImage.objects.filter(
                 pk__in=image_ids, status__in=OPEN_IMAGE_STATUSES
-            ).values_list("pk", flat=True)
+            ).values_list("pk", "campaign_id")
         )
+        moved = [pk for pk, _campaign in rows]
         GeneratedImage.objects.filter(pk__in=moved, status__in=OPEN_IMAGE_STATUSES).update(
             status=ImageStatus.FILTERED, error_message=message, completed_at=now, updated_at=now
         )
+        if rows:
+            activity.record_system(rows[0][1], activity.Verb.FAILED, moved, note=message)
         for image_id in moved:
             _on_commit_send(
                 signals.image_failed,
@@ -302,7 +311,13 @@ def finish_image(
         "updated_at": now,
     }
     if stored is not None:
-        fields.update(status=ImageStatus.SUCCEEDED, error_message="", **vars(stored))
+        # Ready: its first review round starts.
+        fields.update(
+            status=ImageStatus.SUCCEEDED,
+            review_status=ReviewStatus.PENDING,
+            error_message="",
+            **vars(stored),
+        )
     else:
         fields.update(status=ImageStatus.FAILED, error_message=error)
     with transaction.atomic():
@@ -311,6 +326,12 @@ def finish_image(
                 **fields
             )
         )
+        if won:
+            campaign_id = (
+                GeneratedImage.objects.filter(pk=image_id).values_list("campaign_id", flat=True)
+            )[0]
+            verb = activity.Verb.READY if stored is not None else activity.Verb.FAILED
+            activity.record_system(campaign_id, verb, [image_id], note=error)
         if won and stored is not None:
             transaction.on_commit(lambda: _send_ready(image_id))
         elif won:

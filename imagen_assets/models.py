@@ -21,6 +21,8 @@ from imagen_assets.status import (
     FAILED_IMAGE_STATUSES,
     OPEN_IMAGE_STATUSES,
     OPEN_TASK_STATUSES,
+    CampaignStatus,
+    Decision,
     ImageStatus,
     ReviewStatus,
     TaskStatus,
@@ -117,16 +119,68 @@ class Campaign(models.Model):
         blank=True,
         related_name="+",
     )
+    # -- sign-off (written only by imagen_assets.review) ------------------------------------
+    status = models.CharField(
+        _("status"),
+        max_length=20,
+        choices=CampaignStatus.choices,
+        default=CampaignStatus.DRAFT,
+        db_index=True,
+    )
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("submitted by"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    submitted_at = models.DateTimeField(_("submitted"), null=True, blank=True)
+    # -- review policy -----------------------------------------------------------------------
+    required_approvals = models.PositiveSmallIntegerField(
+        _("approvals required"),
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(10)],
+        help_text=_("How many different reviewers must approve an image."),
+    )
+    reviewer_group = models.ForeignKey(
+        "auth.Group",
+        verbose_name=_("reviewer group"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text=_(
+            "Only members of this group may review the campaign; empty means anyone who "
+            "may approve images."
+        ),
+    )
+    allow_self_approval = models.BooleanField(
+        _("allow self-approval"),
+        default=False,
+        help_text=_(
+            "Let the person who asked for an image approve it, and whoever submitted the "
+            "campaign sign it off. Off: four eyes."
+        ),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     objects = CampaignQuerySet.as_manager()
 
+    Status = CampaignStatus
+
     class Meta:
         verbose_name = _("campaign")
         verbose_name_plural = _("campaigns")
         ordering = ["-created_at"]
-        permissions = [("generate_images", _("Can generate images for campaigns"))]
+        permissions = [
+            ("generate_images", _("Can generate images for campaigns")),
+            ("signoff_campaign", _("Can sign off campaigns or request changes")),
+            ("change_review_policy", _("Can change a campaign's review policy")),
+            ("export_campaign", _("Can download a campaign's approved images")),
+            ("share_campaign", _("Can invite outside reviewers to a campaign")),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -240,9 +294,29 @@ class GenerationTask(models.Model):
         return self.status_enum.terminal
 
 
+def protect_approved(collector: Any, field: Any, sub_objs: Any, using: str) -> None:
+    """``on_delete`` of an image's campaign and task: cascade, unless an approved image
+    would go with them (approved means frozen; revoke its approval first)."""
+    approved = [image for image in sub_objs if image.review_status == ReviewStatus.APPROVED]
+    if approved:
+        raise models.ProtectedError(
+            f"Cannot delete this {field.remote_field.model._meta.verbose_name}: it holds "
+            f"{len(approved)} approved image(s). Revoke their approval first, or archive it.",
+            set(approved),
+        )
+    models.CASCADE(collector, field, sub_objs, using)
+
+
 class ImageQuerySet(models.QuerySet["GeneratedImage"]):
     def approved(self) -> ImageQuerySet:
         return self.filter(review_status=GeneratedImage.Review.APPROVED)
+
+    def pending_review(self) -> ImageQuerySet:
+        """Ready images whose current round is undecided (never failed, withheld or
+        cancelled ones: those are not reviewable)."""
+        return self.filter(
+            status=GeneratedImage.Status.SUCCEEDED, review_status=GeneratedImage.Review.PENDING
+        )
 
     def unfinished(self) -> ImageQuerySet:
         return self.filter(status__in=GeneratedImage.OPEN_STATUSES)
@@ -257,10 +331,10 @@ class GeneratedImage(models.Model):
     FAILED_STATUSES = FAILED_IMAGE_STATUSES
 
     task = models.ForeignKey(
-        GenerationTask, verbose_name=_("task"), on_delete=models.CASCADE, related_name="images"
+        GenerationTask, verbose_name=_("task"), on_delete=protect_approved, related_name="images"
     )
     campaign = models.ForeignKey(
-        Campaign, verbose_name=_("campaign"), on_delete=models.CASCADE, related_name="images"
+        Campaign, verbose_name=_("campaign"), on_delete=protect_approved, related_name="images"
     )
     index = models.PositiveSmallIntegerField(_("position in task"))
     status = models.CharField(
@@ -290,9 +364,13 @@ class GeneratedImage(models.Model):
     bytes = models.PositiveBigIntegerField(_("size in bytes"), null=True, blank=True)
     sha256 = models.CharField(_("SHA-256"), max_length=64, blank=True, db_index=True)
     content_type = models.CharField(_("content type"), max_length=50, blank=True)
+    # Derived from the decisions of the current round (imagen_assets.review), kept here so
+    # lists stay one query; "none" until the image is ready, and for good when it is not.
     review_status = models.CharField(
-        _("review"), max_length=20, choices=Review.choices, default=Review.PENDING, db_index=True
+        _("review"), max_length=20, choices=Review.choices, default=Review.NONE, db_index=True
     )
+    review_round = models.PositiveIntegerField(_("review round"), default=1)
+    # The decision that decided the current round (empty while it is pending).
     reviewed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("reviewed by"),
@@ -326,10 +404,25 @@ class GeneratedImage(models.Model):
         permissions = [
             ("approve_generatedimage", _("Can approve generated images")),
             ("reject_generatedimage", _("Can reject generated images")),
+            ("revoke_generatedimage", _("Can revoke the review of generated images")),
         ]
 
     def __str__(self) -> str:
         return f"Image #{self.pk} of {self.campaign}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Keep the derived review status true for rows saved whole (fixtures, the shell):
+        # only a ready image is reviewable. The pipeline and the review module update
+        # both fields together themselves.
+        if self.status != ImageStatus.SUCCEEDED:
+            self.review_status = ReviewStatus.NONE
+        elif self.review_status == ReviewStatus.NONE:
+            self.review_status = ReviewStatus.PENDING
+        super().save(*args, **kwargs)
+
+    @property
+    def is_reviewable(self) -> bool:
+        return self.status == ImageStatus.SUCCEEDED
 
     @property
     def is_open(self) -> bool:
@@ -381,3 +474,214 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} webhook {self.event_id}"
+
+
+# -- review: append-only records ---------------------------------------------------------------
+
+
+class ReviewDecision(models.Model):
+    """One reviewer's decision on one image in one round. Never updated or deleted by the
+    app: the image's review status is derived from these rows (imagen_assets.review)."""
+
+    image = models.ForeignKey(
+        GeneratedImage,
+        verbose_name=_("image"),
+        on_delete=models.CASCADE,
+        related_name="decisions",
+    )
+    round = models.PositiveIntegerField(_("round"))
+    decision = models.CharField(_("decision"), max_length=10, choices=Decision.choices)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("reviewer"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    #: The outside reviewer's address, for a decision made through a shared link.
+    reviewer_email = models.EmailField(_("outside reviewer"), blank=True)
+    #: Who decided, as text (username or address): stays readable if the user is deleted,
+    #: and identifies the reviewer within a round.
+    reviewer_label = models.CharField(_("reviewer"), max_length=254)
+    note = models.TextField(_("note"), blank=True)
+    created_at = models.DateTimeField(_("decided"), default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("review decision")
+        verbose_name_plural = _("review decisions")
+        ordering = ["created_at", "pk"]
+        constraints = [
+            # One approve or reject per reviewer per round, whatever the code above does.
+            models.UniqueConstraint(
+                fields=["image", "round", "reviewer_label"],
+                condition=Q(decision__in=["approve", "reject"]),
+                name="imagen_one_decision_per_round",
+            ),
+        ]
+        indexes = [models.Index(fields=["image", "round"], name="imagen_decision_round_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer_label} {self.decision} image #{self.image_id}"
+
+
+class Comment(models.Model):
+    """A note on an image, in its thread; a rejection's reason is one too."""
+
+    image = models.ForeignKey(
+        GeneratedImage, verbose_name=_("image"), on_delete=models.CASCADE, related_name="comments"
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("author"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    author_label = models.CharField(_("author"), max_length=254)
+    text = models.TextField(_("text"))
+    created_at = models.DateTimeField(_("written"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("comment")
+        verbose_name_plural = _("comments")
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.author_label} on image #{self.image_id}"
+
+
+class Activity(models.Model):
+    """The append-only log of a campaign and its images: one row per event."""
+
+    class Verb(models.TextChoices):
+        GENERATED = "generated", _("requested images")
+        READY = "ready", _("image ready")
+        FAILED = "failed", _("image failed")
+        APPROVED = "approved", _("approved")
+        REJECTED = "rejected", _("rejected")
+        REVOKED = "revoked", _("revoked the review")
+        COMMENTED = "commented", _("commented")
+        SUBMITTED = "submitted", _("submitted for review")
+        SIGNED_OFF = "signed_off", _("signed off")
+        CHANGES_REQUESTED = "changes_requested", _("requested changes")
+        ARCHIVED = "archived", _("archived")
+        REOPENED = "reopened", _("reopened")
+        POLICY_CHANGED = "policy_changed", _("changed the review policy")
+        EXPORTED = "exported", _("exported the approved images")
+        SHARED = "shared", _("invited an outside reviewer")
+        SHARE_REVOKED = "share_revoked", _("revoked an outside reviewer's link")
+
+    campaign = models.ForeignKey(
+        Campaign, verbose_name=_("campaign"), on_delete=models.CASCADE, related_name="activity"
+    )
+    image = models.ForeignKey(
+        GeneratedImage,
+        verbose_name=_("image"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="activity",
+    )
+    verb = models.CharField(_("what"), max_length=30, choices=Verb.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("who"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    #: Who, as text: a username, an outside reviewer's address, or "system" for the workers.
+    actor_label = models.CharField(_("who"), max_length=254)
+    note = models.TextField(_("note"), blank=True)
+    created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("activity")
+        verbose_name_plural = _("activity")
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(fields=["campaign", "-created_at"], name="imagen_activity_campaign_idx"),
+            models.Index(fields=["image", "-created_at"], name="imagen_activity_image_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor_label} {self.get_verb_display()}"
+
+
+class Export(models.Model):
+    """A zip of a campaign's approved originals with a manifest, built by a job."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        READY = "ready", _("Ready")
+        FAILED = "failed", _("Failed")
+
+    campaign = models.ForeignKey(
+        Campaign, verbose_name=_("campaign"), on_delete=models.CASCADE, related_name="exports"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("requested by"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.QUEUED
+    )
+    #: The storage name of the zip once built (in the originals' storage).
+    file_name = models.CharField(_("file"), max_length=300, blank=True)
+    #: The ids of the images the zip holds: a revoke of any of them makes it stale.
+    image_ids = models.JSONField(_("images"), default=list, blank=True)
+    stale = models.BooleanField(
+        _("stale"), default=False, help_text=_("An image in it was revoked since.")
+    )
+    bytes = models.PositiveBigIntegerField(_("size in bytes"), null=True, blank=True)
+    error_message = models.TextField(_("error"), blank=True)
+    created_at = models.DateTimeField(_("requested"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("export")
+        verbose_name_plural = _("exports")
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Export #{self.pk} of {self.campaign}"
+
+
+class ShareLink(models.Model):
+    """An outside reviewer's access to one campaign, by a signed and expiring link."""
+
+    campaign = models.ForeignKey(
+        Campaign, verbose_name=_("campaign"), on_delete=models.CASCADE, related_name="share_links"
+    )
+    email = models.EmailField(_("reviewer's address"))
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("invited by"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires"))
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("outside reviewer link")
+        verbose_name_plural = _("outside reviewer links")
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.email} on {self.campaign}"
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None and self.expires_at > timezone.now()

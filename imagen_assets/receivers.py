@@ -1,15 +1,31 @@
-"""Housekeeping receivers: a deleted image takes its files with it, once the delete commits."""
+"""Housekeeping receivers: an approved image cannot be deleted; a deleted image takes its
+files with it, once the delete commits."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.db import transaction
-from django.db.models.signals import post_delete
+from django.db.models import ProtectedError
+from django.db.models.signals import post_delete, pre_delete
 from django.dispatch import receiver
 
 from imagen_assets.models import GeneratedImage
+from imagen_assets.status import ReviewStatus
 from imagen_assets.storage import delete_files
+
+
+@receiver(pre_delete, sender=GeneratedImage, dispatch_uid="imagen_assets_protect_approved")
+def protect_approved_image(
+    sender: type[GeneratedImage], instance: GeneratedImage, **kwargs: Any
+) -> None:
+    """Approved means frozen: no path deletes an approved image (the admin, a queryset
+    delete, a cascade); its approval must be revoked first, which is logged."""
+    if instance.review_status == ReviewStatus.APPROVED:
+        raise ProtectedError(
+            f"Image #{instance.pk} is approved and cannot be deleted; revoke its approval first.",
+            {instance},
+        )
 
 
 @receiver(post_delete, sender=GeneratedImage, dispatch_uid="imagen_assets_delete_files")

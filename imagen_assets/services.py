@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from imagen_assets import conf, jobs, queueing
+from imagen_assets import activity, conf, jobs, queueing
+from imagen_assets import review as review_rules
+from imagen_assets.activity import Actor
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
 from imagen_assets.providers import GenerationParams, Provider, get_provider
+from imagen_assets.review import ReviewError as ReviewError  # re-exported: public
 from imagen_assets.status import Decision
 
 if TYPE_CHECKING:
@@ -39,10 +41,6 @@ class GenerationRequestError(ValueError):
 
 class BudgetExceeded(GenerationRequestError):
     pass
-
-
-class ReviewError(ValueError):
-    """The image cannot be reviewed in its current state; the message is meant for the user."""
 
 
 @dataclass(frozen=True)
@@ -194,6 +192,10 @@ def request_images(
 
         with transaction.atomic():
             locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+            try:
+                review_rules.check_open_for_generation(locked)
+            except ReviewError as exc:
+                raise GenerationRequestError(str(exc)) from None
             cost = backend.price_per_image * count
             # Without a budget there is nothing to check, so no need to sum the spend.
             if locked.budget is not None:
@@ -242,6 +244,13 @@ def request_images(
                 for index in range(task.num_images)
             )
             task_ids = [task.pk for task in tasks]
+            activity.record(
+                locked,
+                activity.Verb.GENERATED,
+                Actor.of(user),
+                note=_("%(count)d image(s) on %(provider)s: %(prompt)s")
+                % {"count": count, "provider": backend.display_name, "prompt": prompt},
+            )
             transaction.on_commit(lambda: enqueue_submits(task_ids))
     logger.info(
         "Queued %d image(s) in %d task(s) for campaign %s on %s",
@@ -256,48 +265,19 @@ def request_images(
 def review(
     image_id: int, decision: Decision | str, *, user: User, note: str = ""
 ) -> GeneratedImage:
-    """Record ``decision`` on a finished image: who, when and (stripped) why, under a row lock.
-
-    ``decision`` may also be its stored value, ``"approve"`` or ``"reject"``; anything else
-    is a ValueError. Raises :class:`ReviewError` when the image is not finished, or when a
-    rejection has no reason (it tells the team what to do differently next time); nothing
-    is saved then.
-    """
-    decision = Decision(decision)
-    note = (note or "").strip()
-    if decision is Decision.REJECT and not note:
-        raise ReviewError(_("Say why the image is rejected."))
-    with transaction.atomic():
-        image = GeneratedImage.objects.select_for_update().get(pk=image_id)
-        if image.status != GeneratedImage.Status.SUCCEEDED:
-            raise ReviewError(
-                _("Image #%(id)d is not ready (%(status)s); only finished images can be reviewed.")
-                % {"id": image.pk, "status": image.get_status_display()}
-            )
-        image.review_status = decision.review_status
-        image.reviewed_by_id = getattr(user, "pk", None)
-        image.reviewed_at = timezone.now()
-        image.review_note = note
-        image.save(
-            update_fields=[
-                "review_status",
-                "reviewed_by",
-                "reviewed_at",
-                "review_note",
-                "updated_at",
-            ]
-        )
-    logger.info("Image %s %s by user %s", image.pk, image.review_status, getattr(user, "pk", None))
-    return image
+    """Record ``decision`` (approve, reject or revoke) by ``user`` on a ready image, under
+    the campaign's review policy (:func:`imagen_assets.review.decide`). Raises
+    :class:`ReviewError` saying why when it is refused; nothing is saved then."""
+    return review_rules.decide(image_id, decision, Actor.of(user), note=note)
 
 
 def approve_image(image_id: int, *, user: User, note: str = "") -> GeneratedImage:
-    """Mark a finished image approved, recording who, when and (optionally) why."""
+    """Approve a ready image as ``user`` (one of the approvals its campaign requires)."""
     return review(image_id, Decision.APPROVE, user=user, note=note)
 
 
 def reject_image(image_id: int, *, user: User, note: str) -> GeneratedImage:
-    """Mark a finished image rejected; a reason is required so the team learns from it."""
+    """Reject a ready image; a reason is required so the team learns from it."""
     return review(image_id, Decision.REJECT, user=user, note=note)
 
 

@@ -13,6 +13,19 @@ change that rolled back), with ``sender`` the model class:
     A provider task failed or was cancelled, taking its open images with it.
     Arguments: ``task_id``, ``status`` (a :class:`~imagen_assets.status.TaskStatus`),
     ``reason``.
+``image_approved`` / ``image_rejected``
+    A review round was decided. Arguments: ``image``, ``decision`` (the
+    :class:`~imagen_assets.models.ReviewDecision` that decided it).
+``image_revoked``
+    An approved or rejected image went back to pending review (a new round).
+    Arguments: ``image``, ``decision`` (the revoke, with its reason in ``note``).
+``campaign_status_changed``
+    A campaign moved in its sign-off. Arguments: ``campaign``, ``old``, ``new`` (each a
+    :class:`~imagen_assets.status.CampaignStatus`), ``actor`` (a label).
+``export_ready``
+    A zip of a campaign's approved images was built. Arguments: ``export``.
+``activity_recorded``
+    Any row of the activity log (what notifications listen to). Arguments: ``activity``.
 
 Receivers run in the worker that made the change; an exception in one is logged and does
 not undo the change or stop the other receivers.
@@ -25,3 +38,9 @@ from django.dispatch import Signal
 image_ready = Signal()
 image_failed = Signal()
 task_failed = Signal()
+image_approved = Signal()
+image_rejected = Signal()
+image_revoked = Signal()
+campaign_status_changed = Signal()
+export_ready = Signal()
+activity_recorded = Signal()

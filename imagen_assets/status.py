@@ -54,23 +54,53 @@ class ImageStatus(models.TextChoices):
 
 
 class ReviewStatus(models.TextChoices):
-    """What the reviewers decided about a finished image."""
+    """Where a ready image's review stands, derived from the decisions of its current round.
 
+    ``none``: not reviewable (not ready yet, or ended without a file: failed, withheld,
+    cancelled); such an image is never "pending review".
+    """
+
+    NONE = "none", _("Not for review")
     PENDING = "pending", _("Pending review")
     APPROVED = "approved", _("Approved")
     REJECTED = "rejected", _("Rejected")
 
 
 class Decision(models.TextChoices):
-    """What a reviewer decides about a finished image."""
+    """What a reviewer records about a ready image (an append-only row each)."""
 
     APPROVE = "approve", _("Approve")
     REJECT = "reject", _("Reject")
+    #: Ends the round of an approved or rejected image and starts a new one.
+    REVOKE = "revoke", _("Revoke")
 
     @property
     def review_status(self) -> ReviewStatus:
-        """The image's review status once this decision is recorded."""
-        return ReviewStatus.APPROVED if self is Decision.APPROVE else ReviewStatus.REJECTED
+        """The image's review status once this decision decides its round."""
+        return {
+            Decision.APPROVE: ReviewStatus.APPROVED,
+            Decision.REJECT: ReviewStatus.REJECTED,
+            Decision.REVOKE: ReviewStatus.PENDING,
+        }[self]
+
+
+class CampaignStatus(models.TextChoices):
+    """A campaign's sign-off::
+
+    draft -> in_review -> approved -> archived
+             in_review -> changes_requested -> in_review
+    any -> archived;  archived | approved -> draft (reopen)
+    """
+
+    DRAFT = "draft", _("Draft")
+    IN_REVIEW = "in_review", _("In review")
+    CHANGES_REQUESTED = "changes_requested", _("Changes requested")
+    APPROVED = "approved", _("Approved")
+    ARCHIVED = "archived", _("Archived")
+
+
+#: Campaign states in which no more images may be generated.
+CLOSED_CAMPAIGN_STATUSES = (CampaignStatus.APPROVED, CampaignStatus.ARCHIVED)
 
 
 TERMINAL_TASK_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})

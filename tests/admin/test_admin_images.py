@@ -138,7 +138,7 @@ class ApproveActionTests:
         assert ready.review_status == "approved"
         assert ready.reviewed_by == admin_user
         assert ready.reviewed_at is not None
-        assert queued.review_status == "pending"
+        assert queued.review_status == "none"  # not reviewable: never "pending review"
         messages = messages_of(response)
         assert "Approved 1 image." in messages
         assert any(
@@ -331,7 +331,8 @@ class ReviewButtonTests:
 
         assert response.status_code == 302
         image.refresh_from_db()
-        assert image.review_status == "pending"
+        assert image.review_status == "none"
+        assert not image.decisions.exists()
         assert "is not ready" in messages_of(response)[0]
 
     def test_get_is_not_allowed(self, admin_client, campaign, make_image):

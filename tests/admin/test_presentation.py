@@ -29,6 +29,8 @@ def image(status: str = "succeeded", progress: int = 0, **fields: object) -> Gen
     """An unsaved image: the presentation reads rows, it never queries."""
     campaign = Campaign(name="Spring", slug="spring")
     task = GenerationTask(campaign=campaign, progress=progress)
+    if status == "succeeded":
+        fields.setdefault("review_status", "pending")
     return GeneratedImage(campaign=campaign, task=task, status=status, **fields)
 
 

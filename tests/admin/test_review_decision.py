@@ -17,7 +17,11 @@ class DecisionTests:
         assert Decision.REJECT.review_status == "rejected"
 
     def test_choices_have_labels(self) -> None:
-        assert Decision.choices == [("approve", "Approve"), ("reject", "Reject")]
+        assert Decision.choices == [
+            ("approve", "Approve"),
+            ("reject", "Reject"),
+            ("revoke", "Revoke"),
+        ]
 
 
 class ReviewTests:

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.db import transaction
 from django.utils import timezone
 from unit_helpers import make_campaign, make_task
@@ -29,7 +30,15 @@ def nothing_created() -> bool:
 
 @pytest.fixture
 def user():
-    return get_user_model().objects.create_user("reviewer")  # no password: no slow hashing
+    """A reviewer: may approve and reject (and did not ask for the images under review)."""
+    reviewer = get_user_model().objects.create_user("reviewer")  # no password: no hashing
+    reviewer.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="imagen_assets",
+            codename__in=["approve_generatedimage", "reject_generatedimage"],
+        )
+    )
+    return reviewer
 
 
 @pytest.fixture
@@ -114,11 +123,11 @@ class RequestImagesTests:
 
         assert task.requested_by == user
 
-    def test_new_rows_are_queued_and_pending_review(self, campaign):
+    def test_new_rows_are_queued_and_not_for_review_until_ready(self, campaign):
         (task,) = ask(campaign, count=2)
 
         assert task.status == "queued"
-        assert set(task.images.values_list("status", "review_status")) == {("queued", "pending")}
+        assert set(task.images.values_list("status", "review_status")) == {("queued", "none")}
 
 
 class RequestValidationTests:
@@ -293,6 +302,7 @@ class ReviewTests:
 
         image.refresh_from_db()
         assert image.review_status == "pending"
+        assert not image.decisions.exists()
 
     @pytest.mark.parametrize("status", ["queued", "processing", "failed", "filtered", "cancelled"])
     def test_refuses_to_review_an_image_that_is_not_ready(self, campaign, user, status):
@@ -304,8 +314,9 @@ class ReviewTests:
             services.reject_image(image.pk, user=user, note="no")
 
         image.refresh_from_db()
-        assert image.review_status == "pending"
+        assert image.review_status == "none"  # never pending review: it is not reviewable
         assert image.reviewed_by is None
+        assert not image.decisions.exists()
 
     def test_review_many_reports_the_unready_ones(self, campaign, image, user):
         unready = make_task(campaign).images.get()
