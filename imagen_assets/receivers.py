@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.db.models import ProtectedError
+from django.db.models import ProtectedError, QuerySet
 from django.db.models.signals import post_delete, pre_delete
 from django.dispatch import receiver
 
@@ -20,8 +20,20 @@ def protect_approved_image(
     sender: type[GeneratedImage], instance: GeneratedImage, **kwargs: Any
 ) -> None:
     """Approved means frozen: no path deletes an approved image (the admin, a queryset
-    delete, a cascade); its approval must be revoked first, which is logged."""
-    if instance.review_status == ReviewStatus.APPROVED:
+    delete, a cascade); its approval must be revoked first, which is logged.
+
+    The row is read again when the image itself is being deleted: the instance in hand may
+    have been loaded before the approval. A cascade (from its campaign or task) was checked
+    on fresh rows by ``models.protect_approved`` already.
+    """
+    origin = kwargs.get("origin")
+    direct = origin is instance or (isinstance(origin, QuerySet) and origin.model is GeneratedImage)
+    if instance.review_status == ReviewStatus.APPROVED or (
+        direct
+        and GeneratedImage.objects.filter(
+            pk=instance.pk, review_status=ReviewStatus.APPROVED
+        ).exists()
+    ):
         raise ProtectedError(
             f"Image #{instance.pk} is approved and cannot be deleted; revoke its approval first.",
             {instance},

@@ -192,3 +192,96 @@ class DuplicateWebhookTests:
         assert [job.args for job in queued] == [(event.pk,)]
         task.refresh_from_db()
         assert task.status == "processing"  # the view itself changes nothing
+
+
+class ConcurrentReviewTests:
+    """Reviewers deciding at the same moment, each in their own session."""
+
+    @pytest.fixture
+    def reviewers(self) -> list[Any]:
+        from django.contrib.auth import get_user_model
+        from django.contrib.auth.models import Permission
+
+        perms = Permission.objects.filter(
+            content_type__app_label="imagen_assets",
+            codename__in=["approve_generatedimage", "reject_generatedimage"],
+        )
+        users = []
+        for name in ("ann", "bob", "cid"):
+            user = get_user_model().objects.create_user(name)
+            user.user_permissions.set(perms)
+            users.append(user)
+        return users
+
+    def ready_image(self, campaign: Campaign) -> GeneratedImage:
+        task = GenerationTask.objects.create(
+            campaign=campaign,
+            provider="sandbox",
+            model="m",
+            prompt="p",
+            aspect_ratio="1:1",
+            num_images=1,
+            status=TaskStatus.SUCCEEDED,
+        )
+        return GeneratedImage.objects.create(
+            task=task, campaign=campaign, index=0, status="succeeded"
+        )
+
+    def decide(self, image: GeneratedImage, user: Any, decision: str = "approve") -> Any:
+        from imagen_assets import review
+        from imagen_assets.activity import Actor
+
+        return lambda: review.decide(image.pk, decision, Actor.of(user), note="n")
+
+    def test_both_are_recorded_while_both_are_needed(
+        self, campaign: Campaign, reviewers: list[Any]
+    ) -> None:
+        campaign.required_approvals = 2
+        campaign.save()
+        image = self.ready_image(campaign)
+
+        outcomes = at_once([self.decide(image, reviewers[0]), self.decide(image, reviewers[1])])
+
+        assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+        image.refresh_from_db()
+        assert image.review_status == "approved"
+        assert sorted(image.decisions.values_list("reviewer_label", flat=True)) == ["ann", "bob"]
+
+    def test_a_decision_arriving_after_the_image_was_decided_is_refused(
+        self, campaign: Campaign, reviewers: list[Any]
+    ) -> None:
+        from imagen_assets.review import ReviewError
+
+        image = self.ready_image(campaign)
+
+        outcomes = at_once(
+            [
+                self.decide(image, reviewers[0], "approve"),
+                self.decide(image, reviewers[1], "reject"),
+                self.decide(image, reviewers[2], "approve"),
+            ]
+        )
+
+        refused = [o for o in outcomes if isinstance(o, ReviewError)]
+        assert len(refused) == 2, outcomes
+        assert all("already" in str(o) for o in refused)
+        assert not [o for o in outcomes if isinstance(o, Exception) and o not in refused]
+        image.refresh_from_db()
+        (decision,) = image.decisions.all()
+        assert (
+            image.review_status == {"approve": "approved", "reject": "rejected"}[decision.decision]
+        )
+
+    def test_the_same_reviewer_twice_at_once_counts_once(
+        self, campaign: Campaign, reviewers: list[Any]
+    ) -> None:
+        campaign.required_approvals = 2
+        campaign.save()
+        image = self.ready_image(campaign)
+
+        outcomes = at_once([self.decide(image, reviewers[0])] * 3)
+
+        image.refresh_from_db()
+        assert image.decisions.count() == 1
+        assert image.review_status == "pending"
+        assert sum(isinstance(o, Exception) for o in outcomes) == 2, outcomes
