@@ -13,9 +13,7 @@ from __future__ import annotations
 import logging
 import random
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import timedelta
-from enum import StrEnum
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Q
@@ -25,6 +23,7 @@ from django.utils import timezone
 from imagen_assets import conf, lifecycle, queueing
 from imagen_assets.ingest import NotStored, discard, ingest
 from imagen_assets.models import GenerationTask, WebhookEvent
+from imagen_assets.outcomes import Did, Outcome, Why
 from imagen_assets.providers import (
     GenerationParams,
     Output,
@@ -43,90 +42,6 @@ logger = logging.getLogger(__name__)
 ORPHAN_GRACE_SECONDS = 60
 # A scheduled read may start this much before the time it was scheduled for.
 POLL_SLACK_SECONDS = 0.5
-
-
-# -- outcomes --------------------------------------------------------------------------------
-
-
-class Did(StrEnum):
-    """What a job run did."""
-
-    SKIPPED = "skipped"  # nothing to do (why says why)
-    FAILED = "failed"  # the task or image was failed (why says why, when known)
-    SUBMITTED = "submitted"  # the provider took the task (detail: its id)
-    RETRYING = "retrying"  # the submit is queued again (delay)
-    READ = "read"  # the status was read and recorded (detail: the task's status)
-    READ_FAILED = "read failed"  # the read got no answer; another is scheduled (detail)
-    STORED = "stored"  # complete() ran (stored, withheld, retrying)
-    APPLIED = "applied"  # a signed webhook's state was recorded (detail: the status)
-    IGNORED = "ignored"  # a signed webhook changed nothing (detail: why)
-    REREAD = "re-read"  # a webhook hint made the task be read again
-    WAITING = "waiting"  # a webhook's task is not saved yet; tried again shortly
-    ORPHANED = "orphaned"  # a webhook names no task of ours
-
-
-class Why(StrEnum):
-    ALREADY_SUBMITTED = "already submitted or being submitted"
-    CLAIM_LOST = "claim lost; provider task orphaned"
-    TERMINAL = "terminal"
-    NOT_SUBMITTED = "not submitted yet"
-    NOT_DUE = "next read not due yet"
-    NOT_SUCCEEDED = "task has not succeeded"
-    NOTHING_LEFT = "nothing left to store"
-    PROCESSED = "processed"
-    CONFIGURATION = "configuration"
-    INVALID_REQUEST = "invalid request"
-    INTERRUPTED = "interrupted submit"
-    TOO_MANY_ATTEMPTS = "too many attempts"
-    AMBIGUOUS = "ambiguous submit"
-    TIMEOUT = "timeout"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The typed result of one job run; ``str()`` is the line kept on webhook events and
-    in RQ's job results."""
-
-    did: Did
-    why: Why | None = None
-    detail: str = ""
-    delay: float = 0.0
-    stored: int = 0
-    withheld: int = 0
-    retrying: int = 0
-    #: What the same run went on to do (storing the images of a task it found finished).
-    then: Outcome | None = None
-
-    def __str__(self) -> str:
-        text = self._text()
-        return f"{text}; {self.then}" if self.then is not None else text
-
-    def _text(self) -> str:
-        match self.did:
-            case Did.SKIPPED | Did.FAILED:
-                return f"{self.did}: {self.why}" if self.why else str(self.did)
-            case Did.SUBMITTED:
-                return f"submitted as {self.detail}"
-            case Did.RETRYING:
-                return f"retrying in {self.delay:.1f} s"
-            case Did.READ:
-                return f"status {self.detail}"
-            case Did.STORED:
-                counts = f"stored {self.stored}, withheld {self.withheld}"
-                return f"{counts}, retrying {self.retrying}" if self.retrying else counts
-            case Did.WAITING:
-                return "waiting for the task to be saved"
-            case Did.ORPHANED:
-                return "orphaned: no task with this id"
-            case Did.REREAD:
-                return "re-read"
-            case _:
-                return f"{self.did} {self.detail}" if self.detail else str(self.did)
-
-    @property
-    def stored_total(self) -> int:
-        """Images this run and the runs it went on to stored."""
-        return self.stored + (self.then.stored_total if self.then is not None else 0)
 
 
 def _skipped(why: Why) -> Outcome:
