@@ -2,7 +2,9 @@
 
 Runs everything on this machine with no API key: the sandbox server speaks both provider
 APIs, and the ``wave`` and ``wavespeed`` aliases are pointed at it unless you set their
-real keys. Ctrl-C stops every process it started.
+real keys. It makes an owner and two reviewers (fresh passwords each run, printed in the
+banner), generates the sample campaign's images as the owner and submits it, so the demo
+opens on a campaign in review. Ctrl-C stops every process it started.
 """
 
 from __future__ import annotations
@@ -31,19 +33,69 @@ from campaigns.stack import (
 RUN_DIR = BASE_DIR / ".run"
 WEB_PORT = int(os.environ.get("DEMO_PORT", "8000"))
 SANDBOX_PORT = int(os.environ.get("DEMO_SANDBOX_PORT", "8765"))
+# Seconds the sample images may take (the sandbox answers in about 3).
+GENERATE_TIMEOUT = 120
 
 # The sandbox signs its WaveSpeed-style webhooks with this; fresh for every demo run.
 SANDBOX_SECRET = "whsec_" + secrets.token_hex(24)
 
-SAMPLE_CAMPAIGN = """
+CAMPAIGN = "spring-launch"
+OWNER = "owner"
+REVIEWERS = ("reviewer1", "reviewer2")
+REVIEWER_GROUP = "Reviewers"
+
+# What each demo user may do (codenames of imagen_assets; view permissions of every model).
+OWNER_PERMISSIONS = ("generate_images", "add_campaign", "change_campaign")
+REVIEWER_PERMISSIONS = (
+    "approve_generatedimage",
+    "reject_generatedimage",
+    "revoke_generatedimage",
+    "signoff_campaign",
+)
+
+#: Run in ``manage.py shell`` with ``PASSWORDS`` (username -> password) defined: the demo
+#: users and the sample campaign, back in draft if an earlier run left it further on.
+SETUP = f"""
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from imagen_assets import review
+from imagen_assets.activity import Actor
 from imagen_assets.models import Campaign
-Campaign.objects.update_or_create(slug="spring-launch", defaults=dict(
+
+User = get_user_model()
+perms = Permission.objects.filter(content_type__app_label="imagen_assets")
+views = list(perms.filter(codename__startswith="view_"))
+
+def make_user(name, codenames, superuser=False):
+    user, _ = User.objects.get_or_create(
+        username=name, defaults={{"email": f"{{name}}@example.com"}}
+    )
+    user.is_staff = True
+    user.is_superuser = superuser
+    user.set_password(PASSWORDS[name])
+    user.save()
+    user.user_permissions.set([*views, *perms.filter(codename__in=codenames)])
+    return user
+
+admin = make_user("demo", [], superuser=True)
+owner = make_user({OWNER!r}, {OWNER_PERMISSIONS!r})
+group, _ = Group.objects.get_or_create(name={REVIEWER_GROUP!r})
+for name in {REVIEWERS!r}:
+    make_user(name, {REVIEWER_PERMISSIONS!r}).groups.add(group)
+
+campaign, _ = Campaign.objects.update_or_create(slug={CAMPAIGN!r}, defaults=dict(
     name="Spring launch",
     brief="Hero images for the spring collection: fresh, light, outdoors.",
     brand_prompt="Soft pastel palette, natural light, clean composition, no text.",
     default_aspect_ratio="16:9",
     budget=25,
+    created_by=owner,
 ))
+# An earlier run left it in review (or further): through the state machine, back to draft.
+if campaign.status not in ("draft", "changes_requested"):
+    if campaign.status != "archived":
+        review.archive(campaign.pk, Actor.of(admin), note="The demo started again.")
+    review.reopen(campaign.pk, Actor.of(admin), note="The demo started again.")
 """
 
 
@@ -86,12 +138,27 @@ def main() -> int:
     print("Starting Redis ...", flush=True)
     redis, redis_url = start_redis(RUN_DIR / "redis")
     env = demo_env(redis_url)
-    password = secrets.token_urlsafe(9)
+    passwords = {name: secrets.token_urlsafe(9) for name in ("demo", OWNER, *REVIEWERS)}
     try:
         with running(redis):
             run(manage("migrate", "--noinput", "-v", "0"), env)
-            run(manage("shell", "-v", "0", "-c", _superuser_code(password)), env)
-            run(manage("shell", "-v", "0", "-c", SAMPLE_CAMPAIGN), env)
+            run(manage("shell", "-v", "0", "-c", f"PASSWORDS = {passwords!r}\n{SETUP}"), env)
+            # The policy through the command line, as the admin: two of the Reviewers.
+            run(
+                manage(
+                    "imagen_campaign",
+                    CAMPAIGN,
+                    "--policy",
+                    "--required-approvals",
+                    "2",
+                    "--reviewer-group",
+                    REVIEWER_GROUP,
+                    "--no-self-approval",
+                    "--user",
+                    "demo",
+                ),
+                env,
+            )
             print("Starting the sandbox provider, a worker and the web server ...", flush=True)
             sandbox = start_sandbox(
                 SANDBOX_PORT,
@@ -106,20 +173,27 @@ def main() -> int:
             web = start_web(WEB_PORT, env, logs / "web.log")
             with running(sandbox, worker, web):
                 run(manage("imagen_reconcile", "--schedule"), env)
+                print("Generating the sample images as the owner ...", flush=True)
                 run(
                     manage(
                         "imagen_generate",
                         "--campaign",
-                        "spring-launch",
+                        CAMPAIGN,
                         "--prompt",
                         "A picnic blanket on a hill of spring flowers at sunrise",
                         "--count",
                         "4",
+                        "--user",
+                        OWNER,
+                        "--wait",
+                        "--timeout",
+                        str(GENERATE_TIMEOUT),
                     ),
                     env,
                 )
+                run(manage("imagen_campaign", CAMPAIGN, "--submit", "--user", OWNER), env)
                 _write_env_file(env)
-                _banner(password)
+                _banner(passwords)
                 _wait(sandbox, worker, web)
     except (StackError, subprocess.CalledProcessError) as exc:
         print(f"\nThe demo could not start: {exc}\nLogs: {logs}", file=sys.stderr)
@@ -128,18 +202,6 @@ def main() -> int:
         pass
     print("\nStopped everything the demo started.")
     return 0
-
-
-def _superuser_code(password: str) -> str:
-    return (
-        "from django.contrib.auth import get_user_model\n"
-        "User = get_user_model()\n"
-        "user, _ = User.objects.get_or_create(username='demo', defaults={'email': "
-        "'demo@example.com'})\n"
-        "user.is_staff = user.is_superuser = True\n"
-        f"user.set_password({password!r})\n"
-        "user.save()\n"
-    )
 
 
 ENV_FILE = RUN_DIR / "demo.env"
@@ -153,19 +215,31 @@ def _write_env_file(env: dict[str, str]) -> None:
     ENV_FILE.write_text("".join(f"{name}={shlex.quote(env[name])}\n" for name in names))
 
 
-def _banner(password: str) -> None:
-    line = "=" * 64
+def _banner(passwords: dict[str, str]) -> None:
+    line = "=" * 72
+    logins = "".join(
+        f"    {name:<10} {passwords[name]:<14} {role}\n"
+        for name, role in (
+            ("demo", "superuser"),
+            (OWNER, "owns Spring launch: generates, submits"),
+            (REVIEWERS[0], "Reviewers group: approves, rejects, signs off"),
+            (REVIEWERS[1], "Reviewers group: approves, rejects, signs off"),
+        )
+    )
     print(
         f"\n{line}\n"
         f"  imagen-assets demo is running\n\n"
-        f"  Admin:     http://127.0.0.1:{WEB_PORT}/admin/\n"
-        f"  Login:     demo\n"
-        f"  Password:  {password}\n\n"
-        f"  Four sample images for 'Spring launch' are on their way;\n"
-        f"  open Generated images to watch them arrive, then approve them.\n\n"
+        f"  Admin:  http://127.0.0.1:{WEB_PORT}/admin/\n"
+        f"  Logins (user, password):\n{logins}\n"
+        f"  'Spring launch' is in review: its four images each need the approval of\n"
+        f"  both reviewers (the owner may not approve them), then one of them signs\n"
+        f"  the campaign off.\n\n"
         f"  From another terminal, against this demo:\n"
         f"    set -a; . {ENV_FILE.relative_to(BASE_DIR)}; set +a\n"
-        f"    .venv/bin/python manage.py imagen_status\n\n"
+        f"    .venv/bin/python manage.py imagen_status --campaign {CAMPAIGN}\n"
+        f"    .venv/bin/python manage.py imagen_review ID... --approve --user {REVIEWERS[0]}\n"
+        f"    .venv/bin/python manage.py imagen_campaign {CAMPAIGN} --approve "
+        f"--user {REVIEWERS[1]}\n\n"
         f"  Logs: {RUN_DIR / 'logs'}     Stop: Ctrl-C\n"
         f"{line}\n",
         flush=True,

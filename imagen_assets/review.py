@@ -56,6 +56,7 @@ PERM_REVOKE = f"{APP}.revoke_generatedimage"
 PERM_SIGNOFF = f"{APP}.signoff_campaign"
 PERM_POLICY = f"{APP}.change_review_policy"
 PERM_CHANGE_CAMPAIGN = f"{APP}.change_campaign"
+PERM_GENERATE = f"{APP}.generate_images"
 
 
 class ReviewError(ValueError):
@@ -262,7 +263,10 @@ def comment(image_id: int, actor: Actor, text: str) -> Comment:
     if not text:
         raise ReviewError(_("Write a comment."))
     with transaction.atomic():
-        image = GeneratedImage.objects.select_related("campaign", "task").get(pk=image_id)
+        try:
+            image = GeneratedImage.objects.select_related("campaign", "task").get(pk=image_id)
+        except GeneratedImage.DoesNotExist:
+            raise _refuse(_("There is no image #%(id)d."), id=image_id) from None
         allowed = actor.user is None or (
             actor.user.is_active
             and (
@@ -494,6 +498,11 @@ def check_open_for_generation(campaign: Campaign) -> None:
         )
 
 
+def check_may_generate(actor: Actor) -> None:
+    """Refuse unless ``actor`` is an active user holding the generate permission."""
+    _require(actor, PERM_GENERATE, _("generate images"))
+
+
 def _locked_campaign(campaign_id: int) -> Campaign:
     try:
         return Campaign.objects.select_for_update().get(pk=campaign_id)
@@ -557,6 +566,7 @@ def _send_on_commit(signal: Any, sender: type[Any], **kwargs: Any) -> None:
 __all__ = [
     "ReviewError",
     "archive",
+    "check_may_generate",
     "comment",
     "decide",
     "eligible_reviewers",

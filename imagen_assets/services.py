@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
+from django.db.models import Prefetch, QuerySet
 from django.utils.translation import gettext as _
 
 from imagen_assets import activity, conf, jobs, queueing
 from imagen_assets import review as review_rules
 from imagen_assets.activity import Actor
-from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
+from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, ReviewDecision
 from imagen_assets.providers import GenerationParams, Provider, get_provider
 from imagen_assets.review import ReviewError as ReviewError  # re-exported: public
 from imagen_assets.status import Decision
@@ -298,14 +299,42 @@ def review_many(
     return done, errors
 
 
+def for_summary(images: QuerySet[GeneratedImage]) -> QuerySet[GeneratedImage]:
+    """``images`` with what :func:`image_summary` reads fetched along (task, campaign, and
+    every review decision in order): a fixed number of queries for any number of images."""
+    return images.select_related("task", "campaign").prefetch_related(
+        Prefetch("decisions", queryset=ReviewDecision.objects.order_by("created_at", "pk"))
+    )
+
+
 def image_summary(image: GeneratedImage) -> dict[str, Any]:
-    """The per-image view the CLI prints (``--json``) and tests assert on."""
+    """The per-image view the CLI prints (``--json``) and tests assert on.
+
+    ``approvals`` counts the approvals of the current round; ``reviews`` lists every
+    decision of every round in order (``user`` is the username or the outside reviewer's
+    address). Load images with :func:`for_summary`, or each summary costs more queries.
+    """
     task = image.task
+    decisions = list(image.decisions.all())
     return {
         "id": image.pk,
         "campaign": image.campaign.slug,
         "status": image.status,
         "review_status": image.review_status,
+        "approvals": sum(
+            1
+            for row in decisions
+            if row.round == image.review_round and row.decision == Decision.APPROVE
+        ),
+        "reviews": [
+            {
+                "user": row.reviewer_label,
+                "decision": row.decision,
+                "note": row.note,
+                "at": row.created_at.isoformat(),
+            }
+            for row in decisions
+        ],
         "provider": task.provider,
         "provider_task_id": task.provider_task_id or None,
         "task_status": task.status,

@@ -8,39 +8,53 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.text import slugify
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
-from imagen_assets import services
+from imagen_assets import review, services
+from imagen_assets.activity import Actor
+from imagen_assets.management import cli
 from imagen_assets.models import Campaign, GeneratedImage
 
 
 class Command(BaseCommand):
-    help = (
-        "Queue images for a campaign (created if missing). With --wait, wait until every "
-        "image is finished and exit non-zero if any failed."
+    help = gettext_noop(
+        "Queue images for a campaign (created if missing), requested by --user. With --wait, "
+        "wait until every image is finished and exit non-zero if any failed."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--campaign", required=True, help="Campaign slug.")
+        parser.description = _(self.help)  # marked above, translated when shown
+        parser.add_argument("--campaign", required=True, help=_("Campaign slug."))
         parser.add_argument("--prompt", required=True)
-        parser.add_argument("--provider", help="Provider alias (default: the site's default).")
+        parser.add_argument(
+            "--provider", help=_("Provider alias (default: the campaign's, else the site's).")
+        )
         parser.add_argument("--count", type=int, default=1)
-        parser.add_argument("--aspect-ratio", help="1:1, 3:4, 4:3, 9:16 or 16:9.")
+        parser.add_argument("--aspect-ratio", help=_("1:1, 3:4, 4:3, 9:16 or 16:9."))
         parser.add_argument("--seed", type=int)
         parser.add_argument("--negative-prompt")
-        parser.add_argument("--wait", action="store_true", help="Wait for the images.")
-        parser.add_argument("--timeout", type=float, default=600.0, help="Seconds to wait.")
-        parser.add_argument("--json", action="store_true", help="One JSON object per image.")
+        parser.add_argument("--wait", action="store_true", help=_("Wait for the images."))
+        parser.add_argument("--timeout", type=float, default=600.0, help=_("Seconds to wait."))
+        # Optional here (unlike the review commands): without it, nobody is recorded as
+        # having asked, as before the workflow existed.
+        cli.add_user_arguments(parser, user_required=False)
 
     def handle(self, *args: Any, **options: Any) -> None:
         slug = slugify(options["campaign"])
         if not slug:
-            raise CommandError("--campaign must contain letters or digits.")
-        campaign, created = Campaign.objects.get_or_create(
-            slug=slug, defaults={"name": options["campaign"]}
-        )
-        if created and not options["json"]:
-            self.stdout.write(f"Created campaign {slug!r}.")
+            raise cli.usage_error(_("--campaign must contain letters or digits."))
+        user = cli.get_user(options["user"]) if options["user"] is not None else None
+        results = cli.Results(self, as_json=options["json"])
         try:
+            if user is not None:
+                # Before the campaign is created: someone who may not generate makes nothing.
+                review.check_may_generate(Actor.of(user))
+            campaign, created = Campaign.objects.get_or_create(
+                slug=slug, defaults={"name": options["campaign"], "created_by": user}
+            )
+            if created and not options["json"]:
+                self.stdout.write(_("Created campaign %(slug)r.") % {"slug": slug})
             tasks = services.request_images(
                 campaign=campaign,
                 prompt=options["prompt"],
@@ -49,14 +63,17 @@ class Command(BaseCommand):
                 provider=options["provider"],
                 seed=options["seed"],
                 negative_prompt=options["negative_prompt"],
+                user=user,
             )
-        except services.GenerationRequestError as exc:
-            raise CommandError(str(exc)) from exc
+        except (services.GenerationRequestError, review.ReviewError) as exc:
+            results.refused({"campaign": slug}, str(exc))
+            results.finish()
+            return
         images = GeneratedImage.objects.filter(task__in=tasks)
         if not options["json"]:
             self.stdout.write(
-                f"Queued {options['count']} image(s) in {len(tasks)} task(s) "
-                f"on {tasks[0].provider}."
+                _("Queued %(count)d image(s) in %(tasks)d task(s) on %(provider)s.")
+                % {"count": options["count"], "tasks": len(tasks), "provider": tasks[0].provider}
             )
         if options["wait"]:
             deadline = time.monotonic() + options["timeout"]
@@ -64,8 +81,11 @@ class Command(BaseCommand):
                 if time.monotonic() > deadline:
                     self._report(images, options["json"])
                     raise CommandError(
-                        f"Gave up waiting after {options['timeout']:g} s; "
-                        "is a worker running (manage.py rqworker --with-scheduler)?"
+                        _(
+                            "Gave up waiting after %(seconds)g s; is a worker running "
+                            "(manage.py rqworker --with-scheduler)?"
+                        )
+                        % {"seconds": options["timeout"]}
                     )
                 time.sleep(0.25)
         self._report(images, options["json"])
@@ -74,13 +94,19 @@ class Command(BaseCommand):
             withheld = images.filter(status=Status.FILTERED).count()
             if withheld:
                 # Not a failure: the provider's safety filter kept them back (not charged).
-                self.stderr.write(f"{withheld} image(s) withheld by the provider's safety filter.")
+                self.stderr.write(
+                    _("%(count)d image(s) withheld by the provider's safety filter.")
+                    % {"count": withheld}
+                )
             failed = images.filter(status__in=[Status.FAILED, Status.CANCELLED]).count()
             if failed:
-                raise CommandError(f"{failed} image(s) did not succeed (failed or cancelled).")
+                raise CommandError(
+                    _("%(count)d image(s) did not succeed (failed or cancelled).")
+                    % {"count": failed}
+                )
 
     def _report(self, images: Any, as_json: bool) -> None:
-        for image in images.select_related("task", "campaign").order_by("task_id", "index"):
+        for image in services.for_summary(images.order_by("task_id", "index")):
             summary = services.image_summary(image)
             if as_json:
                 self.stdout.write(json.dumps(summary))

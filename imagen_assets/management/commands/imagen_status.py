@@ -1,4 +1,4 @@
-"""``manage.py imagen_status``: the per-image view of what exists."""
+"""``manage.py imagen_status``: the per-image view of what exists, reviews included."""
 
 from __future__ import annotations
 
@@ -6,34 +6,50 @@ import json
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from imagen_assets import services
 from imagen_assets.models import Campaign, GeneratedImage
 
 
 class Command(BaseCommand):
-    help = "Show every generated image (optionally of one campaign) with its status."
+    help = gettext_noop(
+        "Show every generated image (optionally of one campaign) with its status and reviews."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--campaign", help="Campaign slug.")
-        parser.add_argument("--json", action="store_true", help="One JSON object per image.")
+        parser.description = _(self.help)  # marked above, translated when shown
+        parser.add_argument("--campaign", help=_("Campaign slug."))
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help=_("One JSON object per image, with every review decision."),
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        images = GeneratedImage.objects.select_related("task", "campaign").order_by(
-            "campaign_id", "task_id", "index"
-        )
+        images = GeneratedImage.objects.order_by("campaign_id", "task_id", "index")
+        campaign = None
         if options["campaign"]:
-            if not Campaign.objects.filter(slug=options["campaign"]).exists():
-                raise CommandError(f"No campaign {options['campaign']!r}.")
-            images = images.filter(campaign__slug=options["campaign"])
-        for image in images.iterator(chunk_size=500):
+            campaign = Campaign.objects.filter(slug=options["campaign"]).first()
+            if campaign is None:
+                raise CommandError(
+                    _("There is no campaign %(slug)r.") % {"slug": options["campaign"]}
+                )
+            images = images.filter(campaign=campaign)
+        # Chunks keep memory flat on a large site; each costs two queries (images, decisions).
+        for image in services.for_summary(images).iterator(chunk_size=500):
             summary = services.image_summary(image)
+            if campaign is not None:
+                summary["campaign_status"] = image.campaign.status
             if options["json"]:
                 self.stdout.write(json.dumps(summary))
             else:
                 size = f"{summary['width']}x{summary['height']}" if summary["width"] else "-"
+                approvals = f"{summary['approvals']}/{image.campaign.required_approvals}"
                 self.stdout.write(
                     f"#{summary['id']:<6} {summary['campaign']:<20} {summary['status']:<10} "
-                    f"{summary['review_status']:<9} {summary['provider']:<10} {size:<10} "
+                    f"{summary['review_status']:<9} {approvals:<5} "
+                    f"{summary['provider']:<10} {size:<10} "
                     f"{summary['file'] or summary['error'] or ''}"
                 )
