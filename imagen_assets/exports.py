@@ -26,6 +26,7 @@ import json
 import logging
 import mimetypes
 import re
+import secrets
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -277,11 +278,20 @@ def request_export(campaign_id: int, actor: Actor) -> Export:
     return export
 
 
+def download_name(export: Export) -> str:
+    """The zip's name for the person downloading it: ``{slug}-approved-{export id}.zip``."""
+    return f"{export.campaign.slug}-approved-{export.pk}.zip"
+
+
 def export_file_name(export: Export) -> str:
-    """Where the zip of ``export`` goes in the images' storage."""
+    """Where one build of ``export`` goes in the images' storage.
+
+    A random part: two runs of the job racing on one export never write the same name, so
+    the loser deletes only its own copy, also on storages that overwrite (S3).
+    """
     prefix = conf.get("UPLOAD_PREFIX").strip("/")
-    slug = export.campaign.slug
-    return f"{prefix}/{slug}/exports/{slug}-approved-{export.pk}.zip"
+    stem = download_name(export).removesuffix(".zip")
+    return f"{prefix}/{export.campaign.slug}/exports/{stem}-{secrets.token_hex(4)}.zip"
 
 
 def build_export(export_id: int) -> str:

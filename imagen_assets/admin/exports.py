@@ -8,7 +8,6 @@ beside, not inside, the campaign admin's own. Everything is decided by
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
 from typing import Any
 
 from django.contrib import messages
@@ -141,6 +140,6 @@ class CampaignExportsMixin:
         return FileResponse(
             stream,
             as_attachment=True,
-            filename=PurePosixPath(export.file_name).name,
+            filename=exports.download_name(export),
             content_type="application/zip",
         )

@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -290,8 +291,9 @@ class BuildExportTests:
 
         export.refresh_from_db()
         assert export.status == Export.Status.READY
-        assert (
-            export.file_name == f"imagen/autumn-sale/exports/autumn-sale-approved-{export.pk}.zip"
+        assert re.fullmatch(
+            rf"imagen/autumn-sale/exports/autumn-sale-approved-{export.pk}-[0-9a-f]{{8}}\.zip",
+            export.file_name,
         )
         assert sorted(export.image_ids) == sorted([images["jpeg"].pk, images["png"].pk])
         assert export.finished_at is not None and not export.stale
@@ -318,6 +320,30 @@ class BuildExportTests:
         assert image_storage().listdir("imagen/autumn-sale/exports")[1] == [
             Path(export.file_name).name
         ]
+
+    def test_of_two_runs_at_once_the_first_to_finish_is_kept_and_the_other_deleted(
+        self, campaign, images, exporter, monkeypatch, django_capture_on_commit_callbacks
+    ):
+        export = queued_export(campaign, exporter)
+        real_write = exports.write_zip
+        nested: list[str] = []
+
+        def write_while_another_run_finishes(*args: Any) -> exports.Written:
+            written = real_write(*args)
+            if not nested:  # the second run starts and ends while the first writes
+                nested.append("running")
+                nested[0] = exports.build_export(export.pk)
+            return written
+
+        monkeypatch.setattr(exports, "write_zip", write_while_another_run_finishes)
+        with django_capture_on_commit_callbacks(execute=True):
+            assert exports.build_export(export.pk) == "ready"
+
+        export.refresh_from_db()
+        assert nested == ["ready"]
+        folder = "imagen/autumn-sale/exports"
+        assert image_storage().listdir(folder)[1] == [Path(export.file_name).name]
+        assert Activity.objects.filter(verb=Activity.Verb.EXPORTED).count() == 1
 
     def test_a_hash_mismatch_fails_the_export_saying_why_and_stores_nothing(
         self, campaign, images, exporter
