@@ -83,8 +83,6 @@ class Written:
     """What :func:`write_zip` put in the zip."""
 
     image_ids: list[int]
-    #: The zip member names, in order (the manifests last).
-    names: list[str]
 
 
 # -- what goes in ----------------------------------------------------------------------------
@@ -144,7 +142,6 @@ def write_zip(campaign: Campaign, images: Sequence[GeneratedImage], out: IO[byte
     storage = image_storage()
     approvals = _approvals(images)
     rows: list[dict[str, Any]] = []
-    names: list[str] = []
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for image in images:
             name = member_name(campaign, image)
@@ -178,7 +175,6 @@ def write_zip(campaign: Campaign, images: Sequence[GeneratedImage], out: IO[byte
                     )
                     % {"id": image.pk, "recorded": image.sha256, "read": digest.hexdigest()}
                 )
-            names.append(name)
             rows.append(_manifest_row(name, image, approvals[image.pk]))
         archive.writestr(_manifest_info("manifest.csv"), _manifest_csv(rows), zipfile.ZIP_DEFLATED)
         archive.writestr(
@@ -194,10 +190,7 @@ def write_zip(campaign: Campaign, images: Sequence[GeneratedImage], out: IO[byte
             ),
             zipfile.ZIP_DEFLATED,
         )
-    return Written(image_ids=[image.pk for image in images], names=[*names, *_MANIFESTS])
-
-
-_MANIFESTS = ["manifest.csv", "manifest.json"]
+    return Written(image_ids=[image.pk for image in images])
 
 
 def _manifest_row(
