@@ -12,6 +12,7 @@ BENCHMARKS = [
     ["benchmarks.drain", "--provider", "wave"],
     ["benchmarks.webhooks"],
     ["benchmarks.admin_changelist"],
+    ["benchmarks.export"],
 ]
 
 failed = 0

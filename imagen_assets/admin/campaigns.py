@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 
 from imagen_assets import services
 from imagen_assets.admin.base import ImagenMedia, images_changelist_url
+from imagen_assets.admin.exports import CampaignExportsMixin
 from imagen_assets.forms import CampaignAdminForm, GenerateImagesForm
 from imagen_assets.models import Campaign, CampaignQuerySet
 from imagen_assets.templatetags.imagen_admin import (
@@ -55,7 +56,7 @@ class AnnotatedCampaign(Protocol):
     committed: Decimal
 
 
-class CampaignAdmin(CampaignModelAdmin):
+class CampaignAdmin(CampaignExportsMixin, CampaignModelAdmin):
     """Campaigns: counts and spend in the list, summary and gallery on the page, and the
     page that asks for images at a price shown first."""
 
