@@ -197,7 +197,6 @@ class WarningCheckTests:
     def test_no_w003_for_a_local_origin(self, settings, url):
         assert run(settings, **imagen_settings(WEBHOOK_BASE_URL=url)) == []
 
-
     def test_w004_notifications_on_without_site_url(self, settings):
         messages = run(settings, **imagen_settings(SITE_URL=None))
 
