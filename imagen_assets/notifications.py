@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,6 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from redis.exceptions import RedisError
 
 from imagen_assets import conf, queueing, review
 from imagen_assets.activity import Verb
@@ -119,7 +118,7 @@ class Notice:
     #: A user never mailed about this step (a comment's author).
     never: Any = None
     #: Undoes the summary's claim if the message could not be sent.
-    release: Any = None
+    release: Callable[[], object] | None = None
 
 
 def _submitted(row: Activity) -> Notice | None:
@@ -308,7 +307,7 @@ def _addresses(users: Iterable[Any], *, never: Any = None) -> list[str]:
     return result
 
 
-def _claim_summary(task_id: int, images: list[GeneratedImage]) -> Any:
+def _claim_summary(task_id: int, images: list[GeneratedImage]) -> Callable[[], object] | None:
     """Claim the summary of request ``task_id`` as decided now; a function undoing the
     claim, or None when another job claimed it first.
 
@@ -318,16 +317,7 @@ def _claim_summary(task_id: int, images: list[GeneratedImage]) -> Any:
     """
     rounds = ",".join(f"{image.pk}.{image.review_round}" for image in images)
     digest = hashlib.sha256(rounds.encode()).hexdigest()[:16]
-    key = SUMMARY_KEY.format(task=task_id, rounds=digest)
-    try:
-        connection = queueing.get_queue().connection
-        if not connection.set(key, "1", nx=True, ex=SUMMARY_KEY_TTL):
-            return None
-    except RedisError as exc:
-        # Without Redis the job itself could not have run; say so and send nothing twice.
-        logger.error("Could not claim the summary of task %s (%s)", task_id, type(exc).__name__)
-        return None
-    return lambda: connection.delete(key)
+    return queueing.claim_once(SUMMARY_KEY.format(task=task_id, rounds=digest), SUMMARY_KEY_TTL)
 
 
 # -- the message --------------------------------------------------------------------------
