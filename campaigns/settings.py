@@ -104,6 +104,21 @@ CACHES = {
     )
 }
 
+# E-mail (the workflow's notifications): SMTP when EMAIL_HOST is set, else the console
+# backend, so `make demo` shows every message in the worker's log.
+EMAIL_HOST = env("EMAIL_HOST")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_PORT = int(env("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = env("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
+# A mail server that stops answering fails the job instead of holding the worker.
+EMAIL_TIMEOUT = 30
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "webmaster@localhost")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -181,6 +196,7 @@ def imagen_assets_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         "WEBHOOK_BASE_URL": environ.get("IMAGEN_WEBHOOK_BASE_URL") or None,
         "STORAGE": "imagen" if environ.get("IMAGEN_STORAGE") == "s3" else "default",
         "DOWNLOAD_ALLOW_HOSTS": [h.strip() for h in allow_hosts.split(",") if h.strip()],
+        "SITE_URL": environ.get("IMAGEN_SITE_URL") or None,
     }
 
 

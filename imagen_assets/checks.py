@@ -131,4 +131,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     id=ID + "W003",
                 )
             )
+    if conf.get("NOTIFICATIONS") and not conf.get("SITE_URL"):
+        errors.append(
+            checks.Warning(
+                "Notifications are on but IMAGEN_ASSETS['SITE_URL'] is not set; e-mail will "
+                "say 'open the admin' without a link.",
+                hint=(
+                    "Set SITE_URL to the site's public address, e.g. "
+                    "'https://marketing.example.com', or NOTIFICATIONS to False."
+                ),
+                id=ID + "W004",
+            )
+        )
     return errors

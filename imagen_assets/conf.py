@@ -48,6 +48,12 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_TOLERANCE": 300,
     # Largest number of images one request (admin form or CLI) may ask for.
     "MAX_IMAGES_PER_REQUEST": 100,
+    # E-mail about the approval workflow (imagen_assets.notifications), sent by RQ jobs.
+    "NOTIFICATIONS": True,
+    # The site's public address, e.g. "https://marketing.example.com", for links in mail
+    # (not WEBHOOK_BASE_URL, which may be an origin only providers reach). None: mail says
+    # "open the admin" without a link (check W004).
+    "SITE_URL": None,
 }
 
 

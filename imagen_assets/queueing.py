@@ -128,3 +128,20 @@ def _reconcile_pending(queue: Queue) -> bool:
         JobStatus.STARTED,
         JobStatus.DEFERRED,
     )
+
+
+# -- claims ----------------------------------------------------------------------------------
+
+
+def claim_once(key: str, ttl: int) -> Callable[[], object] | None:
+    """Claim ``key`` in Redis for ``ttl`` seconds, atomically: of all jobs asking, exactly
+    one gets a function that gives the claim back (to call when its work failed); the
+    others, or anyone while Redis is unreachable, get None."""
+    try:
+        connection = get_queue().connection
+        if not connection.set(key, "1", nx=True, ex=ttl):
+            return None
+    except RedisError as exc:
+        logger.error("Could not claim %s (%s)", key, type(exc).__name__)
+        return None
+    return lambda: connection.delete(key)

@@ -1,5 +1,5 @@
 """Housekeeping receivers: an approved image cannot be deleted; a deleted image takes its
-files with it, once the delete commits."""
+files with it, once the delete commits; a step of the workflow queues its e-mail."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from django.db.models import ProtectedError, QuerySet
 from django.db.models.signals import post_delete, pre_delete
 from django.dispatch import receiver
 
-from imagen_assets.models import GeneratedImage
+from imagen_assets import notifications, signals
+from imagen_assets.models import Activity, GeneratedImage
 from imagen_assets.status import ReviewStatus
 from imagen_assets.storage import delete_files
 
@@ -47,3 +48,8 @@ def delete_image_files(
     names = [name for name in (instance.file.name, instance.thumbnail.name) if name]
     if names:
         transaction.on_commit(lambda: delete_files(names))
+
+
+signals.activity_recorded.connect(
+    notifications.queue_for_activity, sender=Activity, dispatch_uid="imagen_assets_notify"
+)

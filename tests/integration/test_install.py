@@ -50,6 +50,7 @@ IMAGEN_ASSETS = {
         "BACKEND": "imagen_assets.providers.wavespeed.WaveSpeedProvider",
         "OPTIONS": {"API_KEY": "k", "WEBHOOK_SECRET": "whsec_abc"},
     }},
+    "SITE_URL": "https://marketing.example.com",
 }
 """
 

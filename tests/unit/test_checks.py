@@ -37,8 +37,13 @@ class CleanConfigurationTests:
         messages = check_settings()
 
         assert [m for m in messages if m.level >= django_checks.ERROR] == []
-        # Wave and WaveSpeed simply have no key yet: a warning each, not an error.
-        assert sorted(ids(messages)) == ["imagen_assets.W001", "imagen_assets.W001"]
+        # Wave and WaveSpeed simply have no key yet: a warning each, not an error; mail
+        # would have no links until IMAGEN_SITE_URL is set.
+        assert sorted(ids(messages)) == [
+            "imagen_assets.W001",
+            "imagen_assets.W001",
+            "imagen_assets.W004",
+        ]
 
     def test_the_example_site_as_loaded_has_no_errors(self, settings):
         from campaigns import settings as site
@@ -55,6 +60,7 @@ class CleanConfigurationTests:
             "IMAGEN_WAVESPEED_WEBHOOK_SECRET": "whsec_x",
             "IMAGEN_WEBHOOK_BASE_URL": "https://marketing.example.com",
             "IMAGEN_DEFAULT_PROVIDER": "wavespeed",
+            "IMAGEN_SITE_URL": "https://marketing.example.com",
         }
         settings.IMAGEN_ASSETS = imagen_assets_from_env(env)
         settings.STORAGES = storages_from_env(env)
@@ -190,6 +196,15 @@ class WarningCheckTests:
     @pytest.mark.parametrize("url", ["http://127.0.0.1:8000", "http://localhost:8000"])
     def test_no_w003_for_a_local_origin(self, settings, url):
         assert run(settings, **imagen_settings(WEBHOOK_BASE_URL=url)) == []
+
+    def test_w004_notifications_on_without_site_url(self, settings):
+        messages = run(settings, **imagen_settings(SITE_URL=None))
+
+        assert ids(messages) == ["imagen_assets.W004"]
+        assert "SITE_URL" in messages[0].msg
+
+    def test_no_w004_with_notifications_off(self, settings):
+        assert run(settings, **imagen_settings(SITE_URL=None, NOTIFICATIONS=False)) == []
 
 
 class SecretHygieneTests:

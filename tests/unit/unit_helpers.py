@@ -47,6 +47,7 @@ def imagen_settings(**overrides: Any) -> dict[str, Any]:
         },
         "WEBHOOK_BASE_URL": None,
         "DOWNLOAD_ALLOW_HOSTS": [CDN_HOST],
+        "SITE_URL": "https://marketing.example.com",
     }
     config.update(overrides)
     return config
