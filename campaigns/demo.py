@@ -108,6 +108,8 @@ def demo_env(redis_url: str) -> dict[str, str]:
     env.setdefault("MEDIA_ROOT", str(RUN_DIR / "media"))
     env.setdefault("IMAGEN_SANDBOX_URL", sandbox)
     env.setdefault("IMAGEN_WEBHOOK_BASE_URL", f"http://127.0.0.1:{WEB_PORT}")
+    # Links in the mail the demo prints to the worker's log.
+    env.setdefault("IMAGEN_SITE_URL", f"http://127.0.0.1:{WEB_PORT}")
     env.setdefault("IMAGEN_DOWNLOAD_ALLOW_HOSTS", "127.0.0.1,localhost")
     # Without real keys, the two real providers talk to the sandbox too.
     if not env.get("IMAGEN_WAVE_API_KEY"):
