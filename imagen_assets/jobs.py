@@ -329,22 +329,33 @@ def complete(task_id: int) -> Outcome:
     # until TASK_TIMEOUT after the provider finished: the image is paid for.
     finished_at = task.completed_at or now
     give_up = now - finished_at > timedelta(seconds=conf.get("TASK_TIMEOUT"))
-    for image, result in zip(todo, results, strict=True):
-        output = outputs[image.index]
-        if isinstance(result, NotStored):
-            if result.transient and not give_up:
-                retrying += lifecycle.note_image_retry(
-                    image.pk, f"{result.error} Trying again shortly."
-                )
+    pending = list(zip(todo, results, strict=True))
+    try:
+        while pending:
+            image, result = pending[0]
+            output = outputs[image.index]
+            if isinstance(result, NotStored):
+                if result.transient and not give_up:
+                    retrying += lifecycle.note_image_retry(
+                        image.pk, f"{result.error} Trying again shortly."
+                    )
+                else:
+                    lifecycle.finish_image(
+                        image.pk, source_url=output.url, nsfw=output.nsfw, error=result.error
+                    )
+            elif lifecycle.finish_image(
+                image.pk, source_url=output.url, nsfw=output.nsfw, stored=result
+            ):
+                stored += 1
             else:
-                lifecycle.finish_image(
-                    image.pk, source_url=output.url, nsfw=output.nsfw, error=result.error
-                )
-            continue
-        if lifecycle.finish_image(image.pk, source_url=output.url, nsfw=output.nsfw, stored=result):
-            stored += 1
-        else:
-            discard(result)
+                discard(result)
+            pending.pop(0)
+    finally:
+        # Recording failed part-way (the database went away): the files nobody recorded
+        # go, and the image stays open for the next run.
+        for _image, result in pending:
+            if not isinstance(result, NotStored):
+                discard(result)
     logger.info("Task %s: stored %d image(s), %d withheld", task_id, stored, len(missing))
     if retrying:
         elapsed = (now - finished_at).total_seconds()
@@ -445,8 +456,8 @@ def reconcile(reschedule: bool = False) -> dict[str, int]:
     return counts
 
 
-#: Every job the app queues, for ``GeneratedImage`` work: submit, poll, complete,
-#: process_webhook, reconcile.
+#: The jobs (submit, poll, complete, process_webhook, reconcile) and the outcome types
+#: they return.
 __all__ = [
     "Did",
     "Outcome",

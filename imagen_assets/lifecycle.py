@@ -1,11 +1,12 @@
 """Every status change of a task and its images: the pipeline's one state machine.
 
-Nothing else writes ``GenerationTask.status`` or ``GeneratedImage.status``. Each function
-is one guarded conditional update (``UPDATE ... WHERE <the state it leaves>``) or one
-locked read-modify-write, so two runs racing on a row (a webhook and a poll, a retried job
-and the reconciler) cannot both move it, and a row never moves backwards. Each returns
-whether it moved anything. The public :mod:`imagen_assets.signals` are sent after the
-change commits.
+Nothing else writes ``GenerationTask.status`` or ``GeneratedImage.status``, so two runs
+racing on a row (a webhook and a poll, a retried job and the reconciler) cannot both move
+it, and a row never moves backwards. The public :mod:`imagen_assets.signals` are sent
+after the change commits, once per change.
+
+Each function either changes rows under a guard (``UPDATE ... WHERE`` the state it
+leaves, or rows locked first) or changes nothing; what it returns says what moved.
 
 The legal transitions (the vocabulary is in :mod:`imagen_assets.status`)::
 
@@ -141,7 +142,7 @@ def fail_task(task_id: int, message: str, code: str = "", *, cancelled: bool = F
             updated_at=now,
         )
         if updated:
-            _end_open_images(task_id, status, message, now)
+            _images_follow(task_id, status, message, now)
     if updated:
         logger.warning("Task %s %s: %s", task_id, status, message)
     return bool(updated)
@@ -181,7 +182,7 @@ def apply_state(task_id: int, state: ProviderTask, *, counted_poll: bool) -> Gen
             )
         task.save()
         if state.status in IMAGE_STATUS_FOR_TASK:
-            _end_open_images(task_id, state.status, task.error_message, now)
+            _images_follow(task_id, state.status, task.error_message, now)
     return task
 
 
@@ -191,20 +192,21 @@ def _delivered_cost(task: GenerationTask, state: ProviderTask) -> Decimal:
     return per_image * min(len(state.outputs), task.num_images)
 
 
-def _end_open_images(task_id: int, status: TaskStatus, message: str, now: datetime) -> None:
-    """Move the task's open images to the status that follows ``status``; inside the
-    caller's transaction. ``processing`` only starts queued images and keeps no message."""
+def _images_follow(task_id: int, status: TaskStatus, message: str, now: datetime) -> None:
+    """Move the task's open images to the status that follows the task's ``status``
+    (:data:`IMAGE_STATUS_FOR_TASK`), inside the caller's transaction: ``processing`` starts
+    queued images; an ending fails or cancels them, logged and signalled on commit."""
     image_status = IMAGE_STATUS_FOR_TASK[status]
     images = GeneratedImage.objects.filter(task_id=task_id, status__in=OPEN_IMAGE_STATUSES)
     if image_status == ImageStatus.PROCESSING:
         images.filter(status=ImageStatus.QUEUED).update(status=image_status, updated_at=now)
         return
-    rows = list(images.values_list("pk", "campaign_id"))
+    rows = list(images.select_for_update().values_list("pk", "campaign_id"))
     ids = [pk for pk, _campaign in rows]
     images.filter(pk__in=ids).update(status=image_status, error_message=message, updated_at=now)
     if rows:
         activity.record_system(rows[0][1], activity.Verb.FAILED, ids, note=message)
-    _on_commit_send(
+    signals.send_on_commit(
         signals.task_failed,
         GenerationTask,
         task_id=task_id,
@@ -212,7 +214,7 @@ def _end_open_images(task_id: int, status: TaskStatus, message: str, now: dateti
         reason=message,
     )
     for image_id in ids:
-        _on_commit_send(
+        signals.send_on_commit(
             signals.image_failed,
             GeneratedImage,
             image_id=image_id,
@@ -246,10 +248,12 @@ def withhold_images(image_ids: Sequence[int], message: str) -> int:
     its safety filter). Returns how many moved."""
     now = timezone.now()
     with transaction.atomic():
+        # Locked: a second run racing on the same images (a webhook and a poll) waits,
+        # then finds them no longer open, and neither logs nor signals them again.
         rows = list(
-            GeneratedImage.objects.filter(
-                pk__in=image_ids, status__in=OPEN_IMAGE_STATUSES
-            ).values_list("pk", "campaign_id")
+            GeneratedImage.objects.select_for_update()
+            .filter(pk__in=image_ids, status__in=OPEN_IMAGE_STATUSES)
+            .values_list("pk", "campaign_id")
         )
         moved = [pk for pk, _campaign in rows]
         GeneratedImage.objects.filter(pk__in=moved, status__in=OPEN_IMAGE_STATUSES).update(
@@ -258,7 +262,7 @@ def withhold_images(image_ids: Sequence[int], message: str) -> int:
         if rows:
             activity.record_system(rows[0][1], activity.Verb.FAILED, moved, note=message)
         for image_id in moved:
-            _on_commit_send(
+            signals.send_on_commit(
                 signals.image_failed,
                 GeneratedImage,
                 image_id=image_id,
@@ -335,7 +339,7 @@ def finish_image(
         if won and stored is not None:
             transaction.on_commit(lambda: _send_ready(image_id))
         elif won:
-            _on_commit_send(
+            signals.send_on_commit(
                 signals.image_failed,
                 GeneratedImage,
                 image_id=image_id,
@@ -351,8 +355,3 @@ def _send_ready(image_id: int) -> None:
     image = GeneratedImage.objects.filter(pk=image_id).first()
     if image is not None:
         signals.image_ready.send_robust(GeneratedImage, image=image)
-
-
-def _on_commit_send(signal: Any, sender: type[Any], **kwargs: Any) -> None:
-    if signal.has_listeners(sender):
-        transaction.on_commit(lambda: signal.send_robust(sender, **kwargs))

@@ -61,7 +61,10 @@ class Outcome:
 
     def __str__(self) -> str:
         text = self._text()
-        return f"{text}; {self.then}" if self.then is not None else text
+        if self.then is None:
+            return text
+        # "re-read: status processing" (what the re-read did), "applied succeeded; stored 1"
+        return f"{text}{':' if self.did is Did.REREAD else ';'} {self.then}"
 
     def _text(self) -> str:
         match self.did:
@@ -73,6 +76,8 @@ class Outcome:
                 return f"retrying in {self.delay:.1f} s"
             case Did.READ:
                 return f"status {self.detail}"
+            case Did.READ_FAILED:
+                return f"read failed, retrying: {self.detail}"
             case Did.STORED:
                 counts = f"stored {self.stored}, withheld {self.withheld}"
                 return f"{counts}, retrying {self.retrying}" if self.retrying else counts
@@ -84,8 +89,3 @@ class Outcome:
                 return "re-read"
             case _:
                 return f"{self.did} {self.detail}" if self.detail else str(self.did)
-
-    @property
-    def stored_total(self) -> int:
-        """Images this run and the runs it went on to stored."""
-        return self.stored + (self.then.stored_total if self.then is not None else 0)

@@ -31,9 +31,11 @@ def protect_approved_image(
     direct = origin is instance or (isinstance(origin, QuerySet) and origin.model is GeneratedImage)
     if instance.review_status == ReviewStatus.APPROVED or (
         direct
-        and GeneratedImage.objects.filter(
-            pk=instance.pk, review_status=ReviewStatus.APPROVED
-        ).exists()
+        # Locked: an approval committing meanwhile waits for this delete, then finds no
+        # image; one that committed first is seen here.
+        and GeneratedImage.objects.select_for_update()
+        .filter(pk=instance.pk, review_status=ReviewStatus.APPROVED)
+        .exists()
     ):
         raise ProtectedError(
             f"Image #{instance.pk} is approved and cannot be deleted; revoke its approval first.",

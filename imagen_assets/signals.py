@@ -25,7 +25,9 @@ change that rolled back), with ``sender`` the model class:
 ``export_ready``
     A zip of a campaign's approved images was built. Arguments: ``export``.
 ``activity_recorded``
-    Any row of the activity log (what notifications listen to). Arguments: ``activity``.
+    A row of the activity log recorded for a person's step (what notifications listen
+    to); not for what the pipeline logs on its own (images ready or failed). Arguments:
+    ``activity``.
 
 Receivers run in the worker that made the change; an exception in one is logged and does
 not undo the change or stop the other receivers.
@@ -33,6 +35,9 @@ not undo the change or stop the other receivers.
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.db import transaction
 from django.dispatch import Signal
 
 image_ready = Signal()
@@ -44,3 +49,10 @@ image_revoked = Signal()
 campaign_status_changed = Signal()
 export_ready = Signal()
 activity_recorded = Signal()
+
+
+def send_on_commit(signal: Signal, sender: type[Any], **kwargs: Any) -> None:
+    """Send ``signal`` once the current transaction commits (at once outside one); nothing
+    for a change that rolls back. Free when nobody listens."""
+    if signal.has_listeners(sender):
+        transaction.on_commit(lambda: signal.send_robust(sender, **kwargs))

@@ -23,6 +23,7 @@ callback, :meth:`~Provider.receive_webhook`, which fixes the order of
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from decimal import Decimal
 from enum import Enum
 from typing import Any, ClassVar
@@ -87,6 +88,14 @@ class Provider(HTTPBackend):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         name = f"{cls.__module__}.{cls.__qualname__}"
+        for retired in ("callback_needs_token", "signs_webhooks"):
+            if retired in vars(cls):
+                # Silently ignoring it would change how the provider's callbacks are
+                # checked (a token URL becoming a plain one).
+                raise TypeError(
+                    f"{name}: {retired} is replaced by webhook_auth = WebhookAuth.URL_TOKEN "
+                    "or WebhookAuth.SIGNATURE."
+                )
         if not cls.required_options <= cls.option_names:
             raise TypeError(f"{name}: required_options must be among option_names.")
         if not set(cls.default_options) <= cls.option_names:
@@ -219,7 +228,10 @@ class Provider(HTTPBackend):
         self.verify_webhook(headers, body)
         notice = self.parse_webhook(headers, body)
         if expected_task_id and notice.task_id and notice.task_id != expected_task_id:
-            raise WebhookError("callback naming another task than its URL", 400)
+            raise WebhookError("task id does not match this callback URL", 400)
+        if self.webhook_auth is WebhookAuth.URL_TOKEN and notice.task is not None:
+            # An unsigned body proves nothing: it can only be a hint to read the task.
+            notice = replace(notice, task=None)
         return notice
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> None:
