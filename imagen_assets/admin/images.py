@@ -304,7 +304,8 @@ class GeneratedImageAdmin(ImageModelAdmin):
         obj: GeneratedImage | None = None,
     ) -> HttpResponse:
         if obj is not None:
-            ready = obj.status == GeneratedImage.Status.SUCCEEDED
+            # Approve and reject are offered while the round is open (a revoke reopens it).
+            ready = obj.review_status == ReviewStatus.PENDING and obj.is_reviewable
             context.update(
                 {
                     "image": obj,

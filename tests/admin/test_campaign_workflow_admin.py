@@ -220,7 +220,10 @@ class ImagePageTests:
         client.force_login(reviewer)
         assert "imagen-revoke-button" not in client.get(change_url(image)).content.decode()
         assert client.post(f"{IMAGES}{image.pk}/revoke/", {"note": "x"}).status_code == 403
-        assert "imagen-revoke-button" in admin_client.get(change_url(image)).content.decode()
+        html = admin_client.get(change_url(image)).content.decode()
+        assert "imagen-revoke-button" in html
+        # A decided round takes no more approvals or rejections: only a revoke reopens it.
+        assert "imagen-approve-button" not in html
         response = admin_client.post(f"{IMAGES}{image.pk}/revoke/", {"note": ""})
         assert messages_of(response) == [f"Say why the review of image #{image.pk} is revoked."]
         admin_client.get(change_url(image))

@@ -154,13 +154,23 @@
     });
 
     // Back from a decision: start on the request the page returned to, else the first image.
-    var start = 0;
-    if (location.hash) {
-        var section = document.getElementById(location.hash.slice(1));
-        var first = section && section.querySelector("[data-imagen-variant]");
-        if (first) {
-            start = variants.indexOf(first);
+    // After "load": the browser's own scroll to the #fragment would otherwise take the focus.
+    function start() {
+        var index = 0;
+        if (location.hash) {
+            var section = document.getElementById(location.hash.slice(1));
+            var first = section && section.querySelector("[data-imagen-variant]");
+            if (first) {
+                index = variants.indexOf(first);
+            }
+        }
+        if (document.activeElement === document.body || !document.activeElement) {
+            select(index, false);
         }
     }
-    select(start, false);
+    if (document.readyState === "complete") {
+        start();
+    } else {
+        window.addEventListener("load", function () { window.setTimeout(start, 0); });
+    }
 }());
