@@ -80,6 +80,8 @@ class MarketerAdminFlowTests:
             brand_prompt="Pastel palette.",
             default_aspect_ratio="16:9",
             budget=50,
+            # One marketer asks for the images and reviews them: four eyes off.
+            allow_self_approval=True,
         )
         page = browser_page
         page.goto(f"{live_server.url}/admin/")
