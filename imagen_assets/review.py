@@ -26,12 +26,12 @@ image already decided refuses further decisions. A campaign::
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -42,6 +42,7 @@ from imagen_assets.models import (
     Comment,
     Export,
     GeneratedImage,
+    ImageQuerySet,
     ReviewDecision,
     ShareLink,
 )
@@ -563,18 +564,115 @@ def _send_on_commit(signal: Any, sender: type[Any], **kwargs: Any) -> None:
         transaction.on_commit(send)
 
 
+# -- what waits for whom, and what may be done next --------------------------------------------
+
+
+def waiting_for(actor: Actor, *, campaign: Campaign | int | None = None) -> ImageQuerySet:
+    """The images waiting for ``actor``'s decision: the one rule of the review screen and of
+    the admin index count.
+
+    Ready images pending in their current round, in campaigns that are not archived, where
+    ``actor`` is an eligible reviewer (:func:`may_review`, judged in SQL for every
+    campaign at once), has not decided in this round, and did not request the image unless
+    its campaign allows self-approval. An outside reviewer (no user) has only the campaign
+    of their link, which must be given. One query, whatever the number of campaigns.
+    """
+    images = GeneratedImage.objects.pending_review().exclude(
+        campaign__status=CampaignStatus.ARCHIVED
+    )
+    if campaign is not None:
+        images = images.filter(campaign=campaign)
+    mine = ReviewDecision.objects.filter(
+        image=OuterRef("pk"),
+        round=OuterRef("review_round"),
+        reviewer_label=actor.label,
+        decision__in=[Decision.APPROVE, Decision.REJECT],
+    )
+    images = images.exclude(Exists(mine))
+    user = actor.user
+    if user is None:
+        return images if actor.email and campaign is not None else images.none()
+    if not (user.is_active and user.has_perm(PERM_APPROVE)):
+        return images.none()
+    # Group membership applies to superusers too (docs/workflow.md, "Who").
+    return images.filter(
+        Q(campaign__reviewer_group__isnull=True)
+        | Q(campaign__reviewer_group__in=user.groups.values("pk"))
+    ).filter(Q(campaign__allow_self_approval=True) | ~Q(task__requested_by=user))
+
+
+def round_decisions(image: GeneratedImage) -> QuerySet[ReviewDecision]:
+    """The approve and reject decisions of ``image``'s current round, oldest first."""
+    return _decisions(image)
+
+
+def keep(image_id: int, others: Iterable[int], actor: Actor, *, note: str) -> GeneratedImage:
+    """Approve ``image_id`` and reject each of ``others`` with ``note``, all or nothing.
+
+    "Keep this one, reject the others" of a request's variants: one transaction, so a
+    refusal of any decision (:func:`decide`'s rules) leaves every image as it was.
+    """
+    note = (note or "").strip()
+    rejected = [pk for pk in dict.fromkeys(others) if pk != image_id]
+    if rejected and not note:
+        raise ReviewError(_("Say why the other images are rejected."))
+    with transaction.atomic():
+        kept = decide(image_id, Decision.APPROVE, actor)
+        for pk in rejected:
+            decide(pk, Decision.REJECT, actor, note=note)
+    return kept
+
+
+#: The campaign steps, each with the states it starts from (the diagram at the top).
+STEPS_FROM: dict[str, tuple[CampaignStatus, ...]] = {
+    "submit": (CampaignStatus.DRAFT, CampaignStatus.CHANGES_REQUESTED),
+    "sign_off": (CampaignStatus.IN_REVIEW,),
+    "request_changes": (CampaignStatus.IN_REVIEW,),
+    "archive": (
+        CampaignStatus.DRAFT,
+        CampaignStatus.IN_REVIEW,
+        CampaignStatus.CHANGES_REQUESTED,
+        CampaignStatus.APPROVED,
+    ),
+    "reopen": (CampaignStatus.ARCHIVED, CampaignStatus.APPROVED),
+}
+
+
+def available_steps(campaign: Campaign, actor: Actor) -> list[str]:
+    """The campaign steps ``actor`` may take from the campaign's current state, by state and
+    permission (what the admin offers as buttons). The step itself still checks the rest,
+    such as images still pending, and says why when it refuses."""
+    steps = []
+    for step, sources in STEPS_FROM.items():
+        if campaign.status not in sources:
+            continue
+        try:
+            if step in ("sign_off", "request_changes"):
+                _check_signoff(campaign, actor)
+            else:
+                _require(actor, PERM_CHANGE_CAMPAIGN, step)
+        except ReviewError:
+            continue
+        steps.append(step)
+    return steps
+
+
 __all__ = [
     "ReviewError",
     "archive",
+    "available_steps",
     "check_may_generate",
     "comment",
     "decide",
     "eligible_reviewers",
+    "keep",
     "may_review",
     "reopen",
     "request_changes",
     "revoke",
+    "round_decisions",
     "set_policy",
     "sign_off",
     "submit",
+    "waiting_for",
 ]

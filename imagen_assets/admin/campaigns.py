@@ -20,11 +20,13 @@ from django.urls import path, reverse
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from imagen_assets import services
+from imagen_assets import review, services
+from imagen_assets.activity import Actor
 from imagen_assets.admin.base import ImagenMedia, images_changelist_url
 from imagen_assets.admin.exports import CampaignExportsMixin
 from imagen_assets.forms import CampaignAdminForm, GenerateImagesForm
 from imagen_assets.models import Campaign, CampaignQuerySet
+from imagen_assets.status import CampaignStatus
 from imagen_assets.templatetags.imagen_admin import (
     link,
     money,
@@ -42,6 +44,21 @@ else:
     CampaignModelAdmin = admin.ModelAdmin
 
 GALLERY_SIZE = 12
+
+# -- workflow (wf-screen) --------------------------------------------------------------------
+#: The review policy's fields: saved only through review.set_policy.
+POLICY_FIELDS: list[Any] = ["required_approvals", "reviewer_group", "allow_self_approval"]
+#: The newest activity rows shown on a campaign's page.
+TIMELINE_SIZE = 50
+#: What each campaign step says once done.
+STEP_DONE = {
+    "submit": _("%(campaign)s submitted for review; its reviewers are told."),
+    "sign_off": _("%(campaign)s signed off: its approved images are ready for use."),
+    "request_changes": _("Changes requested on %(campaign)s."),
+    "archive": _("%(campaign)s archived."),
+    "reopen": _("%(campaign)s reopened as a draft."),
+}
+# -- end workflow ----------------------------------------------------------------------------
 
 
 class AnnotatedCampaign(Protocol):
@@ -63,6 +80,7 @@ class CampaignAdmin(CampaignExportsMixin, CampaignModelAdmin):
     form = CampaignAdminForm
     list_display = [
         "name",
+        "status_column",
         "image_total",
         "image_ready",
         "image_approved",
@@ -70,6 +88,7 @@ class CampaignAdmin(CampaignExportsMixin, CampaignModelAdmin):
         "spend",
         "created_at",
     ]
+    list_filter = ["status"]
     search_fields = ["name", "slug", "brief"]
     prepopulated_fields = {"slug": ["name"]}
     actions = ["generate_images"]
@@ -88,6 +107,21 @@ class CampaignAdmin(CampaignExportsMixin, CampaignModelAdmin):
         ),
         (_("Budget"), {"fields": ["budget"]}),
     ]
+    # On a campaign's page only: a new campaign starts with the default policy (one
+    # approval, anyone who may approve, four eyes).
+    policy_fieldsets = [
+        (
+            _("Review policy"),
+            {
+                "fields": POLICY_FIELDS,
+                "description": _(
+                    "Who reviews this campaign's images and how many must approve each. "
+                    "Changed only with the review policy permission, and not while the "
+                    "campaign is in review."
+                ),
+            },
+        ),
+    ]
     summary_fieldsets = [
         (_("Spend and images"), {"fields": ["summary", "gallery"]}),
     ]
@@ -95,7 +129,7 @@ class CampaignAdmin(CampaignExportsMixin, CampaignModelAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: Campaign | None = None) -> list[Any]:
         if obj is None:
             return self.fieldsets
-        return self.summary_fieldsets + self.fieldsets
+        return self.summary_fieldsets + self.fieldsets + self.policy_fieldsets
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
         return cast(CampaignQuerySet, super().get_queryset(request)).with_stats()
@@ -103,7 +137,92 @@ class CampaignAdmin(CampaignExportsMixin, CampaignModelAdmin):
     def save_model(self, request: HttpRequest, obj: Campaign, form: Any, change: bool) -> None:
         if not change and obj.created_by_id is None:
             obj.created_by_id = request.user.pk
+        # The policy is the review module's to change (its rules, its activity row): the
+        # form's values go through review.set_policy, never through this plain save.
+        policy = {
+            name: form.cleaned_data[name] for name in POLICY_FIELDS if name in form.changed_data
+        }
+        if not policy:
+            super().save_model(request, obj, form, change)
+            return
+        saved = Campaign.objects.get(pk=obj.pk)
+        obj.required_approvals = saved.required_approvals
+        obj.reviewer_group_id = saved.reviewer_group_id
+        obj.allow_self_approval = saved.allow_self_approval
         super().save_model(request, obj, form, change)
+        try:
+            review.set_policy(obj.pk, Actor.of(request.user), **policy)
+        except review.ReviewError as exc:
+            message = gettext("The review policy was not changed: %(reason)s")
+            self.message_user(request, message % {"reason": exc}, messages.ERROR)
+        else:
+            obj.refresh_from_db(fields=POLICY_FIELDS)
+
+    # -- workflow (wf-screen): the policy, the status, the steps, the timeline ------------
+
+    def may_change_policy(self, request: HttpRequest, obj: Campaign | None) -> bool:
+        """Whether the policy fields are editable: the permission, and not in review."""
+        if not request.user.has_perm(review.PERM_POLICY):
+            return False
+        return obj is not None and obj.status != CampaignStatus.IN_REVIEW
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))
+        if not self.may_change_policy(request, obj):
+            fields += POLICY_FIELDS
+        return fields
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_column(self, obj: Campaign) -> str:
+        return render_fragment("campaign_status_badge.html", {"campaign": obj})
+
+    def workflow_context(self, request: HttpRequest, obj: Campaign) -> dict[str, Any]:
+        """The campaign page's review panel (status, steps allowed now) and timeline."""
+        rows = obj.activity.order_by("-created_at", "-pk")
+        timeline = list(rows[: TIMELINE_SIZE + 1])
+        pending = obj.images.pending_review().count()
+        return {
+            "workflow_url": reverse("admin:imagen_assets_campaign_workflow", args=[obj.pk]),
+            "workflow_steps": review.available_steps(obj, Actor.of(request.user)),
+            "workflow_badge": render_fragment("campaign_status_badge.html", {"campaign": obj}),
+            "workflow_pending": pending,
+            "review_screen_url": reverse("admin:imagen_assets_generatedimage_review")
+            + f"?campaign={obj.pk}",
+            "timeline": timeline[:TIMELINE_SIZE],
+            "timeline_more": rows.count() - TIMELINE_SIZE if len(timeline) > TIMELINE_SIZE else 0,
+        }
+
+    def workflow_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """One campaign step from the page's review panel (POST ``step`` and ``note``),
+        through :mod:`imagen_assets.review`; says what happened, or why it was refused."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        campaign = self.get_object(request, unquote(object_id))
+        if campaign is None:
+            raise Http404(gettext("No campaign with this id."))
+        actor = Actor.of(request.user)
+        step = request.POST.get("step", "")
+        note = request.POST.get("note", "")
+        steps: dict[str, Any] = {
+            "submit": lambda: review.submit(campaign.pk, actor),
+            "sign_off": lambda: review.sign_off(campaign.pk, actor, note=note),
+            "request_changes": lambda: review.request_changes(campaign.pk, actor, note=note),
+            "archive": lambda: review.archive(campaign.pk, actor, note=note),
+            "reopen": lambda: review.reopen(campaign.pk, actor, note=note),
+        }
+        if step not in steps:
+            self.message_user(request, gettext("Nothing was done: unknown step."), messages.ERROR)
+        else:
+            try:
+                steps[step]()
+            except review.ReviewError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                done = STEP_DONE[step] % {"campaign": campaign}
+                self.message_user(request, done, messages.SUCCESS)
+        return redirect(reverse("admin:imagen_assets_campaign_change", args=[campaign.pk]))
+
+    # -- end workflow ------------------------------------------------------------------------
 
     # -- changelist columns ------------------------------------------------------------------
 
@@ -191,6 +310,8 @@ class CampaignAdmin(CampaignExportsMixin, CampaignModelAdmin):
             context["generate_url"] = reverse(
                 "admin:imagen_assets_campaign_generate", args=[obj.pk]
             )
+        if obj is not None:
+            context.update(self.workflow_context(request, obj))
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     # -- generate images ---------------------------------------------------------------------
@@ -205,6 +326,11 @@ class CampaignAdmin(CampaignExportsMixin, CampaignModelAdmin):
                 "<path:object_id>/generate/",
                 self.admin_site.admin_view(self.generate_view),
                 name="{}_{}_generate".format(*info),
+            ),
+            path(
+                "<path:object_id>/workflow/",
+                self.admin_site.admin_view(self.workflow_view),
+                name="{}_{}_workflow".format(*info),
             ),
             *super().get_urls(),
         ]

@@ -17,12 +17,14 @@ from django.urls import path, reverse
 from django.utils.translation import gettext, ngettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 
-from imagen_assets import services
+from imagen_assets import review, services
+from imagen_assets.activity import Actor
 from imagen_assets.admin.base import ImagenMedia, admin_link, fieldset_fields
+from imagen_assets.admin.review_screen import ReviewScreen
 from imagen_assets.forms import ApproveForm, RejectForm, provider_display_name
 from imagen_assets.models import GeneratedImage
 from imagen_assets.providers import provider_aliases
-from imagen_assets.status import Decision
+from imagen_assets.status import Decision, ReviewStatus
 from imagen_assets.templatetags.imagen_admin import (
     link,
     pixel_size,
@@ -61,6 +63,10 @@ REVIEWED_MANY = {
 }
 
 
+#: The newest activity rows shown on an image's page.
+TIMELINE_SIZE = 50
+
+
 def image_error(image: GeneratedImage) -> str:
     """The reason an image failed, in the provider's (already readable) words."""
     return image.error_message or image.task.error_message
@@ -86,6 +92,28 @@ class ProviderFilter(admin.SimpleListFilter):
         return queryset.filter(task__provider=value) if value else queryset
 
 
+class ReviewStatusFilter(admin.SimpleListFilter):
+    """Filter by review status, "Pending review" meaning exactly what waits for a decision:
+    ready images in an undecided round (``pending_review()``), never failed, withheld or
+    cancelled ones, whatever a hand-edited row says."""
+
+    title = _("review")
+    parameter_name = "review_status__exact"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return list(ReviewStatus.choices)
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[GeneratedImage]
+    ) -> QuerySet[GeneratedImage]:
+        value = self.value()
+        if value == ReviewStatus.PENDING:
+            return queryset.filter(
+                status=GeneratedImage.Status.SUCCEEDED, review_status=ReviewStatus.PENDING
+            )
+        return queryset.filter(review_status=value) if value else queryset
+
+
 class GeneratedImageAdmin(ImageModelAdmin):
     """Generated images: never edited by hand, only looked at and reviewed."""
 
@@ -99,7 +127,7 @@ class GeneratedImageAdmin(ImageModelAdmin):
         "created",
     ]
     list_display_links = ["thumbnail_column"]
-    list_filter = ["campaign", "status", "review_status", ProviderFilter]
+    list_filter = ["campaign", "status", ReviewStatusFilter, ProviderFilter]
     list_select_related = ["campaign", "task"]
     search_fields = ["task__prompt", "campaign__name"]
     ordering = ["-created_at", "-pk"]
@@ -167,11 +195,28 @@ class GeneratedImageAdmin(ImageModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Approved means frozen: revoke the approval first (docs/workflow.md).
+        if obj is not None and obj.review_status == ReviewStatus.APPROVED:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        """What deleting ``objs`` takes with it; approved images are listed as protected,
+        so the bulk delete shows them and deletes nothing."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        approved = [obj for obj in objs if obj.review_status == ReviewStatus.APPROVED]
+        protected = [*protected, *(admin_link(obj) for obj in approved)]
+        return deleted, counts, perms_needed, protected
+
     def has_approve_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("imagen_assets.approve_generatedimage")
 
     def has_reject_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("imagen_assets.reject_generatedimage")
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(review.PERM_REVOKE)
 
     # -- changelist columns ------------------------------------------------------------------
 
@@ -259,7 +304,8 @@ class GeneratedImageAdmin(ImageModelAdmin):
         obj: GeneratedImage | None = None,
     ) -> HttpResponse:
         if obj is not None:
-            ready = obj.status == GeneratedImage.Status.SUCCEEDED
+            # Approve and reject are offered while the round is open (a revoke reopens it).
+            ready = obj.review_status == ReviewStatus.PENDING and obj.is_reviewable
             context.update(
                 {
                     "image": obj,
@@ -277,15 +323,88 @@ class GeneratedImageAdmin(ImageModelAdmin):
                     ),
                     "approve_form": ApproveForm(auto_id="id_approve_%s"),
                     "reject_form": RejectForm(auto_id="id_reject_%s"),
+                    **self.workflow_context(request, obj),
                 }
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    # -- workflow: the round's decisions, comments, revoke, timeline -----------------------
+
+    def workflow_context(self, request: HttpRequest, image: GeneratedImage) -> dict[str, Any]:
+        """The image page's review box, comment thread and timeline."""
+        decided = image.review_status in (ReviewStatus.APPROVED, ReviewStatus.REJECTED)
+        decisions = list(review.round_decisions(image).select_related("reviewer"))
+        return {
+            "round_decisions": decisions,
+            "round_approvals": sum(row.decision == Decision.APPROVE for row in decisions),
+            "required_approvals": image.campaign.required_approvals,
+            "comments": list(image.comments.order_by("created_at", "pk")),
+            "comment_url": reverse("admin:imagen_assets_generatedimage_comment", args=[image.pk]),
+            "can_revoke": decided and self.has_revoke_permission(request),
+            "revoke_url": reverse("admin:imagen_assets_generatedimage_revoke", args=[image.pk]),
+            "timeline": list(image.activity.order_by("-created_at", "-pk")[:TIMELINE_SIZE]),
+            "review_screen_url": reverse("admin:imagen_assets_generatedimage_review")
+            + f"?campaign={image.campaign_id}",
+        }
+
+    def comment_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Add a comment to the image's thread (POST only), then go back to its page."""
+        return self.workflow_step(
+            request,
+            object_id,
+            lambda image, note: review.comment(image.pk, Actor.of(request.user), note),
+            gettext("Comment added."),
+        )
+
+    def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Revoke the image's review (POST only, a reason required): back to pending."""
+        if not self.has_revoke_permission(request):
+            raise PermissionDenied
+        return self.workflow_step(
+            request,
+            object_id,
+            lambda image, note: review.revoke(image.pk, Actor.of(request.user), note=note),
+            gettext("Review revoked: the image waits for review again, in a new round."),
+        )
+
+    def workflow_step(
+        self, request: HttpRequest, object_id: str, step: Any, done: str
+    ) -> HttpResponse:
+        """Run ``step(image, note)`` from a form on the image page and report it there:
+        ``done`` on success, the refusal's reason otherwise (nothing changed then)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        image = self.get_object(request, unquote(object_id))
+        if image is None:
+            raise Http404(gettext("No image with this id."))
+        try:
+            step(image, request.POST.get("note", ""))
+        except review.ReviewError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            self.message_user(request, done, messages.SUCCESS)
+        return redirect(reverse("admin:imagen_assets_generatedimage_change", args=[image.pk]))
 
     # -- review --------------------------------------------------------------------------------
 
     def get_urls(self) -> list[Any]:
         info = self.opts.app_label, self.opts.model_name
         return [
+            path(
+                "review/",
+                self.admin_site.admin_view(ReviewScreen(self).view),
+                name="{}_{}_review".format(*info),
+            ),
+            path(
+                "<path:object_id>/comment/",
+                self.admin_site.admin_view(self.comment_view),
+                name="{}_{}_comment".format(*info),
+            ),
+            path(
+                "<path:object_id>/revoke/",
+                self.admin_site.admin_view(self.revoke_view),
+                name="{}_{}_revoke".format(*info),
+            ),
             path(
                 "<path:object_id>/approve/",
                 self.admin_site.admin_view(self.approve_view),
