@@ -259,7 +259,7 @@ def request_export(campaign_id: int, actor: Actor) -> Export:
             campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         except Campaign.DoesNotExist:
             raise ReviewError(_("There is no campaign #%(id)d.") % {"id": campaign_id}) from None
-        review._require(actor, PERM_EXPORT, _("download the approved images of campaigns"))
+        review.require(actor, PERM_EXPORT, _("download the approved images of campaigns"))
         if not campaign.images.approved().exists():
             raise _nothing_approved(campaign)
         export = campaign.exports.filter(status=Export.Status.QUEUED).first()
@@ -351,7 +351,7 @@ def _finish(
             note=_("%(count)d approved image(s) in %(file)s")
             % {"count": len(rounds), "file": name},
         )
-        review._send_on_commit(signals.export_ready, Export, export=export)
+        signals.send_on_commit(signals.export_ready, Export, export=export)
     logger.info("Export %s ready: %s (%d bytes)", export_id, name, size)
     return str(export.status)
 

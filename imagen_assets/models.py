@@ -512,11 +512,19 @@ class ReviewDecision(models.Model):
         verbose_name_plural = _("review decisions")
         ordering = ["created_at", "pk"]
         constraints = [
-            # One approve or reject per reviewer per round, whatever the code above does.
+            # One approve or reject per reviewer per round, whatever the code above does:
+            # a user by id (renaming them does not make a second reviewer), an outside
+            # reviewer by address (stored lower-case).
             models.UniqueConstraint(
-                fields=["image", "round", "reviewer_label"],
-                condition=Q(decision__in=["approve", "reject"]),
+                fields=["image", "round", "reviewer"],
+                condition=Q(decision__in=["approve", "reject"], reviewer__isnull=False),
                 name="imagen_one_decision_per_round",
+            ),
+            models.UniqueConstraint(
+                fields=["image", "round", "reviewer_email"],
+                condition=Q(decision__in=["approve", "reject"], reviewer__isnull=True)
+                & ~Q(reviewer_email=""),
+                name="imagen_one_outside_decision_per_round",
             ),
         ]
         indexes = [models.Index(fields=["image", "round"], name="imagen_decision_round_idx")]

@@ -26,7 +26,7 @@ image already decided refuses further decisions. A campaign::
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -46,7 +46,12 @@ from imagen_assets.models import (
     ReviewDecision,
     ShareLink,
 )
-from imagen_assets.status import CampaignStatus, Decision, ImageStatus, ReviewStatus
+from imagen_assets.status import (
+    CLOSED_CAMPAIGN_STATUSES,
+    CampaignStatus,
+    Decision,
+    ReviewStatus,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,11 +83,18 @@ def may_review(actor: Actor, campaign: Campaign, *, permission: str = PERM_APPRO
     """Whether ``actor`` is an eligible reviewer of ``campaign`` holding ``permission``.
 
     A user needs the permission (superusers hold every one) and, when the campaign names a
-    reviewer group, its membership (superusers too). An outside reviewer is eligible for
-    the campaign of their link, which the caller has checked.
+    reviewer group, its membership (superusers too). An outside reviewer (an address) is
+    eligible for a campaign only while a link of theirs to it is active.
     """
     if actor.user is None:
-        return bool(actor.email)
+        return bool(actor.email) and (
+            ShareLink.objects.filter(
+                campaign=campaign,
+                email__iexact=actor.email,
+                revoked_at__isnull=True,
+                expires_at__gt=timezone.now(),
+            ).exists()
+        )
     user = actor.user
     return bool(user.is_active and user.has_perm(permission) and in_reviewer_group(user, campaign))
 
@@ -95,6 +107,14 @@ def eligible_reviewers(campaign: Campaign, *, excluding: Any = None) -> QuerySet
     if excluding is not None:
         users = users.exclude(pk=excluding.pk)
     return users.distinct()
+
+
+def same_reviewer(actor: Actor) -> Q:
+    """Decisions by ``actor``: a user by id (a renamed user stays one reviewer), an outside
+    reviewer by address."""
+    if actor.user is not None:
+        return Q(reviewer_id=actor.user_id)
+    return Q(reviewer__isnull=True, reviewer_email__iexact=actor.email)
 
 
 def _refuse(message: str, **params: Any) -> ReviewError:
@@ -146,7 +166,7 @@ def decide(
                 id=image.pk,
                 status=image.get_review_status_display().lower(),
             )
-        if _decisions(image).filter(reviewer_label=actor.label).exists():
+        if _decisions(image).filter(same_reviewer(actor)).exists():
             raise _refuse(_("You already decided on image #%(id)d in this round."), id=image.pk)
         if decision is Decision.REJECT and not note:
             raise _refuse(_("Say why the image is rejected."))
@@ -156,7 +176,7 @@ def decide(
             round=image.review_round,
             decision=decision,
             reviewer_id=actor.user_id,
-            reviewer_email=actor.email if actor.user is None else "",
+            reviewer_email=actor.email.lower() if actor.user is None else "",
             reviewer_label=actor.label[:254],
             note=note,
         )
@@ -184,7 +204,7 @@ def decide(
                 if status == ReviewStatus.APPROVED
                 else signals.image_rejected
             )
-            _send_on_commit(signal, GeneratedImage, image=image, decision=row)
+            signals.send_on_commit(signal, GeneratedImage, image=image, decision=row)
         activity.record(
             campaign,
             Verb.APPROVED if decision is Decision.APPROVE else Verb.REJECTED,
@@ -205,7 +225,7 @@ def revoke(image_id: int, actor: Actor, *, note: str) -> GeneratedImage:
         image = _locked_image(image_id)
         campaign = Campaign.objects.select_for_update().get(pk=image.campaign_id)
         image.campaign = campaign
-        _check_open_for_decisions(image, campaign)
+        _check_open_for_decisions(image, campaign, revoking=True)
         if actor.user is None or not may_review(actor, campaign, permission=PERM_REVOKE):
             raise _refuse(
                 _("%(who)s may not revoke reviews of %(campaign)s."),
@@ -254,7 +274,7 @@ def revoke(image_id: int, actor: Actor, *, note: str) -> GeneratedImage:
                 note=_("Back in review: the approval of image #%(id)d was revoked (%(why)s).")
                 % {"id": image.pk, "why": note},
             )
-        _send_on_commit(signals.image_revoked, GeneratedImage, image=image, decision=row)
+        signals.send_on_commit(signals.image_revoked, GeneratedImage, image=image, decision=row)
     return image
 
 
@@ -298,12 +318,20 @@ def _locked_image(image_id: int) -> GeneratedImage:
         raise _refuse(_("There is no image #%(id)d."), id=image_id) from None
 
 
-def _check_open_for_decisions(image: GeneratedImage, campaign: Campaign) -> None:
+def _check_open_for_decisions(
+    image: GeneratedImage, campaign: Campaign, *, revoking: bool = False
+) -> None:
     if campaign.status == CampaignStatus.ARCHIVED:
         raise _refuse(
             _("%(campaign)s is archived; nothing can be decided in it."), campaign=campaign
         )
-    if image.status != ImageStatus.SUCCEEDED:
+    # A signed-off set is frozen: only a revoke (which sends it back to review) touches it.
+    if campaign.status == CampaignStatus.APPROVED and not revoking:
+        raise _refuse(
+            _("%(campaign)s is signed off; revoke an approval or reopen it to review again."),
+            campaign=campaign,
+        )
+    if not image.is_reviewable:
         raise _refuse(
             _("Image #%(id)d is not ready (%(status)s); only finished images can be reviewed."),
             id=image.pk,
@@ -342,7 +370,7 @@ def submit(campaign_id: int, actor: Actor) -> Campaign:
     """``draft | changes_requested -> in_review``: the reviewers are told."""
     with transaction.atomic():
         campaign = _locked_campaign(campaign_id)
-        _require(actor, PERM_CHANGE_CAMPAIGN, _("submit campaigns for review"))
+        require(actor, PERM_CHANGE_CAMPAIGN, _("submit campaigns for review"))
         if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.CHANGES_REQUESTED):
             raise _refuse(
                 _(
@@ -352,7 +380,7 @@ def submit(campaign_id: int, actor: Actor) -> Campaign:
                 campaign=campaign,
                 status=campaign.get_status_display().lower(),
             )
-        if not campaign.images.filter(status=ImageStatus.SUCCEEDED).exists():
+        if not campaign.images.filter(status=GeneratedImage.Status.SUCCEEDED).exists():
             raise _refuse(_("%(campaign)s has no ready image to review yet."), campaign=campaign)
         excluding = None if campaign.allow_self_approval else actor.user
         available = eligible_reviewers(campaign, excluding=excluding).count()
@@ -366,9 +394,16 @@ def submit(campaign_id: int, actor: Actor) -> Campaign:
         )
         if available < campaign.required_approvals:
             raise _refuse(
-                _(
-                    "%(campaign)s needs %(required)d approvals per image but only "
-                    "%(available)d eligible reviewer(s) other than you exist."
+                (
+                    _(
+                        "%(campaign)s needs %(required)d approvals per image but only "
+                        "%(available)d eligible reviewer(s) other than you exist."
+                    )
+                    if excluding is not None
+                    else _(
+                        "%(campaign)s needs %(required)d approvals per image but only "
+                        "%(available)d eligible reviewer(s) exist."
+                    )
                 ),
                 campaign=campaign,
                 required=campaign.required_approvals,
@@ -393,6 +428,14 @@ def sign_off(campaign_id: int, actor: Actor, *, note: str = "") -> Campaign:
                 count=pending,
                 campaign=campaign,
             )
+        if campaign.images.unfinished().exists():
+            raise _refuse(
+                _(
+                    "%(campaign)s still has images being generated; sign it off once they "
+                    "are ready and reviewed."
+                ),
+                campaign=campaign,
+            )
         if not campaign.images.approved().exists():
             raise _refuse(_("%(campaign)s has no approved image."), campaign=campaign)
         _move(campaign, CampaignStatus.APPROVED, actor, Verb.SIGNED_OFF, note=(note or "").strip())
@@ -415,7 +458,7 @@ def archive(campaign_id: int, actor: Actor, *, note: str = "") -> Campaign:
     """Any state ``-> archived``: nothing more is generated or decided."""
     with transaction.atomic():
         campaign = _locked_campaign(campaign_id)
-        _require(actor, PERM_CHANGE_CAMPAIGN, _("archive campaigns"))
+        require(actor, PERM_CHANGE_CAMPAIGN, _("archive campaigns"))
         if campaign.status == CampaignStatus.ARCHIVED:
             raise _refuse(_("%(campaign)s is already archived."), campaign=campaign)
         _move(campaign, CampaignStatus.ARCHIVED, actor, Verb.ARCHIVED, note=(note or "").strip())
@@ -426,7 +469,7 @@ def reopen(campaign_id: int, actor: Actor, *, note: str = "") -> Campaign:
     """``archived | approved -> draft``; approved images stay approved."""
     with transaction.atomic():
         campaign = _locked_campaign(campaign_id)
-        _require(actor, PERM_CHANGE_CAMPAIGN, _("reopen campaigns"))
+        require(actor, PERM_CHANGE_CAMPAIGN, _("reopen campaigns"))
         if campaign.status not in (CampaignStatus.ARCHIVED, CampaignStatus.APPROVED):
             raise _refuse(
                 _(
@@ -452,7 +495,7 @@ def set_policy(
     ``reviewer_group``: a Group, None for anyone, or left out to keep it."""
     with transaction.atomic():
         campaign = _locked_campaign(campaign_id)
-        _require(actor, PERM_POLICY, _("change review policies"))
+        require(actor, PERM_POLICY, _("change review policies"))
         if campaign.status == CampaignStatus.IN_REVIEW:
             raise _refuse(
                 _("%(campaign)s is in review; its policy can change once it is decided."),
@@ -486,12 +529,26 @@ def set_policy(
                 "self": _("allowed") if campaign.allow_self_approval else _("not allowed"),
             },
         )
+        # Fewer approvals required: images that already hold enough are approved now,
+        # rather than pending forever (their reviewers cannot decide twice).
+        for image in campaign.images.pending_review().select_for_update():
+            if _derive(image, campaign) == ReviewStatus.APPROVED:
+                last = _decisions(image).order_by("-created_at", "-pk").first()
+                image.review_status = ReviewStatus.APPROVED
+                image.reviewed_by_id = last.reviewer_id if last else None
+                image.reviewed_at = last.created_at if last else timezone.now()
+                image.save(
+                    update_fields=["review_status", "reviewed_by", "reviewed_at", "updated_at"]
+                )
+                signals.send_on_commit(
+                    signals.image_approved, GeneratedImage, image=image, decision=last
+                )
     return campaign
 
 
 def check_open_for_generation(campaign: Campaign) -> None:
     """Refuse new images in an approved or archived campaign (a signed-off set is frozen)."""
-    if campaign.status in (CampaignStatus.APPROVED, CampaignStatus.ARCHIVED):
+    if campaign.status in CLOSED_CAMPAIGN_STATUSES:
         raise _refuse(
             _("%(campaign)s is %(status)s; reopen it to generate more images."),
             campaign=campaign,
@@ -501,7 +558,7 @@ def check_open_for_generation(campaign: Campaign) -> None:
 
 def check_may_generate(actor: Actor) -> None:
     """Refuse unless ``actor`` is an active user holding the generate permission."""
-    _require(actor, PERM_GENERATE, _("generate images"))
+    require(actor, PERM_GENERATE, _("generate images"))
 
 
 def _locked_campaign(campaign_id: int) -> Campaign:
@@ -511,7 +568,9 @@ def _locked_campaign(campaign_id: int) -> Campaign:
         raise _refuse(_("There is no campaign #%(id)d."), id=campaign_id) from None
 
 
-def _require(actor: Actor, permission: str, what: str) -> None:
+def require(actor: Actor, permission: str, what: str) -> None:
+    """Refuse (saying ``what`` may not be done) unless ``actor`` is an active user with
+    ``permission``."""
     if actor.user is None or not (actor.user.is_active and actor.user.has_perm(permission)):
         raise _refuse(_("%(who)s may not %(what)s."), who=actor.label, what=what)
 
@@ -548,7 +607,7 @@ def _move(
     campaign.status = new
     campaign.save(update_fields=["status", "updated_at"])
     activity.record(campaign, verb, actor, note=note)
-    _send_on_commit(
+    signals.send_on_commit(
         signals.campaign_status_changed,
         Campaign,
         campaign=campaign,
@@ -556,12 +615,6 @@ def _move(
         new=new,
         actor=actor.label,
     )
-
-
-def _send_on_commit(signal: Any, sender: type[Any], **kwargs: Any) -> None:
-    if signal.has_listeners(sender):
-        send: Callable[[], Any] = lambda: signal.send_robust(sender, **kwargs)  # noqa: E731
-        transaction.on_commit(send)
 
 
 # -- what waits for whom, and what may be done next --------------------------------------------
@@ -583,9 +636,9 @@ def waiting_for(actor: Actor, *, campaign: Campaign | int | None = None) -> Imag
     if campaign is not None:
         images = images.filter(campaign=campaign)
     mine = ReviewDecision.objects.filter(
+        same_reviewer(actor),
         image=OuterRef("pk"),
         round=OuterRef("review_round"),
-        reviewer_label=actor.label,
         decision__in=[Decision.APPROVE, Decision.REJECT],
     )
     images = images.exclude(Exists(mine))
@@ -650,7 +703,7 @@ def available_steps(campaign: Campaign, actor: Actor) -> list[str]:
             if step in ("sign_off", "request_changes"):
                 _check_signoff(campaign, actor)
             else:
-                _require(actor, PERM_CHANGE_CAMPAIGN, step)
+                require(actor, PERM_CHANGE_CAMPAIGN, step)
         except ReviewError:
             continue
         steps.append(step)

@@ -74,15 +74,6 @@ class Decision(models.TextChoices):
     #: Ends the round of an approved or rejected image and starts a new one.
     REVOKE = "revoke", _("Revoke")
 
-    @property
-    def review_status(self) -> ReviewStatus:
-        """The image's review status once this decision decides its round."""
-        return {
-            Decision.APPROVE: ReviewStatus.APPROVED,
-            Decision.REJECT: ReviewStatus.REJECTED,
-            Decision.REVOKE: ReviewStatus.PENDING,
-        }[self]
-
 
 class CampaignStatus(models.TextChoices):
     """A campaign's sign-off::

@@ -192,7 +192,7 @@ class Migration(migrations.Migration):
                 'verbose_name_plural': 'review decisions',
                 'ordering': ['created_at', 'pk'],
                 'indexes': [models.Index(fields=['image', 'round'], name='imagen_decision_round_idx')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('decision__in', ['approve', 'reject'])), fields=('image', 'round', 'reviewer_label'), name='imagen_one_decision_per_round')],
+                'constraints': [models.UniqueConstraint(condition=models.Q(('decision__in', ['approve', 'reject']), ('reviewer__isnull', False)), fields=('image', 'round', 'reviewer'), name='imagen_one_decision_per_round'), models.UniqueConstraint(condition=models.Q(('decision__in', ['approve', 'reject']), ('reviewer__isnull', True), models.Q(('reviewer_email', ''), _negated=True)), fields=('image', 'round', 'reviewer_email'), name='imagen_one_outside_decision_per_round')],
             },
         ),
         migrations.RunPython(derive_review_status, migrations.RunPython.noop),

@@ -12,10 +12,6 @@ pytestmark = pytest.mark.django_db
 
 
 class DecisionTests:
-    def test_each_decision_sets_its_review_status(self) -> None:
-        assert Decision.APPROVE.review_status == "approved"
-        assert Decision.REJECT.review_status == "rejected"
-
     def test_choices_have_labels(self) -> None:
         assert Decision.choices == [
             ("approve", "Approve"),

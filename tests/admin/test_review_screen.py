@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -10,11 +11,12 @@ import pytest
 from django.contrib.auth.models import Group
 from django.contrib.messages import get_messages
 from django.urls import reverse
+from django.utils import timezone
 
 from imagen_assets import review
 from imagen_assets.activity import Actor
 from imagen_assets.admin.review_screen import PER_PAGE
-from imagen_assets.models import Campaign, Comment, GeneratedImage, ReviewDecision
+from imagen_assets.models import Campaign, Comment, GeneratedImage, ReviewDecision, ShareLink
 from imagen_assets.status import CampaignStatus
 
 pytestmark = pytest.mark.django_db
@@ -125,6 +127,11 @@ class WaitingForTests:
         guest = Actor(email="guest@example.com")
         assert list(review.waiting_for(guest)) == []
         assert [i.pk for i in review.waiting_for(guest, campaign=campaign)] == [image.pk]
+        ShareLink.objects.create(
+            campaign=campaign,
+            email="guest@example.com",
+            expires_at=timezone.now() + timedelta(days=1),
+        )
         review.decide(image.pk, "approve", guest)
         assert list(review.waiting_for(guest, campaign=campaign)) == []
 

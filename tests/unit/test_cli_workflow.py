@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,6 +19,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.management import call_command, load_command_class
 from django.core.management.base import CommandError
+from django.utils import timezone
 from unit_helpers import make_campaign, make_task
 
 from imagen_assets import review
@@ -30,6 +31,7 @@ from imagen_assets.models import (
     GeneratedImage,
     GenerationTask,
     ReviewDecision,
+    ShareLink,
 )
 
 pytestmark = pytest.mark.django_db
@@ -638,6 +640,11 @@ class StatusCommandTests:
         review.decide(first, "reject", Actor.of(remy), note="too dark")
         review.revoke(first, Actor.of(rita), note="re-check")
         review.decide(first, "approve", Actor.of(remy))
+        ShareLink.objects.create(
+            campaign=campaign,
+            email="ext@agency.example",
+            expires_at=timezone.now() + timedelta(days=1),
+        )
         review.decide(images[1].pk, "approve", Actor(email="ext@agency.example"))
 
         lines = run("imagen_status", "--json").lines

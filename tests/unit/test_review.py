@@ -3,6 +3,7 @@ docs/workflow.md "The rules, precisely". Refusals must change nothing."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -11,11 +12,19 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
+from django.utils import timezone
 from unit_helpers import make_campaign, make_task
 
 from imagen_assets import review, services, signals
 from imagen_assets.activity import Actor
-from imagen_assets.models import Activity, Campaign, Export, GeneratedImage, ReviewDecision
+from imagen_assets.models import (
+    Activity,
+    Campaign,
+    Export,
+    GeneratedImage,
+    ReviewDecision,
+    ShareLink,
+)
 from imagen_assets.review import ReviewError
 from imagen_assets.status import CampaignStatus, Decision
 
@@ -188,6 +197,11 @@ class EligibilityTests:
 
     def test_an_outside_reviewer_is_recorded_under_their_address(self, campaign, owner):
         image = ready_image(campaign, owner)
+        ShareLink.objects.create(
+            campaign=campaign,
+            email="agency@example.net",
+            expires_at=timezone.now() + timedelta(days=1),
+        )
 
         review.decide(image.pk, Decision.APPROVE, Actor(email="agency@example.net"))
 
@@ -437,10 +451,97 @@ class SignalTests:
 
 
 class OnePerRoundConstraintTests:
-    def test_the_database_refuses_a_second_decision_by_the_same_reviewer(self, campaign, owner):
+    def test_the_database_refuses_a_second_decision_by_the_same_reviewer(
+        self, campaign, owner, ann
+    ):
         image = ready_image(campaign, owner)
-        ReviewDecision.objects.create(image=image, round=1, decision="approve", reviewer_label="x")
+        ReviewDecision.objects.create(
+            image=image, round=1, decision="approve", reviewer=ann, reviewer_label="ann"
+        )
         with pytest.raises(IntegrityError), transaction.atomic():
             ReviewDecision.objects.create(
-                image=image, round=1, decision="reject", reviewer_label="x"
+                image=image, round=1, decision="reject", reviewer=ann, reviewer_label="a2"
             )
+        ReviewDecision.objects.create(
+            image=image,
+            round=1,
+            decision="approve",
+            reviewer_email="x@example.net",
+            reviewer_label="x@example.net",
+        )
+        with pytest.raises(IntegrityError), transaction.atomic():
+            ReviewDecision.objects.create(
+                image=image,
+                round=1,
+                decision="reject",
+                reviewer_email="x@example.net",
+                reviewer_label="someone",
+            )
+
+
+class ReviewerIdentityTests:
+    def test_a_renamed_reviewer_is_still_one_reviewer(self, campaign, owner, ann):
+        campaign.required_approvals = 2
+        campaign.save()
+        image = ready_image(campaign, owner)
+        decide(image, ann)
+        ann.username = "ann.smith"
+        ann.save()
+
+        with pytest.raises(ReviewError, match="already decided"):
+            decide(image, ann)
+        assert state(image) == ("pending", 1, 1)
+
+    def test_an_address_without_an_active_link_is_not_a_reviewer(self, campaign, owner):
+        image = ready_image(campaign, owner)
+        stranger = Actor(email="stranger@elsewhere.test")
+        with pytest.raises(ReviewError, match="may not review"):
+            review.decide(image.pk, Decision.APPROVE, stranger)
+        ShareLink.objects.create(
+            campaign=campaign,
+            email="stranger@elsewhere.test",
+            expires_at=timezone.now() - timedelta(minutes=1),
+        )
+        with pytest.raises(ReviewError, match="may not review"):
+            review.decide(image.pk, Decision.APPROVE, stranger)
+        assert state(image) == ("pending", 1, 0)
+
+
+class SignedOffSetTests:
+    def test_a_signed_off_campaign_takes_no_more_decisions(self, campaign, owner, ann, bob):
+        image = ready_image(campaign, owner)
+        campaign.required_approvals = 2
+        campaign.save()
+        decide(image, ann)
+        Campaign.objects.filter(pk=campaign.pk).update(status="approved")
+
+        with pytest.raises(ReviewError, match="signed off"):
+            decide(image, bob)
+        assert state(image) == ("pending", 1, 1)
+
+    def test_no_sign_off_while_images_are_being_generated(self, campaign, owner, ann):
+        image = ready_image(campaign, owner)
+        make_task(campaign, image_status="processing", requested_by=owner)
+        review.submit(campaign.pk, Actor.of(owner))
+        decide(image, ann)
+
+        with pytest.raises(ReviewError, match="being generated"):
+            review.sign_off(campaign.pk, Actor.of(ann))
+        campaign.refresh_from_db()
+        assert campaign.status == "in_review"
+
+    def test_fewer_required_approvals_approve_what_already_has_enough(
+        self, campaign, owner, ann, bob
+    ):
+        campaign.required_approvals = 3
+        campaign.save()
+        image = ready_image(campaign, owner)
+        decide(image, ann)
+        decide(image, bob)
+        owner.user_permissions.add(Permission.objects.get(codename="change_review_policy"))
+        owner = get_user_model().objects.get(pk=owner.pk)
+
+        review.set_policy(campaign.pk, Actor.of(owner), required_approvals=2)
+
+        assert state(image) == ("approved", 1, 2)
+        assert image.reviewed_by == bob

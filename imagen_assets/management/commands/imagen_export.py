@@ -61,7 +61,7 @@ class Command(BaseCommand):
             if user is None:
                 raise review.ReviewError(_("There is no user %(name)r.") % {"name": username})
             actor = Actor.of(user)
-            review._require(
+            review.require(
                 actor, exports.PERM_EXPORT, _("download the approved images of campaigns")
             )
         images = exports.exportable_images(campaign)
