@@ -48,6 +48,9 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_TOLERANCE": 300,
     # Largest number of images one request (admin form or CLI) may ask for.
     "MAX_IMAGES_PER_REQUEST": 100,
+    # The site's public address (e.g. "https://marketing.example.com"), for links sent out
+    # (outside reviewers' links, mail); None: links are site-relative paths.
+    "SITE_URL": None,
 }
 
 

@@ -494,6 +494,16 @@ def check_open_for_generation(campaign: Campaign) -> None:
         )
 
 
+def locked_campaign_for(campaign_id: int, actor: Actor, permission: str, what: str) -> Campaign:
+    """The campaign, locked until the transaction ends, once ``actor`` is shown to be an
+    active user holding ``permission`` (else a :class:`ReviewError`: "who may not ``what``").
+
+    For the workflow's other services (sharing, export) that act on a whole campaign.
+    """
+    _require(actor, permission, what)
+    return _locked_campaign(campaign_id)
+
+
 def _locked_campaign(campaign_id: int) -> Campaign:
     try:
         return Campaign.objects.select_for_update().get(pk=campaign_id)
@@ -560,6 +570,7 @@ __all__ = [
     "comment",
     "decide",
     "eligible_reviewers",
+    "locked_campaign_for",
     "may_review",
     "reopen",
     "request_changes",
