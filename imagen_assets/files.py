@@ -37,6 +37,7 @@ from imagen_assets import review
 from imagen_assets.activity import Actor
 from imagen_assets.models import GeneratedImage
 from imagen_assets.status import ReviewStatus
+from imagen_assets.storage import image_storage
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +146,9 @@ def serve(file: FieldFile, *, cache_seconds: int) -> HttpResponseBase:
     name = file.name
     if not name:
         raise Http404
-    storage: Any = file.storage
+    # Looked up now, like every other use of the storage: the field's own instance was
+    # made at import time and would not follow a change of settings.
+    storage: Any = image_storage()
     response: HttpResponseBase
     if signs_urls(storage):
         response = HttpResponseRedirect(storage.url(name, expire=SIGNED_URL_SECONDS))

@@ -41,10 +41,9 @@ from imagen_assets.activity import Actor
 from imagen_assets.models import GeneratedImage, ReviewDecision, ShareLink
 from imagen_assets.status import CampaignStatus, Decision
 
-#: Requests per minute, per token and per client address, for the page and its forms ...
-PAGE_RATE_LIMIT = 60
-#: ... and for the thumbnails, which a page load fetches one per image.
-THUMBNAIL_RATE_LIMIT = 600
+#: Requests per minute, per token and per client address: for the page and its forms, and
+#: for the thumbnails (a page load fetches one per image).
+RATE_LIMITS = {"page": 60, "thumbnail": 600}
 WINDOW_SECONDS = 60
 
 #: What the page says after a successful POST (the redirect carries only the key).
@@ -107,9 +106,10 @@ def _refusal(request: HttpRequest, status: int, *, retry_after: int | None = Non
     return response
 
 
-def _over_limit(request: HttpRequest, token: str, bucket: str, limit: int) -> int | None:
+def _over_limit(request: HttpRequest, token: str, bucket: str) -> int | None:
     """Count this request for the token and for the client address; the seconds until the
-    next window if either is over ``limit``, else None."""
+    next window if either is over the bucket's limit, else None."""
+    limit = RATE_LIMITS[bucket]
     now = time.time()
     window = int(now // WINDOW_SECONDS)
     over = False
@@ -128,7 +128,7 @@ def _over_limit(request: HttpRequest, token: str, bucket: str, limit: int) -> in
 
 
 def _outside(
-    bucket: str, limit: int
+    bucket: str,
 ) -> Callable[[Callable[..., HttpResponseBase]], Callable[..., HttpResponseBase]]:
     """For a view taking ``(request, link, ...)``: throttled, the token resolved to its
     active link or refused, and the answer kept out of Referer headers and indexes."""
@@ -136,7 +136,7 @@ def _outside(
     def decorate(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
         @wraps(view)
         def wrapper(request: HttpRequest, token: str, **kwargs: Any) -> HttpResponseBase:
-            retry_after = _over_limit(request, token, bucket, limit)
+            retry_after = _over_limit(request, token, bucket)
             if retry_after is not None:
                 response: HttpResponseBase = _refusal(request, 429, retry_after=retry_after)
             else:
@@ -164,7 +164,7 @@ def _outside(
 @login_not_required
 @require_http_methods(["GET", "HEAD", "POST"])
 @never_cache
-@_outside("page", PAGE_RATE_LIMIT)
+@_outside("page")
 def review_page(request: HttpRequest, link: ShareLink, token: str) -> HttpResponseBase:
     """The list and its forms; a POST records one decision or comment, then redirects back."""
     ShareLink.objects.filter(pk=link.pk).update(last_used_at=timezone.now())
@@ -228,7 +228,7 @@ def _act(link: ShareLink, *, image: int, action: str, note: str) -> None:
 
 @login_not_required
 @require_safe
-@_outside("thumbnail", THUMBNAIL_RATE_LIMIT)
+@_outside("thumbnail")
 def thumbnail(request: HttpRequest, link: ShareLink, token: str, image_id: int) -> HttpResponseBase:
     """The thumbnail of an image waiting for the link's address (404 for any other)."""
     image = waiting_for(link).filter(pk=image_id).first()

@@ -3,8 +3,9 @@
 A :class:`~imagen_assets.models.ShareLink` row is the truth (whom, which campaign, until
 when, revoked or not); the token in the link is that row's id signed with Django's
 signing under a salt of its own, so it cannot be guessed, forged or moved to another row,
-and it carries nothing else. A token is honoured only while its row is active and the
-signature is younger than the link's lifetime. The page itself is
+and it carries nothing else. A token is honoured only while its row is active (not
+expired, not revoked) and never once its signature is older than the longest lifetime a
+link can have (``MAX_DAYS``). The page itself is
 :mod:`imagen_assets.outside`; the e-mail with the link is sent by the notifications, which
 listen to the ``shared`` activity (:func:`link_for_activity` finds its link).
 """
@@ -120,7 +121,10 @@ def link_for_token(token: str) -> ShareLink:
     :class:`ExpiredLink` for a genuine token whose link expired or was revoked.
     """
     try:
-        link_id = signing.loads(token, salt=SALT)
+        # No token works longer than the longest link can last, whatever its row says.
+        link_id = signing.loads(token, salt=SALT, max_age=timedelta(days=MAX_DAYS))
+    except signing.SignatureExpired:
+        raise ExpiredLink from None
     except signing.BadSignature:
         raise InvalidLink from None
     if not isinstance(link_id, int):
@@ -128,12 +132,8 @@ def link_for_token(token: str) -> ShareLink:
     link = ShareLink.objects.select_related("campaign").filter(pk=link_id).first()
     if link is None:
         raise InvalidLink
-    try:
-        # The signature is checked again against the link's own lifetime, so a token never
-        # outlives the link it was made for even if the row were edited.
-        signing.loads(token, salt=SALT, max_age=link.expires_at - link.created_at)
-    except signing.SignatureExpired:
-        raise ExpiredLink from None
+    # The link's own expiry: a token is signed when the link is made or later, so this is
+    # the signature's max_age measured from the link, and revoking ends it at once.
     if not link.active:
         raise ExpiredLink
     return link
