@@ -77,6 +77,9 @@ class MarketerAdminFlowTests:
         campaign = Campaign.objects.create(
             name="Spring launch",
             slug="spring-launch",
+            # A team of one: the marketer reviews what they asked for (four eyes are
+            # tested in tests/unit/test_review.py and the review screen's browser test).
+            allow_self_approval=True,
             brand_prompt="Pastel palette.",
             default_aspect_ratio="16:9",
             budget=50,

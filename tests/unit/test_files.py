@@ -258,3 +258,20 @@ class PublicStorageCheckTests:
         settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "STORAGE": "default"}
 
         assert "imagen_assets.W005" in [m.id for m in checks.run_checks()]
+
+
+class FieldStorageTests:
+    def test_the_image_fields_follow_a_change_of_storage_settings(self, settings, tmp_path):
+        # Django calls a field's storage callable once; storage.py keeps it in step.
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "private": {
+                "BACKEND": "django.core.files.storage.FileSystemStorage",
+                "OPTIONS": {"location": str(tmp_path / "private")},
+            },
+        }
+        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "STORAGE": "private"}
+
+        for name in ("file", "thumbnail"):
+            field = GeneratedImage._meta.get_field(name)
+            assert field.storage.location == str(tmp_path / "private")
