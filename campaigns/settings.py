@@ -129,6 +129,8 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / ".run" / "static"
 MEDIA_URL = "/media/"
 MEDIA_ROOT = env("MEDIA_ROOT", str(BASE_DIR / "media"))
+# The image file views send anonymous visitors to the admin's login page.
+LOGIN_URL = "admin:login"
 
 S3_OPTION_NAMES = {
     # django-storages' own AWS_* names -> S3Storage options
@@ -144,11 +146,24 @@ S3_OPTION_NAMES = {
 }
 
 
+def imagen_files_root(environ: Mapping[str, str]) -> str:
+    """Where the images are written on disk: IMAGEN_FILES_ROOT, else "imagen-private" beside
+    MEDIA_ROOT. Never under MEDIA_ROOT, which the site serves to anyone (check W005)."""
+    media_root = Path(environ.get("MEDIA_ROOT") or BASE_DIR / "media")
+    return environ.get("IMAGEN_FILES_ROOT") or str(media_root.parent / "imagen-private")
+
+
 def storages_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    """STORAGES for the site; with IMAGEN_STORAGE=s3 the images go to an "imagen" S3 storage."""
+    """STORAGES for the site. The images go to the private "imagen" storage: on disk outside
+    MEDIA_ROOT, or, with IMAGEN_STORAGE=s3, on S3 (signed URLs unless AWS_QUERYSTRING_AUTH
+    says otherwise); the app's views serve them after a permission check."""
     result: dict[str, Any] = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        "imagen": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": imagen_files_root(environ)},
+        },
     }
     if environ.get("IMAGEN_STORAGE") == "s3":
         options: dict[str, Any] = {
@@ -194,7 +209,7 @@ def imagen_assets_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
             },
         },
         "WEBHOOK_BASE_URL": environ.get("IMAGEN_WEBHOOK_BASE_URL") or None,
-        "STORAGE": "imagen" if environ.get("IMAGEN_STORAGE") == "s3" else "default",
+        "STORAGE": "imagen",
         "DOWNLOAD_ALLOW_HOSTS": [h.strip() for h in allow_hosts.split(",") if h.strip()],
         "SITE_URL": environ.get("IMAGEN_SITE_URL") or None,
     }

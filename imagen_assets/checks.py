@@ -144,3 +144,34 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     return errors
+
+
+@checks.register(checks.Tags.security)
+def check_originals_private(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """W005: the originals' storage must not be publicly reachable (docs/workflow.md,
+    "Access to files"): unapproved originals are served only by the permission-checked
+    view."""
+    from django.core.files.storage import InvalidStorageError, storages
+
+    from imagen_assets.files import public_reason
+
+    alias = conf.get("STORAGE")
+    try:
+        storage = storages[alias]
+    except InvalidStorageError:
+        return []  # E005 says so
+    reason = public_reason(storage)
+    if reason is None:
+        return []
+    return [
+        checks.Warning(
+            f"The images' storage {alias!r} is publicly reachable: {reason}. Anyone with a "
+            "file's address can open originals nobody approved.",
+            hint=(
+                "Point IMAGEN_ASSETS['STORAGE'] at a private STORAGES alias: a "
+                "FileSystemStorage whose location is outside MEDIA_ROOT, or S3 with "
+                "querystring_auth on. The app serves the files through its own views."
+            ),
+            id=ID + "W005",
+        )
+    ]

@@ -50,9 +50,10 @@ DEFAULTS: dict[str, Any] = {
     "MAX_IMAGES_PER_REQUEST": 100,
     # E-mail about the approval workflow (imagen_assets.notifications), sent by RQ jobs.
     "NOTIFICATIONS": True,
-    # The site's public address, e.g. "https://marketing.example.com", for links in mail
-    # (not WEBHOOK_BASE_URL, which may be an origin only providers reach). None: mail says
-    # "open the admin" without a link (check W004).
+    # The site's public address, e.g. "https://marketing.example.com", for links sent out
+    # (mail, outside reviewers' links; not WEBHOOK_BASE_URL, which may be an origin only
+    # providers reach). None: mail says "open the admin" without a link (check W004),
+    # outside links are site-relative.
     "SITE_URL": None,
 }
 

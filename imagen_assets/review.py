@@ -561,6 +561,16 @@ def check_may_generate(actor: Actor) -> None:
     require(actor, PERM_GENERATE, _("generate images"))
 
 
+def locked_campaign_for(campaign_id: int, actor: Actor, permission: str, what: str) -> Campaign:
+    """The campaign, locked until the transaction ends, once ``actor`` is shown to be an
+    active user holding ``permission`` (else a :class:`ReviewError`: "who may not ``what``").
+
+    For the workflow's other services (sharing, export) that act on a whole campaign.
+    """
+    require(actor, permission, what)
+    return _locked_campaign(campaign_id)
+
+
 def _locked_campaign(campaign_id: int) -> Campaign:
     try:
         return Campaign.objects.select_for_update().get(pk=campaign_id)
@@ -719,6 +729,7 @@ __all__ = [
     "decide",
     "eligible_reviewers",
     "keep",
+    "locked_campaign_for",
     "may_review",
     "reopen",
     "request_changes",

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
+from django.apps import apps
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from imagen_assets import conf
 
@@ -23,6 +27,28 @@ logger = logging.getLogger(__name__)
 def image_storage() -> Storage:
     """The storage images are written to, looked up on every use so settings stay live."""
     return storages[conf.get("STORAGE")]
+
+
+@receiver(setting_changed)
+def _follow_storage_settings(*, setting: str, **kwargs: Any) -> None:
+    """Give the image fields the storage the changed settings name.
+
+    Django calls a field's ``storage`` callable once, when the model class is built; without
+    this, ``override_settings`` of ``STORAGES`` or ``IMAGEN_ASSETS`` (tests, the example
+    site's stack) would leave the fields reading files from where they no longer are.
+    """
+    if setting not in ("STORAGES", "IMAGEN_ASSETS"):
+        return
+    config = settings.STORAGES.get(conf.get("STORAGE"))
+    if config is None:
+        return  # midway through changing both settings; the other change follows
+    # Made from the settings themselves: Django's receiver that empties the cache of
+    # ``storages`` may run after this one.
+    storage = storages.create_storage(config)
+    model = apps.get_model("imagen_assets", "GeneratedImage")
+    for name in ("file", "thumbnail"):
+        field: Any = model._meta.get_field(name)
+        field.storage = storage
 
 
 class _Slugged(Protocol):

@@ -17,7 +17,7 @@ from django.urls import path, reverse
 from django.utils.translation import gettext, ngettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 
-from imagen_assets import review, services
+from imagen_assets import files, review, services
 from imagen_assets.activity import Actor
 from imagen_assets.admin.base import ImagenMedia, admin_link, fieldset_fields
 from imagen_assets.admin.review_screen import ReviewScreen
@@ -257,7 +257,8 @@ class GeneratedImageAdmin(ImageModelAdmin):
     def file_link(self, obj: GeneratedImage) -> str:
         if not obj.file:
             return "—"
-        return link(obj.file.url, obj.file.name, new_tab=True)
+        # Through the permission-checked view, never the storage's own URL.
+        return link(files.original_url(obj), obj.file.name, new_tab=True)
 
     @admin.display(description=_("model"))
     def task_model(self, obj: GeneratedImage) -> str:
@@ -311,6 +312,11 @@ class GeneratedImageAdmin(ImageModelAdmin):
                     "image": obj,
                     "image_error": image_error(obj),
                     "image_thumbnail": thumbnail_box(obj, "large"),
+                    "original_url": (
+                        files.original_url(obj)
+                        if obj.file and files.may_open_original(request.user, obj)
+                        else None
+                    ),
                     "image_status": status_badge(obj),
                     "image_review": review_badge(obj),
                     "can_approve": ready and self.has_approve_permission(request),

@@ -18,6 +18,7 @@ from django.template.loader import render_to_string
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext
 
+from imagen_assets import files
 from imagen_assets.models import GeneratedImage
 
 register = template.Library()
@@ -122,8 +123,9 @@ def thumbnail_box(image: GeneratedImage, size: str = "small") -> SafeString:
     the page reload itself until the image is done (admin.js).
     """
     source = None
-    if image.status == GeneratedImage.Status.SUCCEEDED:
-        source = image.thumbnail or image.file or None
+    if image.status == GeneratedImage.Status.SUCCEEDED and image.thumbnail:
+        # Through the permission-checked view: the images' storage may be private.
+        source = files.thumbnail_url(image)
     return render_fragment(
         "thumbnail.html",
         {

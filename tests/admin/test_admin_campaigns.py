@@ -80,7 +80,7 @@ class CampaignChangePageTests:
         html = response.content.decode()
         assert "$1.20" in html and "of $50.00 committed" in html
         assert "$48.80 left" in html
-        assert f'src="{ready.thumbnail.url}"' in html
+        assert f'src="/imagen/thumbnail/{ready.pk}/"' in html
         assert reverse("admin:imagen_assets_generatedimage_change", args=[ready.pk]) in html
         assert reverse("admin:imagen_assets_generatedimage_change", args=[open_image.pk]) in html
         assert reverse("admin:imagen_assets_campaign_generate", args=[campaign.pk]) in html

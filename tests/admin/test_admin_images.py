@@ -66,7 +66,7 @@ class ImageChangelistTests:
 
         assert response.status_code == 200
         html = response.content.decode()
-        assert f'src="{ready.thumbnail.url}"' in html
+        assert f'src="/imagen/thumbnail/{ready.pk}/"' in html
         assert 'loading="lazy"' in html
         assert "Generating 45%" in html
         assert 'aria-valuenow="45"' in html
@@ -234,8 +234,10 @@ class ImageChangePageTests:
 
         assert response.status_code == 200
         html = response.content.decode()
-        assert f'<img src="{image.file.url}"' in html
-        assert f'href="{image.file.url}" target="_blank"' in html
+        # Through the permission-checked view, never the storage's URL.
+        assert f'<img src="/imagen/original/{image.pk}/"' in html
+        assert f'href="/imagen/original/{image.pk}/" target="_blank"' in html
+        assert image.file.url not in html
         assert "A red bicycle by the sea" in html
         assert image.sha256 in html
         assert "image/png" in html

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from django.db import connection, connections
 
+from campaigns.settings import imagen_files_root
 from imagen_assets import jobs, services
 from imagen_assets.jobs import Did, Outcome
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, WebhookEvent
@@ -63,7 +64,7 @@ def at_once(calls: Sequence[Callable[[], Any]]) -> list[Any]:
 
 
 def media_files(env: dict[str, str]) -> list[Path]:
-    root = Path(env["MEDIA_ROOT"])
+    root = Path(imagen_files_root(env))
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
@@ -113,7 +114,7 @@ class ConcurrentJobTests:
         originals = [p for p in files if p.parent.name != "thumbs"]
         thumbs = [p for p in files if p.parent.name == "thumbs"]
         assert len(originals) == len(thumbs) == 4, files
-        root = Path(stack_env["MEDIA_ROOT"])
+        root = Path(imagen_files_root(stack_env))
         assert sorted(str(p.relative_to(root)) for p in originals) == sorted(
             i.file.name for i in images
         )

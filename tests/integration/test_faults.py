@@ -22,6 +22,7 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 from PIL import Image
 
+from campaigns.settings import imagen_files_root
 from imagen_assets import jobs, services
 from imagen_assets.jobs import Did, Outcome, Why
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, WebhookEvent
@@ -45,7 +46,7 @@ def tasks_of(tasks: list[GenerationTask]) -> Any:
 
 
 def stored_originals(env: dict[str, str]) -> list[Path]:
-    root = Path(env["MEDIA_ROOT"])
+    root = Path(imagen_files_root(env))
     if not root.exists():
         return []
     return [p for p in root.rglob("*") if p.is_file() and p.parent.name != "thumbs"]

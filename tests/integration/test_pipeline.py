@@ -13,13 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
-from django.core.files.storage import storages
 from PIL import Image
 
 from campaigns.stack import BASE_DIR
 from imagen_assets import jobs, queueing, services
 from imagen_assets.imagen_sizes import SIZES_1K, SIZES_2K
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, WebhookEvent
+from imagen_assets.storage import image_storage
 from tests.conftest import wait_for
 from tests.factories import running_wavespeed_task, signed_wavespeed_headers, wait_all_finished
 
@@ -35,7 +35,7 @@ def campaign(stack_env: dict[str, str]) -> Campaign:
 
 def assert_stored(image: GeneratedImage, size: tuple[int, int]) -> None:
     assert image.status == GeneratedImage.Status.SUCCEEDED, image.error_message
-    storage = storages["default"]
+    storage = image_storage()  # the alias IMAGEN_ASSETS names (the example site: private)
     with storage.open(image.file.name) as handle:
         data = handle.read()
     assert hashlib.sha256(data).hexdigest() == image.sha256

@@ -174,3 +174,71 @@ class S3StorageTests:
         client = s3_client(s3_env["AWS_S3_ENDPOINT_URL"])
         expected = sorted(name for i in images for name in (i.file.name, i.thumbnail.name))
         assert bucket_keys(client, s3_bucket) == expected
+
+
+class SignedOriginalTests:
+    """The permission-checked original view redirects to a short-lived signed URL of the
+    private bucket, and that URL serves the stored bytes."""
+
+    def test_a_reviewer_is_redirected_to_a_signed_url_that_serves_the_original(
+        self, db: None, s3_endpoint: str, s3_bucket: str, settings: Any, client: Any
+    ) -> None:
+        import httpx
+        from django.contrib.auth.models import Permission, User
+
+        from imagen_assets.storage import save_file
+
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "imagen": {
+                "BACKEND": "storages.backends.s3.S3Storage",
+                "OPTIONS": {
+                    "bucket_name": s3_bucket,
+                    "endpoint_url": s3_endpoint,
+                    "access_key": ACCESS_KEY,
+                    "secret_key": SECRET_KEY,
+                    "region_name": "us-east-1",
+                    "addressing_style": "path",
+                },
+            },
+        }
+        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "STORAGE": "imagen"}
+        campaign = Campaign.objects.create(name="Private", slug="private")
+        task = GenerationTask.objects.create(
+            campaign=campaign,
+            provider="sandbox",
+            model="m",
+            prompt="p",
+            aspect_ratio="1:1",
+            num_images=1,
+            status=TaskStatus.SUCCEEDED,
+        )
+        buffer = io.BytesIO()
+        Image.new("RGB", (40, 30), "teal").save(buffer, "JPEG")
+        data = buffer.getvalue()
+        image = GeneratedImage(
+            task=task,
+            campaign=campaign,
+            index=0,
+            status=GeneratedImage.Status.SUCCEEDED,
+            width=40,
+            height=30,
+        )
+        image.file.name = save_file("imagen/private/original.jpg", data)
+        image.save()
+        reviewer = User.objects.create_user("rita")
+        reviewer.user_permissions.add(Permission.objects.get(codename="approve_generatedimage"))
+        client.force_login(reviewer)
+
+        response = client.get(f"/imagen/original/{image.pk}/")
+
+        assert response.status_code == 302
+        location = response["Location"]
+        assert location.startswith(f"{s3_endpoint}/{s3_bucket}/imagen/private/original.jpg?")
+        assert "Signature=" in location and "Expires=" in location
+        fetched = httpx.get(location, timeout=10)
+        assert fetched.status_code == 200
+        assert fetched.content == data
+        # Someone who may not see it gets no URL at all.
+        client.force_login(User.objects.create_user("vic"))
+        assert client.get(f"/imagen/original/{image.pk}/").status_code == 403
