@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -30,7 +30,23 @@ from imagen_assets.models import Campaign, Comment, GeneratedImage, GenerationTa
 from imagen_assets.status import Decision, ReviewStatus
 
 if TYPE_CHECKING:
-    from imagen_assets.admin.images import GeneratedImageAdmin
+    from django.forms import Media
+
+
+class ReviewingAdmin(Protocol):
+    """What the screen needs of the images' ModelAdmin (which mounts it): its site, options
+    and media, and its review permissions."""
+
+    admin_site: Any
+    opts: Any
+
+    @property
+    def media(self) -> Media: ...
+
+    def has_approve_permission(self, request: HttpRequest) -> bool: ...
+
+    def has_reject_permission(self, request: HttpRequest) -> bool: ...
+
 
 #: Images per page: enough to work through a morning's requests, few enough to load fast.
 PER_PAGE = 60
@@ -84,11 +100,11 @@ def group_images(images: Iterable[GeneratedImage]) -> list[Group]:
 
 
 class ReviewScreen:
-    """The page and its form handling, for one :class:`GeneratedImageAdmin`."""
+    """The page and its form handling, for the images' ModelAdmin that mounts it."""
 
     template = "imagen_assets/admin/review_screen.html"
 
-    def __init__(self, model_admin: GeneratedImageAdmin) -> None:
+    def __init__(self, model_admin: ReviewingAdmin) -> None:
         self.model_admin = model_admin
 
     def view(self, request: HttpRequest) -> HttpResponse:
