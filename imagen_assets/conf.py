@@ -68,3 +68,9 @@ def get(name: str) -> Any:
 
 def user_settings() -> dict[str, Any]:
     return dict(getattr(settings, "IMAGEN_ASSETS", {}) or {})
+
+
+def site_link(path: str) -> str | None:
+    """``path`` on the site's public address (``SITE_URL``), or None when it is unset."""
+    base = get("SITE_URL")
+    return f"{str(base).rstrip('/')}{path}" if base else None

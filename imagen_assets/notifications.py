@@ -12,6 +12,7 @@ each step that notifies. The job reads the activity row, works out who is told
     revoked              the image's requester and the owner
     commented            the image's requester and earlier commenters, never the author
     exported             whoever asked for the export
+    shared               the outside reviewer, with their link
 
 and sends one message to each address (plain text and HTML, from the templates in
 ``imagen_assets/email/``). Nobody without an address or with an inactive account is
@@ -29,9 +30,11 @@ from typing import Any
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
 
-from imagen_assets import conf, queueing, review
+from imagen_assets import conf, queueing, review, sharing
 from imagen_assets.activity import Verb
 from imagen_assets.models import Activity, Campaign, Comment, GeneratedImage
 from imagen_assets.status import ImageStatus, ReviewStatus
@@ -52,6 +55,7 @@ NOTIFYING_VERBS = frozenset(
         Verb.REVOKED,
         Verb.COMMENTED,
         Verb.EXPORTED,
+        Verb.SHARED,
     }
 )
 
@@ -86,6 +90,7 @@ def send_for_activity(activity_id: int) -> int:
     if notice is None:
         return 0
     addresses = _addresses(notice.recipients, never=notice.never)
+    addresses += [a for a in notice.addresses if a.lower() not in {b.lower() for b in addresses}]
     if not addresses:
         return 0
     try:
@@ -115,6 +120,10 @@ class Notice:
     items: list[str] = field(default_factory=list)
     #: The admin path the message links to (made absolute with SITE_URL).
     path: str = ""
+    #: Addresses without an account (an outside reviewer's).
+    addresses: list[str] = field(default_factory=list)
+    #: An absolute link given as it is (an outside reviewer's page), instead of ``path``.
+    url: str | None = None
     #: A user never mailed about this step (a comment's author).
     never: Any = None
     #: Undoes the summary's claim if the message could not be sent.
@@ -271,6 +280,30 @@ def _exported(row: Activity) -> Notice | None:
     )
 
 
+def _shared(row: Activity) -> Notice | None:
+    """The invitation: the outside reviewer's link, to their address (while it works)."""
+    link = sharing.link_for_activity(row)
+    if link is None or not link.active:
+        return None
+    campaign = row.campaign
+    return Notice(
+        campaign=campaign,
+        recipients=[],
+        addresses=[link.email],
+        subject=_("Please review the images of %(campaign)s") % {"campaign": campaign},
+        headline=_(
+            "%(who)s asks you to review the images of %(campaign)s. The link below opens "
+            "them; no account is needed. It works until %(until)s."
+        )
+        % {
+            "who": row.actor_label,
+            "campaign": campaign,
+            "until": date_format(localtime(link.expires_at), "DATETIME_FORMAT"),
+        },
+        url=sharing.link_url(link),
+    )
+
+
 _COMPOSERS = {
     Verb.SUBMITTED: _submitted,
     Verb.APPROVED: _decided,
@@ -280,6 +313,7 @@ _COMPOSERS = {
     Verb.REVOKED: _revoked,
     Verb.COMMENTED: _commented,
     Verb.EXPORTED: _exported,
+    Verb.SHARED: _shared,
 }
 
 
@@ -323,14 +357,6 @@ def _claim_summary(task_id: int, images: list[GeneratedImage]) -> Callable[[], o
 # -- the message --------------------------------------------------------------------------
 
 
-def site_link(path: str) -> str | None:
-    """``path`` on the site's public address (``SITE_URL``), or None when it is unset."""
-    base = conf.get("SITE_URL")
-    if not base:
-        return None
-    return f"{str(base).rstrip('/')}{path}"
-
-
 def _send(notice: Notice, addresses: list[str]) -> int:
     """One message per address (so no recipient sees the others'), sent on one connection."""
     context = {
@@ -338,7 +364,7 @@ def _send(notice: Notice, addresses: list[str]) -> int:
         "headline": notice.headline,
         "details": notice.details,
         "items": notice.items,
-        "link": site_link(notice.path) if notice.path else None,
+        "link": notice.url or (conf.site_link(notice.path) if notice.path else None),
     }
     text = render_to_string("imagen_assets/email/notification.txt", context)
     html = render_to_string("imagen_assets/email/notification.html", context)

@@ -288,12 +288,17 @@ def comment(image_id: int, actor: Actor, text: str) -> Comment:
             image = GeneratedImage.objects.select_related("campaign", "task").get(pk=image_id)
         except GeneratedImage.DoesNotExist:
             raise _refuse(_("There is no image #%(id)d."), id=image_id) from None
-        allowed = actor.user is None or (
-            actor.user.is_active
-            and (
-                actor.user.has_perm(f"{APP}.view_generatedimage")
-                or may_review(actor, image.campaign)
-                or image.task.requested_by_id == actor.user_id
+        # An outside reviewer (an address) only while their link to the campaign works.
+        allowed = (
+            may_review(actor, image.campaign)
+            if actor.user is None
+            else (
+                actor.user.is_active
+                and (
+                    actor.user.has_perm(f"{APP}.view_generatedimage")
+                    or may_review(actor, image.campaign)
+                    or image.task.requested_by_id == actor.user_id
+                )
             )
         )
         if not allowed:

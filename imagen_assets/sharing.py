@@ -143,8 +143,7 @@ def link_url(link: ShareLink) -> str:
     """The address to send: absolute when ``IMAGEN_ASSETS["SITE_URL"]`` is set, else the
     site-relative path."""
     path = reverse("imagen_assets:outside_review", args=[token_for(link)])
-    base = conf.get("SITE_URL")
-    return f"{base.rstrip('/')}{path}" if base else path
+    return conf.site_link(path) or path
 
 
 def link_for_activity(row: Activity) -> ShareLink | None:

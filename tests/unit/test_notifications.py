@@ -8,17 +8,19 @@ by the ``enqueued`` fixture and run here, directly, against Django's locmem back
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
+from django.utils import timezone
 from unit_helpers import make_campaign, make_task
 
-from imagen_assets import activity, notifications, queueing, review
+from imagen_assets import activity, notifications, queueing, review, sharing
 from imagen_assets.activity import Actor, Verb
-from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
+from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, ShareLink
 
 SITE = "https://marketing.example.com"
 REVIEW_PERMS = [
@@ -364,10 +366,42 @@ class CommentTests:
         self, people, campaign, step, enqueued, mailoutbox
     ):
         (image,) = images_of(ready_task(campaign, people["requester"], images=1))
+        ShareLink.objects.create(
+            campaign=campaign,
+            email="guest@agency.example",
+            expires_at=timezone.now() + timedelta(days=1),
+        )
         step(review.comment, image.pk, Actor(email="guest@agency.example"), "Lovely.")
         run_jobs(enqueued)
         assert recipients(mailoutbox) == ["rita@example.com"]
         assert "guest@agency.example commented" in mailoutbox[0].body
+
+
+class InvitationTests:
+    def test_the_outside_reviewer_gets_their_link_and_nobody_else_is_mailed(
+        self, people, campaign, step, enqueued, mailoutbox
+    ):
+        people["owner"].user_permissions.add(Permission.objects.get(codename="share_campaign"))
+        owner = Actor(user=get_user_model().objects.get(pk=people["owner"].pk))
+        shared = step(sharing.share, campaign.pk, owner, "Guest@Agency.example", days=3)
+
+        assert run_jobs(enqueued) == [1]
+        (message,) = mailoutbox
+        assert message.to == ["guest@agency.example"]
+        assert message.subject == "[Campaign images] Please review the images of Spring"
+        assert sharing.link_url(shared.link) in message.body
+        assert sharing.link_url(shared.link).startswith(SITE + "/imagen/review/")
+        assert sharing.link_url(shared.link) in message.alternatives[0][0]
+
+    def test_a_revoked_link_is_not_sent(self, people, campaign, step, enqueued, mailoutbox):
+        for codename in ("share_campaign",):
+            people["owner"].user_permissions.add(Permission.objects.get(codename=codename))
+        owner = Actor(user=get_user_model().objects.get(pk=people["owner"].pk))
+        shared = step(sharing.share, campaign.pk, owner, "guest@agency.example")
+        step(sharing.revoke_link, shared.link.pk, owner)
+
+        run_jobs(enqueued)
+        assert mailoutbox == []
 
 
 class ExportTests:

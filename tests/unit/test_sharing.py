@@ -69,7 +69,8 @@ def page(shared: Any) -> str:
 
 
 class ShareTests:
-    def test_creates_a_link_logs_it_and_returns_its_url(self, campaign, owner):
+    def test_creates_a_link_logs_it_and_returns_its_url(self, campaign, owner, settings):
+        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "SITE_URL": None}
         shared = share(campaign, owner, days=3)
 
         link = ShareLink.objects.get()
@@ -363,7 +364,8 @@ class RateLimitTests:
 
 
 class CommandTests:
-    def test_prints_the_link_and_revokes_it(self, campaign, owner):
+    def test_prints_the_link_and_revokes_it(self, campaign, owner, settings):
+        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "SITE_URL": None}
         out, err = StringIO(), StringIO()
 
         call_command(
