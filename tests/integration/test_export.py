@@ -17,6 +17,7 @@ from django.contrib.auth.models import Permission
 from django.core.files.base import ContentFile
 from django.urls import reverse
 
+from campaigns.settings import imagen_files_root
 from imagen_assets import exports, review
 from imagen_assets.activity import Actor
 from imagen_assets.imagen_sizes import SIZES_1K
@@ -126,7 +127,7 @@ class LocalExportTests:
 
         export = built(exports.request_export(campaign.pk, Actor.of(exporter)))
 
-        path = Path(stack_env["MEDIA_ROOT"]) / export.file_name
+        path = Path(imagen_files_root(stack_env)) / export.file_name
         assert export.file_name.startswith(
             f"imagen/autumn-sale/exports/autumn-sale-approved-{export.pk}-"
         )
@@ -134,7 +135,7 @@ class LocalExportTests:
         assert sorted(export.image_ids) == sorted(image.pk for image in images)
         originals = {
             f"autumn-sale-16x9-{image.pk}.jpg": (
-                Path(stack_env["MEDIA_ROOT"]) / image.file.name
+                Path(imagen_files_root(stack_env)) / image.file.name
             ).read_bytes()
             for image in images
         }
@@ -167,7 +168,7 @@ class S3ExportTests:
         }
         check_zip(data, campaign, originals)
         assert image_storage().exists(export.file_name)  # the same storage the site uses
-        assert not list(Path(s3_env["MEDIA_ROOT"]).rglob("*.zip"))
+        assert not list(Path(imagen_files_root(s3_env)).rglob("*.zip"))
 
         client.force_login(exporter)
         url = reverse("admin:imagen_assets_campaign_export_download", args=[campaign.pk, export.pk])
