@@ -185,6 +185,20 @@ class Campaign(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    #: Written only by imagen_assets.review (with update_fields naming them).
+    SIGN_OFF_FIELDS = ("status", "submitted_by", "submitted_at")
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A campaign saved whole (the admin's form, host code) keeps the sign-off state it
+        # has in the database: an instance loaded before a sign-off must not undo it.
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                field.name
+                for field in self._meta.concrete_fields
+                if not field.primary_key and field.name not in self.SIGN_OFF_FIELDS
+            ]
+        super().save(*args, **kwargs)
+
     def get_absolute_url(self) -> str:
         return reverse("admin:imagen_assets_campaign_change", args=[self.pk])
 

@@ -384,6 +384,25 @@ class CampaignSignOffTests:
         assert not campaign.tasks.exists()
 
 
+class WholeSaveTests:
+    def test_saving_a_stale_campaign_whole_does_not_undo_its_sign_off(self, campaign, owner, ann):
+        stale = Campaign.objects.get(pk=campaign.pk)  # e.g. an admin form opened earlier
+        image = ready_image(campaign, owner)
+        review.submit(campaign.pk, Actor.of(owner))
+        decide(image, ann)
+        review.sign_off(campaign.pk, Actor.of(ann))
+
+        stale.brief = "edited meanwhile"
+        stale.save()
+
+        campaign.refresh_from_db()
+        assert (campaign.status, campaign.submitted_by, campaign.brief) == (
+            "approved",
+            owner,
+            "edited meanwhile",
+        )
+
+
 class PolicyTests:
     def test_only_with_the_permission_and_not_in_review(self, campaign, owner, ann):
         group = Group.objects.create(name="Reviewers")

@@ -23,6 +23,7 @@ from imagen_assets import outside, sharing
 from imagen_assets.activity import Actor
 from imagen_assets.models import (
     Activity,
+    Campaign,
     Comment,
     GeneratedImage,
     GenerationTask,
@@ -113,8 +114,7 @@ class ShareTests:
         assert not ShareLink.objects.exists()
 
     def test_refuses_in_an_archived_campaign(self, campaign, owner):
-        campaign.status = CampaignStatus.ARCHIVED
-        campaign.save()
+        Campaign.objects.filter(pk=campaign.pk).update(status=CampaignStatus.ARCHIVED)
 
         with pytest.raises(ReviewError, match="archived"):
             share(campaign, owner)
