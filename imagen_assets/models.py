@@ -586,6 +586,7 @@ class Activity(models.Model):
         REVOKED = "revoked", _("revoked the review")
         COMMENTED = "commented", _("commented")
         SUBMITTED = "submitted", _("submitted for review")
+        BACK_IN_REVIEW = "back_in_review", _("sent back to review by a revoke")
         SIGNED_OFF = "signed_off", _("signed off")
         CHANGES_REQUESTED = "changes_requested", _("requested changes")
         ARCHIVED = "archived", _("archived")

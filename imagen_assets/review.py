@@ -270,7 +270,7 @@ def revoke(image_id: int, actor: Actor, *, note: str) -> GeneratedImage:
                 campaign,
                 CampaignStatus.IN_REVIEW,
                 actor,
-                Verb.SUBMITTED,
+                Verb.BACK_IN_REVIEW,
                 note=_("Back in review: the approval of image #%(id)d was revoked (%(why)s).")
                 % {"id": image.pk, "why": note},
             )
@@ -387,38 +387,49 @@ def submit(campaign_id: int, actor: Actor) -> Campaign:
             )
         if not campaign.images.filter(status=GeneratedImage.Status.SUCCEEDED).exists():
             raise _refuse(_("%(campaign)s has no ready image to review yet."), campaign=campaign)
-        excluding = None if campaign.allow_self_approval else actor.user
-        available = eligible_reviewers(campaign, excluding=excluding).count()
-        available += (
-            ShareLink.objects.filter(
-                campaign=campaign, revoked_at__isnull=True, expires_at__gt=timezone.now()
-            )
-            .values("email")
-            .distinct()
-            .count()
-        )
-        if available < campaign.required_approvals:
+        shortest = _smallest_reviewer_pool(campaign)
+        if shortest is not None and shortest < campaign.required_approvals:
             raise _refuse(
-                (
-                    _(
-                        "%(campaign)s needs %(required)d approvals per image but only "
-                        "%(available)d eligible reviewer(s) other than you exist."
-                    )
-                    if excluding is not None
-                    else _(
-                        "%(campaign)s needs %(required)d approvals per image but only "
-                        "%(available)d eligible reviewer(s) exist."
-                    )
+                _(
+                    "%(campaign)s needs %(required)d approvals per image but only "
+                    "%(available)d eligible reviewer(s) other than the person who asked for "
+                    "an image exist."
+                )
+                if not campaign.allow_self_approval
+                else _(
+                    "%(campaign)s needs %(required)d approvals per image but only "
+                    "%(available)d eligible reviewer(s) exist."
                 ),
                 campaign=campaign,
                 required=campaign.required_approvals,
-                available=available,
+                available=shortest,
             )
         campaign.submitted_by_id = actor.user_id
         campaign.submitted_at = timezone.now()
         campaign.save(update_fields=["submitted_by", "submitted_at", "updated_at"])
         _move(campaign, CampaignStatus.IN_REVIEW, actor, Verb.SUBMITTED)
     return campaign
+
+
+def _smallest_reviewer_pool(campaign: Campaign) -> int | None:
+    """How many reviewers may decide the worst-served image still pending review: the
+    eligible users (less its requester, four eyes) plus outside reviewers with an active
+    link; None when nothing is pending."""
+    requesters = set(campaign.images.pending_review().values_list("task__requested_by", flat=True))
+    if not requesters:
+        return None
+    eligible = set(eligible_reviewers(campaign).values_list("pk", flat=True))
+    outside = (
+        ShareLink.objects.filter(
+            campaign=campaign, revoked_at__isnull=True, expires_at__gt=timezone.now()
+        )
+        .values("email")
+        .distinct()
+        .count()
+    )
+    if campaign.allow_self_approval:
+        return len(eligible) + outside
+    return min(len(eligible - {requester}) for requester in requesters) + outside
 
 
 def sign_off(campaign_id: int, actor: Actor, *, note: str = "") -> Campaign:
@@ -534,20 +545,6 @@ def set_policy(
                 "self": _("allowed") if campaign.allow_self_approval else _("not allowed"),
             },
         )
-        # Fewer approvals required: images that already hold enough are approved now,
-        # rather than pending forever (their reviewers cannot decide twice).
-        for image in campaign.images.pending_review().select_for_update():
-            if _derive(image, campaign) == ReviewStatus.APPROVED:
-                last = _decisions(image).order_by("-created_at", "-pk").first()
-                image.review_status = ReviewStatus.APPROVED
-                image.reviewed_by_id = last.reviewer_id if last else None
-                image.reviewed_at = last.created_at if last else timezone.now()
-                image.save(
-                    update_fields=["review_status", "reviewed_by", "reviewed_at", "updated_at"]
-                )
-                signals.send_on_commit(
-                    signals.image_approved, GeneratedImage, image=image, decision=last
-                )
     return campaign
 
 

@@ -251,12 +251,17 @@ class RevokeTests:
     def test_a_revoke_sends_an_approved_campaign_back_to_review(self, campaign, owner, ann):
         image = ready_image(campaign, owner)
         decide(image, ann)
-        Campaign.objects.filter(pk=campaign.pk).update(status="approved")
+        Campaign.objects.filter(pk=campaign.pk).update(status="approved", submitted_by=owner)
 
         review.revoke(image.pk, Actor.of(ann), note="recalled")
 
         campaign.refresh_from_db()
-        assert campaign.status == "in_review"
+        assert (campaign.status, campaign.submitted_by) == ("in_review", owner)
+        # Logged as what it is, not as a submit by the reviewer who revoked.
+        assert list(campaign.activity.order_by("pk").values_list("verb", "actor_label"))[-2:] == [
+            ("revoked", "ann"),
+            ("back_in_review", "ann"),
+        ]
 
 
 class FrozenApprovalTests:
@@ -342,6 +347,36 @@ class CampaignSignOffTests:
             review.submit(campaign.pk, Actor.of(owner))
         campaign.refresh_from_db()
         assert campaign.status == "draft"
+
+    def test_four_eyes_count_the_requester_out_not_the_submitter(self, campaign, owner, ann, bob):
+        ann.user_permissions.add(Permission.objects.get(codename="change_campaign"))
+        ann = get_user_model().objects.get(pk=ann.pk)
+        campaign.required_approvals = 2
+        campaign.save()
+        image = ready_image(campaign, requester=bob)  # bob may review, but not his own
+
+        with pytest.raises(ReviewError, match="only 1 eligible reviewer"):
+            review.submit(campaign.pk, Actor.of(owner))
+
+        decide(image, ann)
+        make_user("carl", *REVIEW_PERMS)
+        review.submit(campaign.pk, Actor.of(ann))  # ann may submit: carl and ann review it
+        campaign.refresh_from_db()
+        assert campaign.status == "in_review"
+
+    def test_decided_images_need_no_reviewers_to_submit(self, campaign, owner, ann, bob):
+        campaign.required_approvals = 2
+        campaign.save()
+        image = ready_image(campaign, owner)
+        decide(image, ann)
+        decide(image, bob)
+        ann.user_permissions.add(Permission.objects.get(codename="change_campaign"))
+        ann = get_user_model().objects.get(pk=ann.pk)
+
+        review.submit(campaign.pk, Actor.of(ann))  # nothing left for anyone to decide
+
+        campaign.refresh_from_db()
+        assert campaign.status == "in_review"
 
     def test_submit_needs_a_ready_image(self, campaign, owner, ann):
         with pytest.raises(ReviewError, match="no ready image"):
@@ -549,9 +584,7 @@ class SignedOffSetTests:
         campaign.refresh_from_db()
         assert campaign.status == "in_review"
 
-    def test_fewer_required_approvals_approve_what_already_has_enough(
-        self, campaign, owner, ann, bob
-    ):
+    def test_a_policy_change_does_not_rewrite_history(self, campaign, owner, ann, bob):
         campaign.required_approvals = 3
         campaign.save()
         image = ready_image(campaign, owner)
@@ -562,5 +595,9 @@ class SignedOffSetTests:
 
         review.set_policy(campaign.pk, Actor.of(owner), required_approvals=2)
 
-        assert state(image) == ("approved", 1, 2)
-        assert image.reviewed_by == bob
+        # Still pending: nobody decided under the new policy, and the policy's owner may
+        # not approve by changing it. The next eligible approval decides it.
+        assert state(image) == ("pending", 1, 2)
+        carl = make_user("carl", *REVIEW_PERMS)
+        decide(image, carl)
+        assert state(image) == ("approved", 1, 3)
