@@ -390,12 +390,31 @@ class CommandTests:
         assert f"Link #{link.pk} revoked." in out.getvalue()
         assert not ShareLink.objects.get().active
 
-    def test_refusals_are_command_errors(self, campaign):
+    def test_refusals_exit_1_with_the_reason_and_a_json_line(self, campaign):
         User.objects.create_user("sam")
 
-        with pytest.raises(CommandError, match="sam may not invite"):
-            call_command("imagen_share", "spring", "--email", "b@c.example", "--user", "sam")
-        with pytest.raises(CommandError, match="no campaign 'nope'"):
-            call_command("imagen_share", "nope", "--email", "b@c.example", "--user", "sam")
+        for slug, reason in (("spring", "sam may not invite"), ("nope", "no campaign 'nope'")):
+            out, err = StringIO(), StringIO()
+            with pytest.raises(CommandError) as refused:
+                call_command(
+                    "imagen_share",
+                    slug,
+                    "--email",
+                    "b@c.example",
+                    "--user",
+                    "sam",
+                    "--json",
+                    stdout=out,
+                    stderr=err,
+                )
+            assert refused.value.returncode == 1
+            assert reason in err.getvalue()
+            line = json.loads(out.getvalue())
+            assert (line["campaign"], line["ok"]) == (slug, False)
+            assert reason in line["error"]
+        assert not ShareLink.objects.exists()
+        with pytest.raises(CommandError) as misused:
+            call_command("imagen_share", "spring", "--user", "sam")
+        assert misused.value.returncode == 2
         with pytest.raises(CommandError, match="no user 'ghost'"):
             call_command("imagen_share", "spring", "--email", "b@c.example", "--user", "ghost")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -10,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from imagen_assets import conf, sharing
 from imagen_assets.activity import Actor
+from imagen_assets.management import cli
 from imagen_assets.models import Campaign
 from imagen_assets.review import ReviewError
 
@@ -38,58 +38,58 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        revoking = options["revoke"] is not None
+        if revoking and (options["slug"] or options["email"]):
+            raise cli.usage_error("--revoke takes no campaign or --email.")
+        if not revoking and not (options["slug"] and options["email"]):
+            raise cli.usage_error("Name the campaign (SLUG) and --email, or use --revoke ID.")
         actor = Actor(user=self._user(options["user"]))
-        try:
-            if options["revoke"] is not None:
-                if options["slug"] or options["email"]:
-                    raise CommandError("--revoke takes no campaign or --email.")
+        results = cli.Results(self, as_json=options["json"])
+        if revoking:
+            key: dict[str, Any] = {"id": options["revoke"]}
+            try:
                 link = sharing.revoke_link(options["revoke"], actor)
-                self._print(options["json"], {"id": link.pk, "revoked_at": link.revoked_at})
-                return
-            if not options["slug"] or not options["email"]:
-                raise CommandError("Name the campaign (SLUG) and --email, or use --revoke ID.")
-            campaign = Campaign.objects.filter(slug=options["slug"]).first()
+            except ReviewError as exc:
+                results.refused(key, str(exc))
+            else:
+                results.done(
+                    key,
+                    f"Link #{link.pk} revoked.",
+                    revoked_at=link.revoked_at.isoformat() if link.revoked_at else None,
+                )
+            results.finish()
+            return
+        key = {"campaign": options["slug"]}
+        campaign = Campaign.objects.filter(slug=options["slug"]).first()
+        try:
             if campaign is None:
-                raise CommandError(f"There is no campaign {options['slug']!r}.")
+                raise ReviewError(f"There is no campaign {options['slug']!r}.")
             shared = sharing.share(campaign.pk, actor, options["email"], days=options["days"])
         except ReviewError as exc:
-            raise CommandError(str(exc)) from exc
+            results.refused(key, str(exc))
+            results.finish()
+            return
         link = shared.link
-        self._print(
-            options["json"],
-            {
-                "id": link.pk,
-                "campaign": campaign.slug,
-                "email": link.email,
-                "expires_at": link.expires_at,
-                "url": shared.url,
-            },
+        results.done(
+            key,
+            f"Link #{link.pk} for {link.email} on {campaign.slug}, until "
+            f"{link.expires_at:%Y-%m-%d %H:%M %Z}:\n{shared.url}",
+            id=link.pk,
+            email=link.email,
+            expires_at=link.expires_at.isoformat(),
+            url=shared.url,
         )
         if not conf.get("SITE_URL"):
             self.stderr.write(
                 "IMAGEN_ASSETS['SITE_URL'] is not set: the link is a path; put the site's "
                 "address in front of it."
             )
-
-    def _print(self, as_json: bool, values: dict[str, Any]) -> None:
-        if as_json:
-            self.stdout.write(json.dumps(values, default=str))
-        elif "url" in values:
-            self.stdout.write(
-                f"Link #{values['id']} for {values['email']} on {values['campaign']}, "
-                f"until {values['expires_at']:%Y-%m-%d %H:%M %Z}:"
-            )
-            self.stdout.write(values["url"])
-        else:
-            self.stdout.write(f"Link #{values['id']} revoked.")
+        results.finish()
 
     def _user(self, username: str | None) -> Any:
-        users = get_user_model()._default_manager
         if username:
-            user = users.filter(**{users.model.USERNAME_FIELD: username}).first()
-            if user is None:
-                raise CommandError(f"There is no user {username!r}.")
-            return user
+            return cli.get_user(username)
+        users = get_user_model()._default_manager
         user = users.filter(is_superuser=True, is_active=True).order_by("pk").first()
         if user is None:
             raise CommandError("No active superuser exists; name one with --user USERNAME.")
