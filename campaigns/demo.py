@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from campaigns.settings import imagen_files_root
 from campaigns.stack import (
     BASE_DIR,
     StackError,
@@ -126,6 +127,24 @@ def run(argv: list[str], env: dict[str, str]) -> None:
     subprocess.run(argv, cwd=BASE_DIR, env=env, check=True)
 
 
+def _move_public_images(env: dict[str, str]) -> None:
+    """Images an older demo stored under MEDIA_ROOT (served publicly) move to the private
+    files root the example site now uses, so its earlier campaigns keep their pictures."""
+    old = Path(env["MEDIA_ROOT"]) / "imagen"
+    new = Path(imagen_files_root(env)) / "imagen"
+    if not old.is_dir():
+        return
+    moved = 0
+    for source in [path for path in old.rglob("*") if path.is_file()]:
+        target = new / source.relative_to(old)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source.rename(target)
+            moved += 1
+    if moved:
+        print(f"Moved {moved} file(s) of earlier demo runs to {new.parent}.", flush=True)
+
+
 def main() -> int:
     # Ctrl-C and SIGTERM both stop the demo (a shell may start us with SIGINT ignored).
     signal.signal(signal.SIGINT, _interrupt)
@@ -140,6 +159,7 @@ def main() -> int:
     print("Starting Redis ...", flush=True)
     redis, redis_url = start_redis(RUN_DIR / "redis")
     env = demo_env(redis_url)
+    _move_public_images(env)
     passwords = {name: secrets.token_urlsafe(9) for name in ("demo", OWNER, *REVIEWERS)}
     try:
         with running(redis):
