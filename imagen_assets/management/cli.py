@@ -25,7 +25,7 @@ stderr. The command exits 0 when everything asked was done and 1 when any part w
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NoReturn
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -99,6 +99,15 @@ class Results:
                 % {"failed": self.failed, "total": total},
                 returncode=1,
             )
+
+    def refuse_all(self, keys: list[dict[str, Any]], error: CommandError) -> NoReturn:
+        """Nothing can be done at all (an unknown user or group): with ``--json`` each thing
+        asked for gets its refused line; the command then exits 1 with ``error``'s reason
+        (on stderr, once)."""
+        if self.as_json:
+            for key in keys:
+                self._json({**key, "ok": False, "error": str(error)})
+        raise CommandError(str(error), returncode=1)
 
     def _json(self, row: dict[str, Any]) -> None:
         self.command.stdout.write(json.dumps(row))

@@ -148,7 +148,9 @@ class UserTests:
 
         assert result.exit_code == 1
         assert "nobody-here" in str(result.error)
-        assert result.stdout == ""
+        (line,) = [json.loads(text) for text in result.stdout.splitlines()]
+        assert line["ok"] is False and "nobody-here" in line["error"]
+        assert set(line) == {"id" if command[1] == "1" else "campaign", "ok", "error"}
         assert not Activity.objects.exists()
         assert not GenerationTask.objects.exists()
 

@@ -104,11 +104,14 @@ class Command(BaseCommand):
         note = (options["note"] or "").strip()
         policy = {name: options[name] for name in POLICY_OPTIONS if options[name] is not None}
         self._check_usage(step, note, options["note"] is not None, policy)
-        user = cli.get_user(options["user"])
-        if "reviewer_group" in policy:
-            policy["reviewer_group"] = self._group(policy["reviewer_group"])
         results = cli.Results(self, as_json=options["json"])
         key = {"campaign": options["slug"]}
+        try:
+            user = cli.get_user(options["user"])
+            if "reviewer_group" in policy:
+                policy["reviewer_group"] = self._group(policy["reviewer_group"])
+        except CommandError as exc:
+            results.refuse_all([key], exc)
         campaign_id = (
             Campaign.objects.filter(slug=options["slug"]).values_list("pk", flat=True).first()
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
@@ -23,9 +23,12 @@ class Command(BaseCommand):
         cli.add_user_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        user = cli.get_user(options["user"])
         results = cli.Results(self, as_json=options["json"])
         key = {"id": options["image_id"]}
+        try:
+            user = cli.get_user(options["user"])
+        except CommandError as exc:
+            results.refuse_all([key], exc)
         try:
             comment = review.comment(options["image_id"], Actor.of(user), options["text"])
         except review.ReviewError as exc:

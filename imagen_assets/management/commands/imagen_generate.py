@@ -44,8 +44,11 @@ class Command(BaseCommand):
         slug = slugify(options["campaign"])
         if not slug:
             raise cli.usage_error(_("--campaign must contain letters or digits."))
-        user = cli.get_user(options["user"]) if options["user"] is not None else None
         results = cli.Results(self, as_json=options["json"])
+        try:
+            user = cli.get_user(options["user"]) if options["user"] is not None else None
+        except CommandError as exc:
+            results.refuse_all([{"campaign": slug}], exc)
         try:
             if user is not None:
                 # Before the campaign is created: someone who may not generate makes nothing.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
@@ -47,8 +47,13 @@ class Command(BaseCommand):
             raise cli.usage_error(
                 _("--note is required with --%(decision)s: say why.") % {"decision": decision}
             )
-        user = cli.get_user(options["user"])
         results = cli.Results(self, as_json=options["json"])
+        try:
+            user = cli.get_user(options["user"])
+        except CommandError as exc:
+            results.refuse_all(
+                [{"id": image_id} for image_id in dict.fromkeys(options["image_ids"])], exc
+            )
         for image_id in dict.fromkeys(options["image_ids"]):  # each once, in the given order
             key = {"id": image_id}
             try:
