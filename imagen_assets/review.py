@@ -166,7 +166,7 @@ def decide(
                 id=image.pk,
                 status=image.get_review_status_display().lower(),
             )
-        if _decisions(image).filter(same_reviewer(actor)).exists():
+        if round_decisions(image).filter(same_reviewer(actor)).exists():
             raise _refuse(_("You already decided on image #%(id)d in this round."), id=image.pk)
         if decision is Decision.REJECT and not note:
             raise _refuse(_("Say why the image is rejected."))
@@ -344,8 +344,8 @@ def _check_open_for_decisions(
         )
 
 
-def _decisions(image: GeneratedImage) -> QuerySet[ReviewDecision]:
-    """The approve and reject decisions of the image's current round."""
+def round_decisions(image: GeneratedImage) -> QuerySet[ReviewDecision]:
+    """The approve and reject decisions of ``image``'s current round, oldest first."""
     return ReviewDecision.objects.filter(
         image=image,
         round=image.review_round,
@@ -365,10 +365,24 @@ def _derive(image: GeneratedImage, campaign: Campaign) -> ReviewStatus:
 
 
 def _counts(image: GeneratedImage) -> Any:
-    return _decisions(image).values("decision").annotate(n=Count("pk")).order_by()
+    return round_decisions(image).values("decision").annotate(n=Count("pk")).order_by()
 
 
 # -- the campaign --------------------------------------------------------------------------
+
+#: The campaign steps, each with the states it starts from (the diagram at the top).
+STEPS_FROM: dict[str, tuple[CampaignStatus, ...]] = {
+    "submit": (CampaignStatus.DRAFT, CampaignStatus.CHANGES_REQUESTED),
+    "sign_off": (CampaignStatus.IN_REVIEW,),
+    "request_changes": (CampaignStatus.IN_REVIEW,),
+    "archive": (
+        CampaignStatus.DRAFT,
+        CampaignStatus.IN_REVIEW,
+        CampaignStatus.CHANGES_REQUESTED,
+        CampaignStatus.APPROVED,
+    ),
+    "reopen": (CampaignStatus.ARCHIVED, CampaignStatus.APPROVED),
+}
 
 
 def submit(campaign_id: int, actor: Actor) -> Campaign:
@@ -376,7 +390,7 @@ def submit(campaign_id: int, actor: Actor) -> Campaign:
     with transaction.atomic():
         campaign = _locked_campaign(campaign_id)
         require(actor, PERM_CHANGE_CAMPAIGN, _("submit campaigns for review"))
-        if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.CHANGES_REQUESTED):
+        if campaign.status not in STEPS_FROM["submit"]:
             raise _refuse(
                 _(
                     "%(campaign)s is %(status)s; only a draft or a campaign with changes "
@@ -475,7 +489,7 @@ def archive(campaign_id: int, actor: Actor, *, note: str = "") -> Campaign:
     with transaction.atomic():
         campaign = _locked_campaign(campaign_id)
         require(actor, PERM_CHANGE_CAMPAIGN, _("archive campaigns"))
-        if campaign.status == CampaignStatus.ARCHIVED:
+        if campaign.status not in STEPS_FROM["archive"]:
             raise _refuse(_("%(campaign)s is already archived."), campaign=campaign)
         _move(campaign, CampaignStatus.ARCHIVED, actor, Verb.ARCHIVED, note=(note or "").strip())
     return campaign
@@ -486,7 +500,7 @@ def reopen(campaign_id: int, actor: Actor, *, note: str = "") -> Campaign:
     with transaction.atomic():
         campaign = _locked_campaign(campaign_id)
         require(actor, PERM_CHANGE_CAMPAIGN, _("reopen campaigns"))
-        if campaign.status not in (CampaignStatus.ARCHIVED, CampaignStatus.APPROVED):
+        if campaign.status not in STEPS_FROM["reopen"]:
             raise _refuse(
                 _(
                     "%(campaign)s is %(status)s; only an approved or archived campaign can be "
@@ -588,7 +602,7 @@ def require(actor: Actor, permission: str, what: str) -> None:
 
 
 def _check_signoff(campaign: Campaign, actor: Actor) -> None:
-    if campaign.status != CampaignStatus.IN_REVIEW:
+    if campaign.status not in STEPS_FROM["sign_off"]:
         raise _refuse(
             _("%(campaign)s is %(status)s, not in review."),
             campaign=campaign,
@@ -666,11 +680,6 @@ def waiting_for(actor: Actor, *, campaign: Campaign | int | None = None) -> Imag
     ).filter(Q(campaign__allow_self_approval=True) | ~Q(task__requested_by=user))
 
 
-def round_decisions(image: GeneratedImage) -> QuerySet[ReviewDecision]:
-    """The approve and reject decisions of ``image``'s current round, oldest first."""
-    return _decisions(image)
-
-
 def keep(image_id: int, others: Iterable[int], actor: Actor, *, note: str) -> GeneratedImage:
     """Approve ``image_id`` and reject each of ``others`` with ``note``, all or nothing.
 
@@ -686,21 +695,6 @@ def keep(image_id: int, others: Iterable[int], actor: Actor, *, note: str) -> Ge
         for pk in rejected:
             decide(pk, Decision.REJECT, actor, note=note)
     return kept
-
-
-#: The campaign steps, each with the states it starts from (the diagram at the top).
-STEPS_FROM: dict[str, tuple[CampaignStatus, ...]] = {
-    "submit": (CampaignStatus.DRAFT, CampaignStatus.CHANGES_REQUESTED),
-    "sign_off": (CampaignStatus.IN_REVIEW,),
-    "request_changes": (CampaignStatus.IN_REVIEW,),
-    "archive": (
-        CampaignStatus.DRAFT,
-        CampaignStatus.IN_REVIEW,
-        CampaignStatus.CHANGES_REQUESTED,
-        CampaignStatus.APPROVED,
-    ),
-    "reopen": (CampaignStatus.ARCHIVED, CampaignStatus.APPROVED),
-}
 
 
 def available_steps(campaign: Campaign, actor: Actor) -> list[str]:
