@@ -131,6 +131,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     id=ID + "W003",
                 )
             )
+    errors.extend(_check_webhook_limits())
     if conf.get("NOTIFICATIONS") and not conf.get("SITE_URL"):
         errors.append(
             checks.Warning(
@@ -175,3 +176,30 @@ def check_originals_private(app_configs: Any = None, **kwargs: Any) -> list[chec
             id=ID + "W005",
         )
     ]
+
+
+def _check_webhook_limits() -> list[checks.CheckMessage]:
+    """E009: the bounds on one task's callbacks must be numbers that bound something."""
+    errors: list[checks.CheckMessage] = []
+    after = conf.get("WEBHOOK_ACCEPT_AFTER_FINISH")
+    if isinstance(after, bool) or not isinstance(after, int | float) or not after >= 0:
+        errors.append(
+            checks.Error(
+                "IMAGEN_ASSETS['WEBHOOK_ACCEPT_AFTER_FINISH'] must be a number of seconds, "
+                f"0 or more, not {after!r}.",
+                hint="For example 3600: a task's callbacks are recorded for an hour after "
+                "it finished.",
+                id=ID + "E009",
+            )
+        )
+    most = conf.get("WEBHOOK_MAX_EVENTS_PER_TASK")
+    if isinstance(most, bool) or not isinstance(most, int) or most < 1:
+        errors.append(
+            checks.Error(
+                "IMAGEN_ASSETS['WEBHOOK_MAX_EVENTS_PER_TASK'] must be a whole number, 1 or "
+                f"more, not {most!r}.",
+                hint="For example 10; a provider sends one to four callbacks per task.",
+                id=ID + "E009",
+            )
+        )
+    return errors

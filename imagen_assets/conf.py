@@ -46,6 +46,13 @@ DEFAULTS: dict[str, Any] = {
     # Webhooks.
     "WEBHOOK_MAX_BODY": 256 * 1024,
     "WEBHOOK_TOLERANCE": 300,
+    # Seconds after a task finished during which its callbacks are still recorded (late
+    # ones are normal: a poll often finishes a task just before its webhook arrives).
+    # Later ones are answered 200 and dropped: a finished task cannot change.
+    "WEBHOOK_ACCEPT_AFTER_FINISH": 60 * 60,
+    # Most webhook events recorded for one task (a callback URL's token cannot fill the
+    # table); a provider sends one to four (the terminal event, redeliveries, a late one).
+    "WEBHOOK_MAX_EVENTS_PER_TASK": 10,
     # Largest number of images one request (admin form or CLI) may ask for.
     "MAX_IMAGES_PER_REQUEST": 100,
     # E-mail about the approval workflow (imagen_assets.notifications), sent by RQ jobs.

@@ -371,7 +371,9 @@ def process_webhook(event_id: int) -> Outcome:
     event = WebhookEvent.objects.filter(pk=event_id).first()
     if event is None or event.processed_at:
         return _skipped(Why.PROCESSED)
-    task = event.task or (
+    # By id, not ``event.task``: the column has no database constraint (W13), so a task
+    # deleted while the webhook was being recorded leaves an id with no row behind.
+    task = (GenerationTask.objects.filter(pk=event.task_id).first() if event.task_id else None) or (
         GenerationTask.objects.filter(
             provider=event.provider, provider_task_id=event.provider_task_id
         ).first()

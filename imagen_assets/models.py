@@ -29,6 +29,11 @@ from imagen_assets.status import (
 )
 from imagen_assets.storage import image_storage, image_upload_to, thumbnail_upload_to
 
+#: The longest provider task id or webhook id stored; a webhook carrying a longer one is
+#: refused (400) rather than stored cut short, where two ids sharing their first
+#: characters would become one (docs/reliability.md W5).
+MAX_ID_LENGTH = 200
+
 
 def new_callback_token() -> str:
     return secrets.token_urlsafe(32)
@@ -242,7 +247,7 @@ class GenerationTask(models.Model):
         _("callback token"), max_length=64, unique=True, default=new_callback_token, editable=False
     )
     provider_task_id = models.CharField(
-        _("provider task id"), max_length=200, blank=True, db_index=True
+        _("provider task id"), max_length=MAX_ID_LENGTH, blank=True, db_index=True
     )
     status = models.CharField(
         _("status"),
@@ -458,8 +463,15 @@ class WebhookEvent(models.Model):
     """A webhook delivery we accepted: kept for deduplication and support."""
 
     provider = models.CharField(_("provider"), max_length=50)
-    event_id = models.CharField(_("event id"), max_length=200)
-    provider_task_id = models.CharField(_("provider task id"), max_length=200, db_index=True)
+    event_id = models.CharField(_("event id"), max_length=MAX_ID_LENGTH)
+    provider_task_id = models.CharField(
+        _("provider task id"), max_length=MAX_ID_LENGTH, db_index=True
+    )
+    # No foreign-key constraint in the database (docs/reliability.md W13): checking one
+    # makes the insert take a KEY SHARE lock on the task's row, so a webhook would wait
+    # behind any job holding that row FOR UPDATE. Deleting a task still sets this to NULL
+    # (Django does that, not the database); a reader goes by ``task_id`` and treats an id
+    # with no row as no task.
     task = models.ForeignKey(
         GenerationTask,
         verbose_name=_("task"),
@@ -467,6 +479,7 @@ class WebhookEvent(models.Model):
         null=True,
         blank=True,
         related_name="webhook_events",
+        db_constraint=False,
     )
     payload = models.JSONField(_("payload"), default=dict)
     # The task state a signed webhook reported (authoritative); None when the body is

@@ -2,23 +2,43 @@
 
 It never calls a provider for the status and never downloads: the work happens in
 :func:`imagen_assets.jobs.process_webhook`. Bad input is always a 4xx with no state change.
+It never waits on a task's row either (docs/reliability.md W13): it only reads tasks (plain
+reads wait for no lock) and inserts the event, whose task column has no database
+constraint to check.
+
+A task's callbacks do not go on for ever: once it finished ``WEBHOOK_ACCEPT_AFTER_FINISH``
+seconds ago, or once ``WEBHOOK_MAX_EVENTS_PER_TASK`` events name it, further callbacks are
+answered 200 and dropped. 200, not 410 or another 4xx, on purpose (docs/providers.md §2.7:
+WaveSpeed redelivers when an endpoint "errors"; §1.6: Wave's retries are unknown): a
+finished task is final, so such a callback can change nothing, and a 2xx is the one answer
+every sender takes as "stop". Under the Standard Webhooks convention that WaveSpeed's
+headers copy, a 410 asks the sender to disable the endpoint, which for WaveSpeed is the
+one shared URL of every task.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
+from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DataError, IntegrityError, OperationalError, transaction
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from imagen_assets import conf, jobs, queueing
-from imagen_assets.models import GenerationTask, WebhookEvent
-from imagen_assets.providers import ProviderError, WebhookError, get_provider
+from imagen_assets.models import MAX_ID_LENGTH, GenerationTask, WebhookEvent
+from imagen_assets.providers import ProviderError, WebhookError, WebhookNotice, get_provider
+from imagen_assets.status import TaskStatus
 
 logger = logging.getLogger(__name__)
+
+#: What the endpoint reads of a task: enough to file the event and to decide whether the
+#: task still takes callbacks.
+_TASK_FIELDS = ("pk", "provider_task_id", "status", "completed_at", "updated_at")
 
 
 def _refuse(message: str, status: int) -> JsonResponse:
@@ -34,14 +54,50 @@ def _read_body(request: HttpRequest, limit: int) -> bytes | None:
     return None if len(body) > limit else body
 
 
+def _closed_to_callbacks(task: GenerationTask | None) -> str | None:
+    """Why ``task`` takes no more callbacks, or None when it still does.
+
+    The count is a bound, not an exact quota: deliveries arriving at the same moment may
+    each see one slot left, so a task ends with at most the limit plus the deliveries in
+    flight at that moment.
+    """
+    if task is None:
+        return None
+    if TaskStatus(task.status).terminal:
+        finished = task.completed_at or task.updated_at
+        after = timedelta(seconds=conf.get("WEBHOOK_ACCEPT_AFTER_FINISH"))
+        if finished is not None and timezone.now() - finished > after:
+            return "the task finished long ago"
+    limit = conf.get("WEBHOOK_MAX_EVENTS_PER_TASK")
+    if WebhookEvent.objects.filter(task_id=task.pk)[:limit].count() >= limit:
+        return "the task has had all the callbacks it may have"
+    return None
+
+
+def _dropped(provider: str, task: GenerationTask, reason: str) -> JsonResponse:
+    logger.info("Dropped a %s callback for task %s: %s", provider, task.pk, reason)
+    return JsonResponse({"ok": True, "ignored": reason})
+
+
+def _too_long(notice: WebhookNotice) -> str | None:
+    """Which id of ``notice`` is too long to store whole, if one is (W5: never cut short)."""
+    if len(notice.event_id) > MAX_ID_LENGTH:
+        return "webhook id"
+    if len(notice.task_id) > MAX_ID_LENGTH:
+        return "task id"
+    return None
+
+
+@login_not_required  # providers have no session: LoginRequiredMiddleware must let them in
 @csrf_exempt
 @require_POST
 def webhook(request: HttpRequest, provider: str, token: str | None = None) -> JsonResponse:
     """Receive one callback. The error contract, decided here and nowhere else: what the
-    sender got wrong (unknown URL, bad signature, malformed or oversized body) is a 4xx
-    with nothing recorded; what we cannot do right now (fetch a signing secret, reach the
-    database) is a 503 so the provider retries; anything accepted is recorded once and
-    answered 200, duplicates included."""
+    sender got wrong (unknown URL, bad signature, malformed or oversized body, an id too
+    long to store) is a 4xx with nothing recorded; what we cannot do right now (fetch a
+    signing secret, reach the database) is a 503 so the provider retries; a callback for a
+    task closed to callbacks is answered 200 and dropped; anything accepted is recorded
+    once and answered 200, duplicates included."""
     try:
         backend = get_provider(provider)
     except ImproperlyConfigured:
@@ -51,11 +107,14 @@ def webhook(request: HttpRequest, provider: str, token: str | None = None) -> Js
         if token is not None:
             task = (
                 GenerationTask.objects.filter(provider=provider, callback_token=token)
-                .only("pk", "provider_task_id")
+                .only(*_TASK_FIELDS)
                 .first()
             )
         try:
             backend.check_callback_url(None if token is None else task is not None)
+            closed = _closed_to_callbacks(task)
+            if task is not None and closed:
+                return _dropped(provider, task, closed)
             body = _read_body(request, conf.get("WEBHOOK_MAX_BODY"))
             if body is None:
                 return _refuse("body too large", 413)
@@ -72,12 +131,25 @@ def webhook(request: HttpRequest, provider: str, token: str | None = None) -> Js
             logger.error("Cannot verify %s webhooks now: %s", provider, exc)
             return _refuse("cannot verify webhooks right now", 503)
 
+    too_long = _too_long(notice)
+    if too_long:
+        logger.warning("Refused a %s webhook: its %s is too long to store", provider, too_long)
+        return _refuse(f"{too_long} longer than {MAX_ID_LENGTH} characters", 400)
     try:
+        if task is None and notice.task_id:
+            task = (
+                GenerationTask.objects.filter(provider=provider, provider_task_id=notice.task_id)
+                .only(*_TASK_FIELDS)
+                .first()
+            )
+            closed = _closed_to_callbacks(task)
+            if task is not None and closed:
+                return _dropped(provider, task, closed)
         with transaction.atomic():
             event = WebhookEvent.objects.create(
                 provider=provider,
-                event_id=notice.event_id[:200],
-                provider_task_id=(notice.task_id or getattr(task, "provider_task_id", ""))[:200],
+                event_id=notice.event_id,
+                provider_task_id=notice.task_id or getattr(task, "provider_task_id", ""),
                 task_id=task.pk if task is not None else None,
                 payload=dict(notice.payload),
                 state=notice.task.to_json() if notice.task is not None else None,

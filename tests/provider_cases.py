@@ -27,10 +27,12 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpResponse
 from django.test import Client
+from django.utils import timezone
 
 from imagen_assets import jobs
-from imagen_assets.models import WebhookEvent
+from imagen_assets.models import Campaign, GenerationTask, WebhookEvent
 from imagen_assets.providers import GenerationParams, Provider, ProviderError, WebhookAuth
+from tests.factories import running_wavespeed_task
 from tests.mock_http import MockHTTP, fixture, json_response
 
 
@@ -366,6 +368,27 @@ class WebhookViewContractCases:
             "POST", url, body, content_type="application/json", headers=self.headers_for(body)
         )
 
+    def distinct_bodies(self, count: int) -> list[bytes]:
+        """``count`` valid callbacks about the same task, each a different event."""
+        return [
+            json.dumps({**json.loads(self.valid_body()), "delivery": n}).encode()
+            for n in range(count)
+        ]
+
+    def named_task(self, **fields: Any) -> GenerationTask:
+        """The task :meth:`valid_body` names (made if the subclass has none), ``fields`` set.
+
+        Request the ``webhook_url`` fixture first: for a token URL it makes the task.
+        """
+        task = GenerationTask.objects.filter(
+            provider=self.alias, provider_task_id=self.provider_task_id
+        ).first()
+        if task is None:
+            campaign, _ = Campaign.objects.get_or_create(slug="callbacks", name="Callbacks")
+            task = running_wavespeed_task(campaign, self.provider_task_id, provider=self.alias)
+        GenerationTask.objects.filter(pk=task.pk).update(**fields)
+        return task
+
     def test_a_valid_webhook_is_recorded_and_queued_after_commit(
         self, webhook_url, enqueued, django_capture_on_commit_callbacks
     ):
@@ -410,3 +433,65 @@ class WebhookViewContractCases:
 
         assert response.status_code == 405
         assert_nothing_recorded(enqueued)
+
+    # -- W11: the site may require a login everywhere else -----------------------------------
+
+    def test_reachable_without_login_under_login_required_middleware(
+        self, webhook_url, enqueued, settings
+    ):
+        """As django-anymail tests it: with ``LoginRequiredMiddleware`` on (whatever the
+        suite's settings say), a callback is still taken, not sent to the login page, and
+        other methods are still a 405."""
+        required = "django.contrib.auth.middleware.LoginRequiredMiddleware"
+        settings.MIDDLEWARE = [*(m for m in settings.MIDDLEWARE if m != required), required]
+        client = Client(enforce_csrf_checks=True)
+
+        response = self.deliver(webhook_url, self.valid_body())
+        others = [client.get(webhook_url), client.put(webhook_url)]
+
+        assert response.status_code == 200, response.get("Location")
+        assert WebhookEvent.objects.count() == 1
+        assert [other.status_code for other in others] == [405, 405]
+
+    # -- a task's callbacks end (issue 12) ----------------------------------------------------
+
+    def test_a_callback_for_a_task_finished_long_ago_is_answered_200_and_dropped(
+        self, webhook_url, enqueued
+    ):
+        self.named_task(status="succeeded", completed_at=timezone.now() - timedelta(hours=2))
+
+        response = self.deliver(webhook_url, self.valid_body())
+
+        assert response.status_code == 200
+        assert response.json() == {"ok": True, "ignored": "the task finished long ago"}
+        assert_nothing_recorded(enqueued)
+
+    def test_a_callback_soon_after_the_task_finished_is_recorded_for_it(
+        self, webhook_url, enqueued, settings
+    ):
+        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "WEBHOOK_ACCEPT_AFTER_FINISH": 600}
+        task = self.named_task(
+            status="failed", completed_at=timezone.now() - timedelta(seconds=590)
+        )
+
+        response = self.deliver(webhook_url, self.valid_body())
+
+        assert response.json() == {"ok": True}
+        assert WebhookEvent.objects.get().task_id == task.pk
+        self.named_task(completed_at=timezone.now() - timedelta(seconds=610))
+        late = self.deliver(webhook_url, self.distinct_bodies(1)[0])
+        assert late.json()["ignored"] == "the task finished long ago"
+        assert WebhookEvent.objects.count() == 1
+
+    def test_one_task_records_at_most_the_limit_of_events(self, webhook_url, enqueued, settings):
+        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "WEBHOOK_MAX_EVENTS_PER_TASK": 3}
+        task = self.named_task(status="processing")
+
+        answers = [self.deliver(webhook_url, body) for body in self.distinct_bodies(6)]
+
+        assert [a.status_code for a in answers] == [200] * 6
+        assert [a.json().get("ignored") for a in answers] == [None] * 3 + [
+            "the task has had all the callbacks it may have"
+        ] * 3
+        assert WebhookEvent.objects.filter(task_id=task.pk).count() == 3
+        assert WebhookEvent.objects.count() == 3

@@ -35,17 +35,21 @@ INSTALLED_APPS = [
     "imagen_assets",
 ]
 
-# LoginRequiredMiddleware (Django 5.1+) is not on yet: the webhook view is not marked
-# login_not_required, so with it every webhook would be redirected to the login page.
+# LoginRequiredMiddleware (Django 5.1+) is on, as a careful host site would run it: every
+# view of the app that must be public (webhooks, the outside reviewers' pages) is marked
+# login_not_required; everything else sends anonymous visitors to LOGIN_URL.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# As the example site: anonymous visitors of the admin and the file views log in there.
+LOGIN_URL = "admin:login"
 
 ROOT_URLCONF = "campaigns.urls"
 

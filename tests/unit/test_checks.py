@@ -166,6 +166,35 @@ class ErrorCheckTests:
 
         assert ids(messages) == ["imagen_assets.E008"]
 
+    @pytest.mark.parametrize(
+        ("key", "value"),
+        [
+            ("WEBHOOK_ACCEPT_AFTER_FINISH", -1),
+            ("WEBHOOK_ACCEPT_AFTER_FINISH", "3600"),
+            ("WEBHOOK_ACCEPT_AFTER_FINISH", None),
+            ("WEBHOOK_ACCEPT_AFTER_FINISH", True),
+            ("WEBHOOK_MAX_EVENTS_PER_TASK", 0),
+            ("WEBHOOK_MAX_EVENTS_PER_TASK", 2.5),
+            ("WEBHOOK_MAX_EVENTS_PER_TASK", "10"),
+        ],
+    )
+    def test_e009_a_webhook_bound_that_bounds_nothing(self, settings, key, value):
+        messages = run(settings, **imagen_settings(**{key: value}))
+
+        assert ids(messages) == ["imagen_assets.E009"]
+        assert key in messages[0].msg
+
+    @pytest.mark.parametrize(
+        ("key", "value"),
+        [
+            ("WEBHOOK_ACCEPT_AFTER_FINISH", 0),
+            ("WEBHOOK_ACCEPT_AFTER_FINISH", 90.5),
+            ("WEBHOOK_MAX_EVENTS_PER_TASK", 1),
+        ],
+    )
+    def test_e009_accepts_the_smallest_sensible_bounds(self, settings, key, value):
+        assert run(settings, **imagen_settings(**{key: value})) == []
+
 
 class WarningCheckTests:
     def test_w001_another_provider_without_api_key(self, settings):

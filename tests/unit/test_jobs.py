@@ -1109,6 +1109,21 @@ class ProcessWebhookTests:
         received.refresh_from_db()
         assert received.processed_at is None
 
+    def test_an_event_whose_task_row_is_gone_is_filed_by_provider_task_id(
+        self, campaign, use_http, enqueued
+    ):
+        """W13: the event's task column has no database constraint, so a task deleted while
+        its webhook was recorded leaves an id with no row; the job copes."""
+        task = running_task(campaign, WAVESPEED)
+        use_http()
+        received = event(state=signed_state("failed", error_message="x"), task_id=task.pk + 999)
+
+        assert jobs.process_webhook(received.pk) == Outcome(Did.APPLIED, detail="failed")
+
+        received.refresh_from_db()
+        assert received.task_id == task.pk
+        assert reload(task).status == "failed"
+
     def test_an_event_for_a_task_not_yet_submitted_waits_too(self, campaign, use_http, enqueued):
         task = queued_task(campaign, WAVE)
         use_http()

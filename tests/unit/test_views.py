@@ -10,11 +10,13 @@ import io
 import json
 import logging
 import types
+from datetime import timedelta
 
 import pytest
 from django.core.handlers.wsgi import WSGIRequest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from unit_helpers import (
     WS_SECRET,
     MockHTTP,
@@ -24,8 +26,8 @@ from unit_helpers import (
     make_task,
 )
 
-from imagen_assets import providers, views
-from imagen_assets.models import WebhookEvent
+from imagen_assets import conf, providers, urls, views
+from imagen_assets.models import MAX_ID_LENGTH, WebhookEvent
 from imagen_assets.providers import wavespeed
 from imagen_assets.sandbox.signing import sign_wavespeed_webhook
 from tests.factories import signed_wavespeed_headers
@@ -67,6 +69,20 @@ def post_signed(client: Client, body: bytes = BODY, *, timestamp: int = NOW, **k
 
 
 class URLTests:
+    def test_exactly_the_public_views_are_marked_login_not_required(self):
+        """W11: under LoginRequiredMiddleware, only what providers and outside reviewers
+        reach without an account is open; a new view must be placed on purpose."""
+        marked = {
+            pattern.name
+            for pattern in urls.urlpatterns
+            if not getattr(pattern.callback, "login_required", True)
+        }
+
+        assert marked == {"webhook", "webhook_token", "outside_review", "outside_thumbnail"}
+
+    def test_the_suite_runs_with_login_required_middleware(self, settings):
+        assert "django.contrib.auth.middleware.LoginRequiredMiddleware" in settings.MIDDLEWARE
+
     def test_the_urls_are_mounted_where_the_jobs_point_providers(self):
         assert reverse("imagen_assets:webhook", kwargs={"provider": "wavespeed"}) == WS_URL
         assert reverse(
@@ -86,7 +102,8 @@ class WaveSpeedWebhookTests(WebhookViewContractCases):
         return BODY
 
     def headers_for(self, body: bytes) -> dict[str, str]:
-        return signed_headers(body)
+        # One event per body, as WaveSpeed gives each event its own webhook-id.
+        return signed_headers(body, webhook_id=f"evt-{hashlib.sha256(body).hexdigest()[:16]}")
 
     def test_a_valid_signature_records_the_signed_prediction_as_the_state(self, client, enqueued):
         response = post_signed(client, webhook_id="msg_2Lq")
@@ -237,11 +254,30 @@ class WaveSpeedWebhookTests(WebhookViewContractCases):
 
         assert post(client, WS_URL, BODY, headers).status_code in (400, 401)
 
-    def test_a_long_but_valid_webhook_id_is_stored_truncated(self, client, enqueued):
-        response = post_signed(client, webhook_id="e" * 300)
+    def test_a_webhook_id_as_long_as_the_column_is_stored_whole(self, client, enqueued):
+        response = post_signed(client, webhook_id="e" * MAX_ID_LENGTH)
 
         assert response.status_code == 200
-        assert WebhookEvent.objects.get().event_id == "e" * 200
+        assert WebhookEvent.objects.get().event_id == "e" * MAX_ID_LENGTH
+
+    def test_ids_sharing_their_first_200_characters_are_never_made_one(self, client, enqueued):
+        """W5: an id is stored whole or refused, never cut short into another's."""
+        shared = "e" * MAX_ID_LENGTH
+
+        answers = [post_signed(client, webhook_id=shared + tail) for tail in ("a", "b")]
+
+        assert [a.status_code for a in answers] == [400, 400]
+        assert "webhook id longer than 200 characters" in answers[0].json()["error"]
+        assert_nothing_recorded(enqueued)
+
+    def test_a_task_id_longer_than_the_column_is_a_400(self, client, enqueued):
+        body = BODY.replace(WS_ID.encode(), b"t" * (MAX_ID_LENGTH + 1), 1)
+
+        response = post_signed(client, body)
+
+        assert response.status_code == 400
+        assert "task id" in response.json()["error"]
+        assert_nothing_recorded(enqueued)
 
     @pytest.mark.parametrize(
         "body",
@@ -531,6 +567,28 @@ class WaveCallbackTests(WebhookViewContractCases):
         assert (first.status_code, second.status_code) == (200, 200)
         assert second.json()["duplicate"] is True
         assert WebhookEvent.objects.count() == 1
+
+    def test_two_hundred_posts_to_a_finished_tasks_url_make_at_most_the_limit(
+        self, client, task, enqueued
+    ):
+        """Issue 12 as reported: a URL that never expired took 200 posts as 200 events."""
+        task.status, task.completed_at = "succeeded", timezone.now()
+        task.save()
+        url = self.url(task.callback_token)
+
+        answers = [post(client, url, b'{"n": %d}' % n) for n in range(200)]
+
+        assert {a.status_code for a in answers} == {200}
+        assert WebhookEvent.objects.count() == conf.DEFAULTS["WEBHOOK_MAX_EVENTS_PER_TASK"]
+
+        task.completed_at = timezone.now() - timedelta(
+            seconds=conf.DEFAULTS["WEBHOOK_ACCEPT_AFTER_FINISH"] + 1
+        )
+        task.save()
+        WebhookEvent.objects.all().delete()
+        answers = [post(client, url, b'{"n": %d}' % n) for n in range(200)]
+        assert {a.status_code for a in answers} == {200}
+        assert not WebhookEvent.objects.exists()
 
     def test_the_token_never_appears_in_answers_or_logs(self, client, task, enqueued, caplog):
         caplog.set_level(logging.DEBUG)
