@@ -98,6 +98,18 @@ class WebhookEventAdminTests:
         assert page.status_code == 200
         assert "&quot;status&quot;: &quot;completed&quot;" in page.content.decode()
 
+    def test_an_event_whose_task_row_is_gone_still_renders(self, admin_client):
+        """W13: the task column has no database constraint, so its id may name no row."""
+        event = WebhookEvent.objects.create(
+            provider="wave", event_id="evt-gone", provider_task_id="t-1", task_id=987_654
+        )
+
+        listing = admin_client.get(reverse("admin:imagen_assets_webhookevent_changelist"))
+        page = admin_client.get(reverse("admin:imagen_assets_webhookevent_change", args=[event.pk]))
+
+        assert (listing.status_code, page.status_code) == (200, 200)
+        assert "evt-gone" in page.content.decode()
+
     def test_cannot_be_added(self, admin_client):
         add = reverse("admin:imagen_assets_webhookevent_add")
         assert admin_client.get(add).status_code == 403
