@@ -97,8 +97,10 @@ class DuplicateDeliveryTests:
         ready = Activity.objects.filter(image=image, verb=Activity.Verb.READY)
         assert ready.count() == 1
         queue = django_rq.get_queue("default")
-        assert [job.func_name for job in queue.get_jobs()] == []
-        assert queue.started_job_registry.get_job_ids() == []
+        started = [queue.fetch_job(i) for i in queue.started_job_registry.get_job_ids()]
+        left = [job.func_name for job in [*queue.get_jobs(), *started] if job is not None]
+        # The worker's reconciler may be due at any moment; nothing else may be left.
+        assert [name for name in left if name != "imagen_assets.jobs.reconcile"] == []
 
 
 @pytest.fixture
