@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from imagen_assets import conf, lifecycle, queueing
+from imagen_assets.imaging import Provenance
 from imagen_assets.ingest import NotStored, discard, ingest
 from imagen_assets.models import GenerationTask, WebhookEvent
 from imagen_assets.outcomes import Did, Outcome, Why
@@ -32,6 +33,7 @@ from imagen_assets.providers import (
     ProviderTask,
     WebhookAuth,
     get_provider,
+    get_provider_class,
 )
 from imagen_assets.status import OPEN_IMAGE_STATUSES, TaskStatus
 
@@ -322,9 +324,12 @@ def complete(task_id: int) -> Outcome:
     todo = [image for image in images if image.index < len(outputs)]
     for image in todo:
         image.campaign = task.campaign  # upload_to reads the slug; no query per thread
+    provenance = _provenance(task)
+    # Threads overlap the downloads; decoding is bounded by imaging.DECODING's pixel budget.
     with ThreadPoolExecutor(max_workers=max(1, min(4, len(todo)))) as pool:
-        results = list(pool.map(lambda img: ingest(img, outputs[img.index].url), todo))
+        results = list(pool.map(lambda img: ingest(img, outputs[img.index].url, provenance), todo))
     stored = retrying = 0
+    retry_after = 0.0
     # A transient failure (network, storage) leaves the image open and tries again later,
     # until TASK_TIMEOUT after the provider finished: the image is paid for.
     finished_at = task.completed_at or now
@@ -339,6 +344,7 @@ def complete(task_id: int) -> Outcome:
                     retrying += lifecycle.note_image_retry(
                         image.pk, f"{result.error} Trying again shortly."
                     )
+                    retry_after = max(retry_after, result.retry_after or 0.0)
                 else:
                     lifecycle.finish_image(
                         image.pk, source_url=output.url, nsfw=output.nsfw, error=result.error
@@ -359,8 +365,21 @@ def complete(task_id: int) -> Outcome:
     logger.info("Task %s: stored %d image(s), %d withheld", task_id, stored, len(missing))
     if retrying:
         elapsed = (now - finished_at).total_seconds()
-        queueing.enqueue(complete, task_id, delay=min(60.0, max(5.0, elapsed / 4)))
+        # Never before the result host's Retry-After (a 429 asking for longer than one
+        # run may wait), at most until the deadline.
+        delay = max(min(60.0, max(5.0, elapsed / 4)), retry_after)
+        left = conf.get("TASK_TIMEOUT") - elapsed
+        queueing.enqueue(complete, task_id, delay=max(5.0, min(delay, left + 1)))
     return Outcome(Did.STORED, stored=stored, withheld=len(missing), retrying=retrying)
+
+
+def _provenance(task: GenerationTask) -> Provenance:
+    """What each clean file says made it: the task's model, and its provider by name."""
+    try:
+        provider = get_provider_class(task.provider).display_name
+    except ImproperlyConfigured:
+        provider = task.provider
+    return Provenance(model=task.model, provider=str(provider))
 
 
 # -- webhooks --------------------------------------------------------------------------------

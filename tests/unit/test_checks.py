@@ -167,6 +167,17 @@ class ErrorCheckTests:
         assert ids(messages) == ["imagen_assets.E008"]
 
 
+    @pytest.mark.parametrize("pixels", [None, 0, -1, 2.5e6, "8000000", True])
+    def test_e009_max_image_pixels_not_a_positive_whole_number(self, settings, pixels):
+        messages = run(settings, **imagen_settings(MAX_IMAGE_PIXELS=pixels))
+
+        assert ids(messages) == ["imagen_assets.E009"]
+        assert "MAX_IMAGE_PIXELS" in messages[0].msg
+
+    def test_no_e009_for_a_positive_pixel_count(self, settings):
+        assert run(settings, **imagen_settings(MAX_IMAGE_PIXELS=4_194_304)) == []
+
+
 class WarningCheckTests:
     def test_w001_another_provider_without_api_key(self, settings):
         messages = run(settings, **with_options("wave", API_KEY=""))
