@@ -166,7 +166,6 @@ class ErrorCheckTests:
 
         assert ids(messages) == ["imagen_assets.E008"]
 
-
     @pytest.mark.parametrize("pixels", [None, 0, -1, 2.5e6, "8000000", True])
     def test_e009_max_image_pixels_not_a_positive_whole_number(self, settings, pixels):
         messages = run(settings, **imagen_settings(MAX_IMAGE_PIXELS=pixels))

@@ -38,6 +38,7 @@ pytestmark = pytest.mark.django_db
 def pixels(data: bytes) -> bytes:
     return Image.open(io.BytesIO(data)).tobytes()
 
+
 WS_ID = "8a1b2c3d4e5f40718293a4b5c6d7e8f9"
 WAVE_ID = "task-wave1789004688b950049238"
 
