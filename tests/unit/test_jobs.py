@@ -1307,6 +1307,21 @@ class DownloadRetryTests:
         image = images_of(task)[0]
         assert (image.status, image.error_message) == ("succeeded", "")
 
+    def test_the_next_run_waits_for_the_hosts_retry_after(
+        self, campaign, enqueued, monkeypatch, tmp_path
+    ):
+        task = self._succeeded_task(campaign)
+        GenerationTask.objects.filter(pk=task.pk).update(completed_at=timezone.now())
+
+        def rate_limited(url, **kwargs):
+            raise DownloadError("cdn.test answered HTTP 429", transient=True, retry_after=600)
+
+        monkeypatch.setattr(ingest, "download", rate_limited)
+
+        assert jobs.complete(task.pk) == Outcome(Did.STORED, retrying=1)
+        assert [(c.func, c.args) for c in enqueued] == [(jobs.complete, (task.pk,))]
+        assert 600 <= enqueued[0].delay <= 901  # never later than the task's deadline
+
     def test_a_storage_failure_is_tried_again(self, campaign, enqueued, monkeypatch, tmp_path):
         task = self._succeeded_task(campaign)
         monkeypatch.setattr(
