@@ -300,11 +300,13 @@ def _schedule_poll(task_id: int, delay: float) -> None:
 def complete(task_id: int) -> Outcome:
     """Download, check and store every output of a succeeded task; mark missing ones filtered.
 
-    Images are fetched in parallel threads; each row is then finished with a conditional
-    update, so a second concurrent run cannot store an image twice (its files are removed).
-    A transient failure (the CDN or the storage unreachable) keeps the image open and queues
-    another run, until ``TASK_TIMEOUT`` after the provider finished; a refused file (not an
-    image, too large, an HTTP 4xx) fails it at once.
+    Images are fetched in parallel threads (decoding bounded by the pixel budget of
+    :mod:`imagen_assets.imaging`); each row is then finished with a conditional update, so a
+    second concurrent run cannot store an image twice (its files are removed). A transient
+    failure (the CDN or the storage unreachable, HTTP 429 or 5xx, a DNS timeout) keeps the
+    image open and queues another run, not before the host's ``Retry-After``, until
+    ``TASK_TIMEOUT`` after the provider finished; a refused file (not an image, too large,
+    animated, an expired URL or another HTTP 4xx) fails it at once.
     """
     task = GenerationTask.objects.select_related("campaign").filter(pk=task_id).first()
     if task is None or task.status != TaskStatus.SUCCEEDED:

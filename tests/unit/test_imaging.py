@@ -376,6 +376,14 @@ class MultiFrameTests:
         with pytest.raises(ImageRejected, match="animated"):
             check(hostile.animated(fmt, frames=2))
 
+    def test_refuses_a_multi_picture_jpeg(self):
+        buffer = io.BytesIO()
+        first, second = hostile.picture((64, 48)), hostile.picture((64, 48))
+        first.save(buffer, "MPO", save_all=True, append_images=[second])
+
+        with pytest.raises(ImageRejected, match=r"animated or multi-frame.*2 frames"):
+            check(buffer.getvalue())
+
     def test_refuses_an_animated_gif_as_a_format(self):
         with pytest.raises(ImageRejected, match="not a JPEG, PNG or WebP"):
             check(hostile.animated("GIF", frames=300))
