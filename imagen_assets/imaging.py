@@ -192,24 +192,25 @@ def check_image(
     decompression bomb) or an animation is refused before any pixel is decoded.
     """
     try:
+        # Only around the header read: the warnings filters are global to the process.
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=list(FORMATS))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageRejected(
-                    _("image is %(width)dx%(height)d, over the %(limit)s pixel limit")
-                    % {"width": width, "height": height, "limit": f"{max_pixels:,}"}
-                )
-            frames = getattr(image, "n_frames", 1)
-            if frames != 1 or image.format not in FORMATS:
-                raise ImageRejected(
-                    _("animated or multi-frame images are not accepted (%(frames)d frames)")
-                    % {"frames": frames}
-                )
-            with budget.hold(width * height, max_pixels):
-                image.load()
-                return _clean(image, data, provenance, thumbnail_size)
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageRejected(
+                _("image is %(width)dx%(height)d, over the %(limit)s pixel limit")
+                % {"width": width, "height": height, "limit": f"{max_pixels:,}"}
+            )
+        frames = getattr(image, "n_frames", 1)
+        if frames != 1 or image.format not in FORMATS:
+            raise ImageRejected(
+                _("animated or multi-frame images are not accepted (%(frames)d frames)")
+                % {"frames": frames}
+            )
+        with budget.hold(width * height, max_pixels):
+            image.load()
+            return _clean(image, data, provenance, thumbnail_size)
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
