@@ -7,6 +7,7 @@ import sys
 
 BENCHMARKS = [
     ["benchmarks.complete"],
+    ["benchmarks.decode_memory"],
     ["benchmarks.drain"],
     ["benchmarks.drain", "--webhooks"],
     ["benchmarks.drain", "--provider", "wave"],

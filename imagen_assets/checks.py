@@ -132,6 +132,20 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 )
             )
     errors.extend(_check_webhook_limits())
+    pixels = conf.get("MAX_IMAGE_PIXELS")
+    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels <= 0:
+        errors.append(
+            checks.Error(
+                f"IMAGEN_ASSETS['MAX_IMAGE_PIXELS'] is {pixels!r}; it must be a whole number "
+                "of pixels above zero.",
+                hint=(
+                    "Images larger than this are refused before decoding, and one worker "
+                    "decodes no more pixels at once; the default, 8388608, is 1.8 times "
+                    "Imagen 4's largest output."
+                ),
+                id=ID + "E010",
+            )
+        )
     if conf.get("NOTIFICATIONS") and not conf.get("SITE_URL"):
         errors.append(
             checks.Warning(

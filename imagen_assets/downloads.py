@@ -14,13 +14,22 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from socket import EAI_AGAIN, gaierror
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+from django.utils.translation import gettext as _
 
 from imagen_assets import __version__
+from imagen_assets.providers.http import parse_retry_after
 
 MAX_REDIRECTS = 3
+
+#: Answers of a result host that may succeed on a later try (row D10): the CDN is
+#: overloaded, restarting or rate-limiting. The file is paid for, so they are retried.
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: Answers meaning the result URL no longer works (row D9): never retried.
+EXPIRED_STATUSES = frozenset({403, 404, 410})
 
 Resolver = Callable[[str, int], list[str]]
 
@@ -28,13 +37,18 @@ Resolver = Callable[[str, int], list[str]]
 class DownloadError(Exception):
     """The output could not be fetched safely; the message is fit for the admin.
 
-    ``transient`` marks network failures (timeout, dropped connection) that may succeed on
-    a second try; refusals (scheme, address, size) never will.
+    ``transient`` marks failures that may succeed on a second try (timeout, dropped
+    connection, a temporary DNS failure, HTTP 429 and 5xx); refusals (scheme, address,
+    size, an expired URL) never will. ``retry_after``: seconds the host asked us to wait
+    (``Retry-After``), if it did.
     """
 
-    def __init__(self, message: str, *, transient: bool = False) -> None:
+    def __init__(
+        self, message: str, *, transient: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.transient = transient
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,13 @@ def _checked_address(url: str, allow_hosts: Iterable[str], resolver: Resolver) -
         raise DownloadError("refused a URL with credentials in it")
     try:
         addresses = resolver(host, port)
+    except gaierror as exc:
+        if exc.errno == EAI_AGAIN:  # no answer from the DNS server, not "no such name"
+            raise DownloadError(
+                _("could not resolve %(host)s (temporary DNS failure)") % {"host": host},
+                transient=True,
+            ) from None
+        raise DownloadError(f"could not resolve {host} ({type(exc).__name__})") from None
     except (OSError, UnicodeError) as exc:
         raise DownloadError(f"could not resolve {host} ({type(exc).__name__})") from None
     if not addresses:
@@ -137,7 +158,7 @@ def download(
             headers = {"Host": parts.netloc.rsplit("@", 1)[-1], "Accept-Encoding": "identity"}
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise DownloadError(f"gave up after {timeout:.0f} s")
+                raise DownloadError(f"gave up after {timeout:.0f} s", transient=True)
             try:
                 with client.stream(
                     "GET",
@@ -153,7 +174,7 @@ def download(
                         url = urljoin(url, location)
                         continue
                     if response.status_code != 200:
-                        raise DownloadError(f"{host} answered HTTP {response.status_code}")
+                        raise _answer_error(host, response)
                     encoding = response.headers.get("Content-Encoding", "").strip().lower()
                     if encoding not in ("", "identity"):
                         raise DownloadError(
@@ -174,7 +195,7 @@ def download(
                         if size > max_bytes:
                             raise DownloadError(f"file is over the {max_bytes:,} byte limit")
                         if time.monotonic() > deadline:
-                            raise DownloadError(f"gave up after {timeout:.0f} s")
+                            raise DownloadError(f"gave up after {timeout:.0f} s", transient=True)
                         chunks.append(chunk)
                     content_type = response.headers.get("Content-Type", "").split(";")[0]
                     return Downloaded(b"".join(chunks), content_type.strip().lower(), url)
@@ -185,3 +206,17 @@ def download(
                     f"could not fetch from {host} ({type(exc).__name__})", transient=True
                 ) from None
         raise DownloadError(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _answer_error(host: str, response: httpx.Response) -> DownloadError:
+    status = response.status_code
+    answered = _("%(host)s answered HTTP %(status)d") % {"host": host, "status": status}
+    if status in TRANSIENT_STATUSES:
+        return DownloadError(
+            answered,
+            transient=True,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+    if status in EXPIRED_STATUSES:
+        return DownloadError(_("%(answered)s: the result URL expired") % {"answered": answered})
+    return DownloadError(answered)

@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from imagen_assets import conf, lifecycle, queueing
+from imagen_assets.imaging import Provenance
 from imagen_assets.ingest import NotStored, discard, ingest
 from imagen_assets.models import GenerationTask, WebhookEvent
 from imagen_assets.outcomes import Did, Outcome, Why
@@ -32,6 +33,7 @@ from imagen_assets.providers import (
     ProviderTask,
     WebhookAuth,
     get_provider,
+    get_provider_class,
 )
 from imagen_assets.status import OPEN_IMAGE_STATUSES, TaskStatus
 
@@ -298,11 +300,13 @@ def _schedule_poll(task_id: int, delay: float) -> None:
 def complete(task_id: int) -> Outcome:
     """Download, check and store every output of a succeeded task; mark missing ones filtered.
 
-    Images are fetched in parallel threads; each row is then finished with a conditional
-    update, so a second concurrent run cannot store an image twice (its files are removed).
-    A transient failure (the CDN or the storage unreachable) keeps the image open and queues
-    another run, until ``TASK_TIMEOUT`` after the provider finished; a refused file (not an
-    image, too large, an HTTP 4xx) fails it at once.
+    Images are fetched in parallel threads (decoding bounded by the pixel budget of
+    :mod:`imagen_assets.imaging`); each row is then finished with a conditional update, so a
+    second concurrent run cannot store an image twice (its files are removed). A transient
+    failure (the CDN or the storage unreachable, HTTP 429 or 5xx, a DNS timeout) keeps the
+    image open and queues another run, not before the host's ``Retry-After``, until
+    ``TASK_TIMEOUT`` after the provider finished; a refused file (not an image, too large,
+    animated, an expired URL or another HTTP 4xx) fails it at once.
     """
     task = GenerationTask.objects.select_related("campaign").filter(pk=task_id).first()
     if task is None or task.status != TaskStatus.SUCCEEDED:
@@ -322,9 +326,12 @@ def complete(task_id: int) -> Outcome:
     todo = [image for image in images if image.index < len(outputs)]
     for image in todo:
         image.campaign = task.campaign  # upload_to reads the slug; no query per thread
+    provenance = _provenance(task)
+    # Threads overlap the downloads; decoding is bounded by imaging.DECODING's pixel budget.
     with ThreadPoolExecutor(max_workers=max(1, min(4, len(todo)))) as pool:
-        results = list(pool.map(lambda img: ingest(img, outputs[img.index].url), todo))
+        results = list(pool.map(lambda img: ingest(img, outputs[img.index].url, provenance), todo))
     stored = retrying = 0
+    retry_after = 0.0
     # A transient failure (network, storage) leaves the image open and tries again later,
     # until TASK_TIMEOUT after the provider finished: the image is paid for.
     finished_at = task.completed_at or now
@@ -339,6 +346,7 @@ def complete(task_id: int) -> Outcome:
                     retrying += lifecycle.note_image_retry(
                         image.pk, f"{result.error} Trying again shortly."
                     )
+                    retry_after = max(retry_after, result.retry_after or 0.0)
                 else:
                     lifecycle.finish_image(
                         image.pk, source_url=output.url, nsfw=output.nsfw, error=result.error
@@ -359,8 +367,21 @@ def complete(task_id: int) -> Outcome:
     logger.info("Task %s: stored %d image(s), %d withheld", task_id, stored, len(missing))
     if retrying:
         elapsed = (now - finished_at).total_seconds()
-        queueing.enqueue(complete, task_id, delay=min(60.0, max(5.0, elapsed / 4)))
+        # Never before the result host's Retry-After (a 429 asking for longer than one
+        # run may wait), at most until the deadline.
+        delay = max(min(60.0, max(5.0, elapsed / 4)), retry_after)
+        left = conf.get("TASK_TIMEOUT") - elapsed
+        queueing.enqueue(complete, task_id, delay=max(5.0, min(delay, left + 1)))
     return Outcome(Did.STORED, stored=stored, withheld=len(missing), retrying=retrying)
+
+
+def _provenance(task: GenerationTask) -> Provenance:
+    """What each clean file says made it: the task's model, and its provider by name."""
+    try:
+        provider = get_provider_class(task.provider).display_name
+    except ImproperlyConfigured:
+        provider = task.provider
+    return Provenance(model=task.model, provider=str(provider))
 
 
 # -- webhooks --------------------------------------------------------------------------------

@@ -283,15 +283,17 @@ def note_image_retry(image_id: int, message: str) -> bool:
 
 @dataclass(frozen=True)
 class FileFields:
-    """What a stored file tells about its image."""
+    """What a stored file tells about its image (model fields of the same names)."""
 
     file: str
     thumbnail: str
     width: int
     height: int
     bytes: int
-    sha256: str
+    sha256: str  # of the stored (clean) file
     content_type: str
+    served_sha256: str = ""  # of the file the provider served
+    provider_c2pa: bool = False  # the served file carried a C2PA manifest
 
 
 def finish_image(

@@ -381,8 +381,23 @@ class GeneratedImage(models.Model):
     width = models.PositiveIntegerField(_("width"), null=True, blank=True)
     height = models.PositiveIntegerField(_("height"), null=True, blank=True)
     bytes = models.PositiveBigIntegerField(_("size in bytes"), null=True, blank=True)
+    # Of the stored file: a clean copy written from the served file's pixels (imaging.py).
     sha256 = models.CharField(_("SHA-256"), max_length=64, blank=True, db_index=True)
     content_type = models.CharField(_("content type"), max_length=50, blank=True)
+    served_sha256 = models.CharField(
+        _("SHA-256 of the provider's file"),
+        max_length=64,
+        blank=True,
+        help_text=_("The file the provider served, before it was cleaned for storage."),
+    )
+    provider_c2pa = models.BooleanField(
+        _("provider's file had C2PA credentials"),
+        default=False,
+        help_text=_(
+            "The provider's file carried a C2PA manifest (content credentials). The stored "
+            "copy is written again from the pixels, so the manifest no longer applies to it."
+        ),
+    )
     # Derived from the decisions of the current round (imagen_assets.review), kept here so
     # lists stay one query; "none" until the image is ready, and for good when it is not.
     review_status = models.CharField(

@@ -149,6 +149,8 @@ class GeneratedImageAdmin(ImageModelAdmin):
                     "bytes",
                     "content_type",
                     "sha256",
+                    "served_sha256",
+                    "provider_c2pa",
                     "nsfw",
                     "file_link",
                 ]

@@ -244,6 +244,19 @@ class ImageChangePageTests:
         assert "&quot;request_body&quot;" in html  # the reproduction JSON
         assert 'name="_save"' not in html  # read-only: nothing to save
 
+    def test_shows_the_served_files_hash_and_c2pa_flag_read_only(
+        self, admin_client, campaign, make_image, media
+    ):
+        served = "cd" * 32
+        image = make_image(campaign, with_file=True, served_sha256=served, provider_c2pa=True)
+
+        html = admin_client.get(change_url(image)).content.decode()
+
+        assert "SHA-256 of the provider&#x27;s file" in html
+        assert served in html
+        assert "Provider&#x27;s file had C2PA credentials" in html
+        assert 'name="served_sha256"' not in html and 'name="provider_c2pa"' not in html
+
     def test_never_shows_the_callback_token_or_idempotency_key(
         self, admin_client, campaign, make_image, make_task
     ):

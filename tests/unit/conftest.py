@@ -62,6 +62,14 @@ def _hermetic(monkeypatch: pytest.MonkeyPatch, settings: Any, tmp_path: Path) ->
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits between download attempts (ingest.sleep), recorded instead of slept."""
+    waits: list[float] = []
+    monkeypatch.setattr(ingest, "sleep", waits.append)
+    return waits
+
+
 # -- providers and downloads for the jobs ----------------------------------------------------
 
 

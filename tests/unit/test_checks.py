@@ -195,6 +195,16 @@ class ErrorCheckTests:
     def test_e009_accepts_the_smallest_sensible_bounds(self, settings, key, value):
         assert run(settings, **imagen_settings(**{key: value})) == []
 
+    @pytest.mark.parametrize("pixels", [None, 0, -1, 2.5e6, "8000000", True])
+    def test_e010_max_image_pixels_not_a_positive_whole_number(self, settings, pixels):
+        messages = run(settings, **imagen_settings(MAX_IMAGE_PIXELS=pixels))
+
+        assert ids(messages) == ["imagen_assets.E010"]
+        assert "MAX_IMAGE_PIXELS" in messages[0].msg
+
+    def test_no_e010_for_a_positive_pixel_count(self, settings):
+        assert run(settings, **imagen_settings(MAX_IMAGE_PIXELS=4_194_304)) == []
+
 
 class WarningCheckTests:
     def test_w001_another_provider_without_api_key(self, settings):

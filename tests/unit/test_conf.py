@@ -18,7 +18,7 @@ class DefaultsTests:
         assert conf.get("QUEUE") == "default"
         assert conf.get("STORAGE") == "default"
         assert conf.get("DOWNLOAD_MAX_BYTES") == 40 * 1024 * 1024
-        assert conf.get("MAX_IMAGE_PIXELS") == 40_000_000
+        assert conf.get("MAX_IMAGE_PIXELS") == 8_388_608
         assert conf.get("WEBHOOK_TOLERANCE") == 300
         assert conf.get("WEBHOOK_MAX_BODY") == 256 * 1024
         assert conf.get("MAX_IMAGES_PER_REQUEST") == 100

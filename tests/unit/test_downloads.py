@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import httpx
@@ -534,3 +535,82 @@ class AnswerTests:
         message = r"could not fetch from cdn\.example \(ConnectError\)"
         with pytest.raises(DownloadError, match=message):
             fetch("https://cdn.example/a.png", server, Resolver(cdn_example=[PUBLIC]))
+
+
+class TransientAnswerTests:
+    """D9, D10: what a later try may fix is marked transient; an expired URL never is."""
+
+    @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+    def test_an_overloaded_or_rate_limiting_host_is_transient(self, status):
+        server = Server({"/a.png": httpx.Response(status, content=b"busy")})
+
+        with pytest.raises(DownloadError, match=f"answered HTTP {status}") as caught:
+            fetch("https://cdn.example/a.png", server, Resolver(cdn_example=[PUBLIC]))
+
+        assert caught.value.transient is True
+        assert caught.value.retry_after is None
+
+    @pytest.mark.parametrize(
+        ("header", "seconds"), [("7", 7.0), ("0", 0.0), ("soon", None), ("-3", 0.0)]
+    )
+    def test_a_429_carries_the_hosts_retry_after(self, header, seconds):
+        server = Server({"/a.png": httpx.Response(429, headers={"Retry-After": header})})
+
+        with pytest.raises(DownloadError) as caught:
+            fetch("https://cdn.example/a.png", server, Resolver(cdn_example=[PUBLIC]))
+
+        assert caught.value.transient is True
+        assert caught.value.retry_after == seconds
+
+    @pytest.mark.parametrize("status", [403, 404, 410])
+    def test_an_expired_result_url_is_not_transient(self, status):
+        server = Server({"/a.png": httpx.Response(status, content=b"<Error>AccessDenied</Error>")})
+
+        with pytest.raises(DownloadError, match="the result URL expired") as caught:
+            fetch("https://cdn.example/a.png", server, Resolver(cdn_example=[PUBLIC]))
+
+        assert caught.value.transient is False
+
+    @pytest.mark.parametrize("status", [400, 401, 405, 451, 501])
+    def test_other_refusals_are_not_transient(self, status):
+        server = Server({"/a.png": httpx.Response(status)})
+
+        with pytest.raises(DownloadError) as caught:
+            fetch("https://cdn.example/a.png", server, Resolver(cdn_example=[PUBLIC]))
+
+        assert caught.value.transient is False
+
+    def test_a_temporary_dns_failure_is_transient(self):
+        """EAI_AGAIN (the resolver got no answer) as glibc's getaddrinfo raises it; a real
+        one cannot be produced on one machine without changing its resolver, so the
+        classification is tested here with the exception the real resolver raises."""
+
+        def no_answer(host: str, port: int) -> list[str]:
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+        with pytest.raises(DownloadError, match="temporary DNS failure") as caught:
+            download("https://cdn.example/a.png", max_bytes=10, timeout=5, resolver=no_answer)
+
+        assert caught.value.transient is True
+
+    def test_a_name_that_does_not_exist_is_not_transient(self):
+        def no_such_name(host: str, port: int) -> list[str]:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+        with pytest.raises(DownloadError, match=r"could not resolve cdn\.example") as caught:
+            download("https://cdn.example/a.png", max_bytes=10, timeout=5, resolver=no_such_name)
+
+        assert caught.value.transient is False
+
+    def test_a_stalled_body_past_the_deadline_is_transient(self, clock):
+        def slow() -> Iterator[bytes]:
+            yield b"x" * 10
+            clock.now += 11
+            yield b"x" * 10
+
+        server = Server({"/a.png": httpx.Response(200, content=slow())})
+
+        with pytest.raises(DownloadError, match="gave up after 10 s") as caught:
+            fetch("https://cdn.example/a.png", server, Resolver(cdn_example=[PUBLIC]))
+
+        assert caught.value.transient is True

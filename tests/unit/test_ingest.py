@@ -1,7 +1,10 @@
-"""Storing one result (imagen_assets.ingest): a failed run leaves no file behind."""
+"""Fetching and storing one result (imagen_assets.ingest): transient failures are tried
+again (D10), a clean copy is stored, a failed run leaves no file behind."""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -9,8 +12,10 @@ from django.core.files.storage import default_storage
 from unit_helpers import image_bytes, make_campaign, make_task
 
 from imagen_assets import ingest
-from imagen_assets.imaging import check_image
+from imagen_assets.downloads import Downloaded, DownloadError
+from imagen_assets.imaging import Provenance, check_image
 from imagen_assets.lifecycle import FileFields
+from tests import hostile_images as hostile
 
 pytestmark = pytest.mark.django_db
 
@@ -57,3 +62,123 @@ class StoreTests:
 
         assert not default_storage.exists(result.file)
         assert not default_storage.exists(result.thumbnail)
+
+
+@dataclass
+class Script:
+    """A CDN that answers each download with the next of ``answers`` (bytes, or an error
+    to raise); a download beyond them fails the test."""
+
+    answers: list[bytes | DownloadError] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+
+    def download(self, url: str, **kwargs: Any) -> Downloaded:
+        self.calls.append(url)
+        assert self.answers, f"unexpected download #{len(self.calls)} of {url}"
+        answer = self.answers.pop(0)
+        if isinstance(answer, DownloadError):
+            raise answer
+        return Downloaded(answer, "image/png", url)
+
+
+class FetchRetryTests:
+    """D10: a transient failure is tried again within the download's time; Retry-After is
+    honoured when it fits, otherwise the image is left for a later run."""
+
+    @pytest.fixture
+    def cdn(self, monkeypatch: pytest.MonkeyPatch) -> Script:
+        script = Script()
+        monkeypatch.setattr(ingest, "download", script.download)
+        return script
+
+    def run(self, cdn: Script, *answers: bytes | DownloadError) -> Any:
+        cdn.answers.extend(answers)
+        return ingest.fetch_and_check("https://cdn.test/a.png")
+
+    def test_a_host_answering_503_twice_then_the_image_is_stored(
+        self, cdn: Script, slept: list[float]
+    ) -> None:
+        busy = DownloadError("cdn.test answered HTTP 503", transient=True)
+
+        checked = self.run(cdn, busy, busy, image_bytes("PNG", (20, 10)))
+
+        assert (checked.width, checked.height) == (20, 10)
+        assert len(cdn.calls) == 3
+        assert len(slept) == 2
+        assert 0 < slept[0] <= 1 and 0 < slept[1] <= 2  # full jitter, doubling
+
+    def test_retry_after_is_waited_when_it_fits_in_the_download_time(
+        self, cdn: Script, slept: list[float]
+    ) -> None:
+        limited = DownloadError("cdn.test answered HTTP 429", transient=True, retry_after=7)
+
+        self.run(cdn, limited, image_bytes("PNG"))
+
+        assert slept == [7]
+
+    def test_a_longer_retry_after_leaves_the_image_for_a_later_run(
+        self, cdn: Script, slept: list[float]
+    ) -> None:
+        limited = DownloadError("cdn.test answered HTTP 429", transient=True, retry_after=600)
+
+        with pytest.raises(DownloadError) as caught:
+            self.run(cdn, limited)
+
+        assert (caught.value.transient, caught.value.retry_after) == (True, 600)
+        assert slept == []
+
+    def test_gives_up_for_this_run_after_the_attempts(
+        self, cdn: Script, slept: list[float]
+    ) -> None:
+        busy = DownloadError("cdn.test answered HTTP 502", transient=True)
+
+        with pytest.raises(DownloadError, match="502"):
+            self.run(cdn, *[busy] * ingest.DOWNLOAD_ATTEMPTS)
+
+        assert len(cdn.calls) == ingest.DOWNLOAD_ATTEMPTS
+        assert len(slept) == ingest.DOWNLOAD_ATTEMPTS - 1
+
+    def test_an_expired_url_is_not_tried_again(self, cdn: Script, slept: list[float]) -> None:
+        expired = DownloadError("cdn.test answered HTTP 403: the result URL expired")
+
+        with pytest.raises(DownloadError, match="expired"):
+            self.run(cdn, expired)
+
+        assert len(cdn.calls) == 1 and slept == []
+
+    def test_ingest_reports_a_transient_failure_with_the_hosts_retry_after(
+        self, cdn: Script
+    ) -> None:
+        image = make_task(make_campaign(), status="succeeded").images.get()
+        cdn.answers.append(
+            DownloadError("cdn.test answered HTTP 429", transient=True, retry_after=900)
+        )
+
+        result = ingest.ingest(image, "https://cdn.test/a.png")
+
+        assert result == ingest.NotStored(
+            "Could not store the image: cdn.test answered HTTP 429", transient=True, retry_after=900
+        )
+
+
+class StoredCopyTests:
+    def test_stores_the_clean_copy_with_the_served_hash_and_c2pa_flag(self) -> None:
+        image = make_task(make_campaign(), status="succeeded").images.get()
+        served = hostile.hostile_png()
+        checked = check_image(
+            served,
+            max_pixels=10**6,
+            thumbnail_size=8,
+            provenance=Provenance(model="imagen-4.0", provider="Wave"),
+        )
+
+        result = ingest.store(image, checked)
+
+        with default_storage.open(result.file) as stored:
+            clean = stored.read()
+        assert clean == checked.content
+        assert result.sha256 == hashlib.sha256(clean).hexdigest()
+        assert result.sha256[:12] in result.file
+        assert result.served_sha256 == hashlib.sha256(served).hexdigest()
+        assert result.provider_c2pa is True
+        assert result.bytes == len(clean)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -25,12 +27,17 @@ from unit_helpers import (
     make_task,
 )
 
-from imagen_assets import ingest, jobs, lifecycle, providers, queueing
+from imagen_assets import imaging, ingest, jobs, lifecycle, providers, queueing
 from imagen_assets.downloads import Downloaded, DownloadError
 from imagen_assets.jobs import Did, Outcome, Why
 from imagen_assets.models import GeneratedImage, GenerationTask, WebhookEvent
 
 pytestmark = pytest.mark.django_db
+
+
+def pixels(data: bytes) -> bytes:
+    return Image.open(io.BytesIO(data)).tobytes()
+
 
 WS_ID = "8a1b2c3d4e5f40718293a4b5c6d7e8f9"
 WAVE_ID = "task-wave1789004688b950049238"
@@ -734,14 +741,26 @@ class PollJobTests:
         assert (first.status, second.status) == ("succeeded", "succeeded")
         assert (first.width, first.height, second.width, second.height) == (64, 48, 800, 600)
         assert (first.content_type, second.content_type) == ("image/png", "image/jpeg")
-        assert first.bytes == len(cdn.files["/out/0.png"])
-        assert len(first.sha256) == 64
+        # A clean copy is stored (imaging.py): the PNG's pixels exactly, named by its hash.
+        with default_storage.open(first.file.name) as stored:
+            clean = stored.read()
+        served = cdn.files["/out/0.png"]
+        assert first.bytes == len(clean)
+        assert first.sha256 == hashlib.sha256(clean).hexdigest()
+        assert first.served_sha256 == hashlib.sha256(served).hexdigest() != first.sha256
+        assert first.provider_c2pa is False
+        assert pixels(clean) == pixels(served)
         assert first.source_url == urls[0]
         assert first.file.name.startswith(f"imagen/spring/{task.pk}-0-")
         assert first.file.name.endswith(".png")
         assert second.thumbnail.name.startswith(f"imagen/spring/thumbs/{task.pk}-1-")
+        provider_name = providers.get_provider_class(task.provider).display_name
         with default_storage.open(second.file.name) as stored:
-            assert stored.read() == cdn.files["/out/1.jpg"]
+            clean = stored.read()
+        assert Image.open(io.BytesIO(clean)).info["xmp"] == imaging.provenance_xmp(
+            imaging.Provenance(model=task.model, provider=provider_name)
+        )
+        assert second.served_sha256 == hashlib.sha256(cdn.files["/out/1.jpg"]).hexdigest()
         with default_storage.open(second.thumbnail.name) as thumb:
             assert max(Image.open(thumb).size) == 400
         assert len(stored_files(tmp_path)) == 4
@@ -1302,6 +1321,21 @@ class DownloadRetryTests:
         assert jobs.complete(task.pk) == Outcome(Did.STORED, stored=1)
         image = images_of(task)[0]
         assert (image.status, image.error_message) == ("succeeded", "")
+
+    def test_the_next_run_waits_for_the_hosts_retry_after(
+        self, campaign, enqueued, monkeypatch, tmp_path
+    ):
+        task = self._succeeded_task(campaign)
+        GenerationTask.objects.filter(pk=task.pk).update(completed_at=timezone.now())
+
+        def rate_limited(url, **kwargs):
+            raise DownloadError("cdn.test answered HTTP 429", transient=True, retry_after=600)
+
+        monkeypatch.setattr(ingest, "download", rate_limited)
+
+        assert jobs.complete(task.pk) == Outcome(Did.STORED, retrying=1)
+        assert [(c.func, c.args) for c in enqueued] == [(jobs.complete, (task.pk,))]
+        assert 600 <= enqueued[0].delay <= 901  # never later than the task's deadline
 
     def test_a_storage_failure_is_tried_again(self, campaign, enqueued, monkeypatch, tmp_path):
         task = self._succeeded_task(campaign)

@@ -75,3 +75,32 @@ class ReviewWorkflowMigrationTests:
         assert list(
             Decision.objects.values_list("image_id", "round", "decision", "reviewer_label", "note")
         ) == [(approved.pk, 1, "approve", "ann", "good")]
+
+
+class ServedHashMigrationTests:
+    def test_files_stored_before_it_were_stored_as_served(self, migrate: Any) -> None:
+        old = migrate([("imagen_assets", "0004_review_workflow")])
+        Campaign = old.get_model("imagen_assets", "Campaign")
+        Task = old.get_model("imagen_assets", "GenerationTask")
+        Image = old.get_model("imagen_assets", "GeneratedImage")
+        campaign = Campaign.objects.create(name="C", slug="c")
+        task = Task.objects.create(
+            campaign=campaign,
+            provider="sandbox",
+            model="m",
+            prompt="p",
+            aspect_ratio="1:1",
+            num_images=2,
+            status="succeeded",
+        )
+        stored = Image.objects.create(
+            task=task, campaign=campaign, index=0, status="succeeded", sha256="ab" * 32
+        )
+        failed = Image.objects.create(task=task, campaign=campaign, index=1, status="failed")
+
+        new = migrate([("imagen_assets", "0005_provider_file_hash_and_c2pa")])
+        Image = new.get_model("imagen_assets", "GeneratedImage")
+
+        rows = dict(Image.objects.values_list("pk", "served_sha256"))
+        assert rows == {stored.pk: "ab" * 32, failed.pk: ""}
+        assert not Image.objects.filter(provider_c2pa=True).exists()
