@@ -33,6 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "THUMBNAIL_SIZE": 400,
     # Provider HTTP calls.
     "HTTP_TIMEOUT": 30.0,
+    # Total seconds for one provider API call, however slowly the answer arrives.
+    "HTTP_DEADLINE": 60.0,
     "SUBMIT_MAX_ATTEMPTS": 6,
     # Polling: first check after POLL_INTERVAL s, then x POLL_BACKOFF up to POLL_MAX_INTERVAL.
     "POLL_INTERVAL": 2.0,

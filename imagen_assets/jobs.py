@@ -126,8 +126,9 @@ def submit(task_id: int) -> Outcome:
     except ImproperlyConfigured as exc:
         return _fail_unconfigured(task, exc)
     with provider:
-        # Connect, send and read may each take the full timeout; then some slack.
-        lease = timezone.now() + timedelta(seconds=4 * provider.timeout + 30)
+        # Two calls at most (the webhook secret, the submit), each within its deadline
+        # (docs/reliability.md P5), then some slack: the lease outlives the attempt.
+        lease = timezone.now() + timedelta(seconds=2 * provider.deadline + 30)
         if not lifecycle.claim_submit(task_id, lease):
             return _skipped(Why.ALREADY_SUBMITTED)
         task = GenerationTask.objects.get(pk=task_id)

@@ -1,0 +1,196 @@
+"""Calls to the provider API against real loopback servers (docs/reliability.md P5).
+
+A server that trickles its answer a few bytes at a time answers every read well within the
+per-phase read timeout; only the total deadline of a call stops it. The servers here send a
+complete, valid answer in the end (after several seconds), so without the deadline the
+calls succeed and these tests fail instead of hanging.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from imagen_assets.providers import GenerationParams, Provider, ProviderError
+from imagen_assets.providers.wave import WaveProvider
+from imagen_assets.providers.wavespeed import WaveSpeedProvider
+
+pytestmark = [pytest.mark.integration]
+
+PARAMS = GenerationParams(prompt="A lighthouse at dusk", aspect_ratio="1:1", num_images=1)
+# Bytes per write and the pause between writes: a whole answer takes several seconds,
+# while each read returns well within the read timeout.
+DRIP_BYTES = 4
+DRIP_PAUSE = 0.1
+
+
+class DripServer:
+    """A loopback HTTP/1.1 server that answers every request correctly, but slowly: the
+    status line and headers (``drip="headers"``) or only the body (``drip="body"``) arrive
+    :data:`DRIP_BYTES` at a time. Counts requests and notes when each client hung up."""
+
+    def __init__(self, body: dict[str, Any], *, drip: str) -> None:
+        # Padded (JSON allows trailing blanks) so that the dripped part takes seconds.
+        self.body = json.dumps(body).encode() + b" " * 200
+        self.drip = drip
+        self.requests = 0
+        self.hung_up = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.stopping = False
+
+    def __enter__(self) -> DripServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping = True
+        self.thread.join(10)
+        self.listener.close()
+
+    def serve(self) -> None:
+        self.listener.settimeout(0.1)  # so that stopping is noticed
+        while not self.stopping:
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(None)
+            threading.Thread(target=self.answer, args=(conn,), daemon=True).start()
+
+    def answer(self, conn: socket.socket) -> None:
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                request += chunk
+            head, _, rest = request.partition(b"\r\n\r\n")
+            length = next(
+                (
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ),
+                0,
+            )
+            while len(rest) < length:
+                rest += conn.recv(65536)
+            self.requests += 1
+            headers = self.head()
+            try:
+                if self.drip == "headers":
+                    self.trickle(conn, headers)
+                    conn.sendall(self.body)
+                else:
+                    conn.sendall(headers)
+                    self.trickle(conn, self.body)
+            except OSError:
+                self.hung_up += 1
+
+    def head(self) -> bytes:
+        return (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"X-Padding: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+            % (b"x" * 200, len(self.body))
+        )
+
+    def trickle(self, conn: socket.socket, data: bytes) -> None:
+        for start in range(0, len(data), DRIP_BYTES):
+            conn.sendall(data[start : start + DRIP_BYTES])
+            time.sleep(DRIP_PAUSE)
+
+
+WAVE_TASK = {"task_id": "task_drip", "status": "queued", "progress": 0}
+WAVESPEED_TASK = {
+    "code": 200,
+    "message": "success",
+    "data": {"id": "pred_drip", "status": "created", "outputs": [], "error": ""},
+}
+
+
+def slow_answer_seconds(server: DripServer) -> float:
+    """How long the server takes to send the part of its answer it drips."""
+    dripped = server.head() if server.drip == "headers" else server.body
+    return len(dripped) / DRIP_BYTES * DRIP_PAUSE
+
+
+@pytest.fixture(params=["headers", "body"])
+def drip(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def provider(cls: type[Provider], url: str) -> Provider:
+    # The per-phase timeout is long enough for every single read; the deadline is not.
+    return cls("p5", {"API_KEY": "sk-drip-secret", "BASE_URL": url, "TIMEOUT": 3, "DEADLINE": 1})
+
+
+class SlowDripTests:
+    @pytest.mark.parametrize(
+        ("cls", "answer"), [(WaveProvider, WAVE_TASK), (WaveSpeedProvider, WAVESPEED_TASK)]
+    )
+    def test_a_dripping_submit_is_cut_off_by_the_deadline(
+        self, drip: str, cls: type[Provider], answer: dict[str, Any]
+    ) -> None:
+        with DripServer(answer, drip=drip) as server, provider(cls, server.url) as client:
+            assert slow_answer_seconds(server) > 5 * client.deadline  # each read is quick
+
+            with pytest.raises(ProviderError) as caught:
+                client.submit(PARAMS, idempotency_key="0f0e0d0c-drip")
+
+        error = caught.value
+        assert server.requests == 1
+        assert "within 1 s" in str(error)
+        assert "deadline" in str(error)
+        assert error.retryable
+        # The request was sent: whether the provider acted on it is unknown.
+        assert error.ambiguous
+        assert "sk-drip-secret" not in str(error)
+
+    @pytest.mark.parametrize(
+        ("cls", "answer", "task_id"),
+        [(WaveProvider, WAVE_TASK, "task_drip"), (WaveSpeedProvider, WAVESPEED_TASK, "pred_drip")],
+    )
+    def test_a_dripping_status_read_is_cut_off_by_the_deadline(
+        self, drip: str, cls: type[Provider], answer: dict[str, Any], task_id: str
+    ) -> None:
+        with (
+            DripServer(answer, drip=drip) as server,
+            provider(cls, server.url) as client,
+            pytest.raises(ProviderError) as caught,
+        ):
+            client.fetch(task_id)
+
+        assert "deadline" in str(caught.value)
+        assert caught.value.retryable
+
+    def test_an_answer_within_the_deadline_is_read(self) -> None:
+        with (
+            DripServer(WAVE_TASK, drip="body") as server,
+            WaveProvider(
+                "p5", {"API_KEY": "k", "BASE_URL": server.url, "TIMEOUT": 3, "DEADLINE": 30}
+            ) as client,
+        ):
+            task = client.fetch("task_drip")
+
+        assert task.task_id == "task_drip"
+
+    def test_the_next_call_on_the_same_client_gets_a_deadline_of_its_own(self) -> None:
+        with DripServer(WAVE_TASK, drip="headers") as server:
+            client = WaveProvider(
+                "p5", {"API_KEY": "k", "BASE_URL": server.url, "TIMEOUT": 3, "DEADLINE": 1}
+            )
+            with client:
+                for _ in range(2):
+                    with pytest.raises(ProviderError, match="deadline"):
+                        client.fetch("task_drip")
+        assert server.requests == 2
