@@ -188,6 +188,8 @@ class HTTPBackend:
     #: Human name used in messages ("Wave", "WaveSpeed AI").
     display_name: ClassVar[str] = "provider"
     options: dict[str, Any]
+    #: The key of ``IMAGEN_ASSETS["PROVIDERS"]`` this client was built from, if any.
+    alias: str = ""
 
     def __init__(self, *, client: httpx.Client | None = None) -> None:
         self._client = client
@@ -278,6 +280,7 @@ class HTTPBackend:
             code=code,
             retryable=status == 429 or status >= 500,
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            alias=self.alias,
         )
 
     def parse_error_body(self, response: httpx.Response) -> tuple[str, str]:
