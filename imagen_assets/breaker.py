@@ -204,6 +204,17 @@ def outage_text(name: str, since: datetime) -> str:
     return text % {"provider": name, "since": _clock(since)}
 
 
+def down_note(alias: str, name: str) -> str:
+    """ "Wave has not been answering since 14:02." while its breaker is not closed, else ""."""
+    health = outage(alias)
+    if health is None:
+        return ""
+    return gettext("%(provider)s has not been answering since %(since)s.") % {
+        "provider": name,
+        "since": _clock(health.failing_since or health.updated_at),
+    }
+
+
 def outage(alias: str) -> ProviderHealth | None:
     """The provider's row while its breaker is not closed, else None."""
     return ProviderHealth.objects.filter(provider=alias).exclude(state=BreakerState.CLOSED).first()

@@ -290,12 +290,8 @@ def poll(task_id: int, reschedule: bool = True) -> Outcome:
     if _deadline_passed(task):
         minutes = conf.get("TASK_TIMEOUT") / 60
         message = f"The provider did not finish within {minutes:g} minutes."
-        down = breaker.outage(task.provider)
-        if down is not None:
-            message += " " + breaker.outage_text(
-                task.provider, down.failing_since or down.updated_at
-            )
-        lifecycle.fail_task(task_id, message, "timeout")
+        down = breaker.down_note(task.provider, _display_name(task.provider))
+        lifecycle.fail_task(task_id, f"{message} {down}".strip(), "timeout")
         return _failed(Why.TIMEOUT)
     try:
         with get_provider(task.provider) as provider:
