@@ -35,6 +35,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import Q
 from django.utils import formats, timezone
@@ -218,6 +219,35 @@ def down_note(alias: str, name: str) -> str:
 def outage(alias: str) -> ProviderHealth | None:
     """The provider's row while its breaker is not closed, else None."""
     return ProviderHealth.objects.filter(provider=alias).exclude(state=BreakerState.CLOSED).first()
+
+
+def display_name(alias: str) -> str:
+    """How messages name provider ``alias`` ("Wave"); the alias itself when it is not
+    configured (any more)."""
+    from imagen_assets.providers import get_provider_class
+
+    try:
+        return get_provider_class(alias).display_name
+    except ImproperlyConfigured:
+        return alias
+
+
+def alert_texts() -> list[tuple[str, str]]:
+    """("error" | "warning", sentence) for each provider the admin should warn about: a
+    refused API key (a configuration alert), a provider not answering."""
+    texts = []
+    for health in alerts():
+        name = display_name(health.provider)
+        if health.key_refused_at is not None:
+            sentence = gettext(
+                "Configuration alert since %(when)s: %(message)s Its jobs fail until the key "
+                "is fixed."
+            ) % {"when": _clock(health.key_refused_at), "message": health.key_refused_message}
+            texts.append(("error", sentence))
+        if health.state != BreakerState.CLOSED:
+            since = health.failing_since or health.updated_at
+            texts.append(("warning", outage_text(name, since)))
+    return texts
 
 
 def alerts() -> list[ProviderHealth]:

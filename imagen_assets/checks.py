@@ -19,7 +19,7 @@ ID = "imagen_assets."
 #: ``whsec_`` prefix, which is what the HMAC is keyed with (docs/providers.md §2.7).
 MIN_WEBHOOK_SECRET_BYTES = 24
 #: Settings that must be a positive number of seconds (check E032).
-POSITIVE_SECONDS = ("HTTP_TIMEOUT", "HTTP_DEADLINE")
+POSITIVE_SECONDS = ("HTTP_TIMEOUT", "HTTP_DEADLINE", "BREAKER_COOLDOWN")
 
 
 @checks.register()
@@ -165,7 +165,7 @@ def _positive_number(value: Any) -> bool:
 
 
 def _limits() -> list[checks.CheckMessage]:
-    """E030 and E032: limits that must be positive numbers. A wrong type here is not a
+    """E030, E032 and E033: limits that must be positive numbers. A wrong type here is not a
     nuisance but a failure of every image (``MAX_IMAGE_PIXELS=None`` made each decode raise
     a TypeError that was retried until the task's deadline)."""
     errors: list[checks.CheckMessage] = []
@@ -180,6 +180,19 @@ def _limits() -> list[checks.CheckMessage]:
                     "2816x1536); it is also the decompression-bomb guard, so it cannot be off."
                 ),
                 id=ID + "E030",
+            )
+        )
+    threshold = conf.get("BREAKER_THRESHOLD")
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
+        errors.append(
+            checks.Error(
+                f"IMAGEN_ASSETS['BREAKER_THRESHOLD'] must be a whole number of at least 1, not "
+                f"{threshold!r}.",
+                hint=(
+                    "How many failed calls in a row make a provider count as down; leave it "
+                    f"out for the default ({conf.DEFAULTS['BREAKER_THRESHOLD']})."
+                ),
+                id=ID + "E033",
             )
         )
     for key in POSITIVE_SECONDS:

@@ -32,7 +32,6 @@ from imagen_assets.providers import (
     ProviderTask,
     WebhookAuth,
     get_provider,
-    get_provider_class,
 )
 from imagen_assets.status import OPEN_IMAGE_STATUSES, TaskStatus
 
@@ -95,13 +94,6 @@ def _params(task: GenerationTask) -> GenerationParams:
         seed=task.seed,
         negative_prompt=task.negative_prompt,
     )
-
-
-def _display_name(alias: str) -> str:
-    try:
-        return get_provider_class(alias).display_name
-    except ImproperlyConfigured:
-        return alias
 
 
 def _fail_unconfigured(task: GenerationTask, exc: ImproperlyConfigured) -> Outcome:
@@ -290,7 +282,7 @@ def poll(task_id: int, reschedule: bool = True) -> Outcome:
     if _deadline_passed(task):
         minutes = conf.get("TASK_TIMEOUT") / 60
         message = f"The provider did not finish within {minutes:g} minutes."
-        down = breaker.down_note(task.provider, _display_name(task.provider))
+        down = breaker.down_note(task.provider, breaker.display_name(task.provider))
         lifecycle.fail_task(task_id, f"{message} {down}".strip(), "timeout")
         return _failed(Why.TIMEOUT)
     try:

@@ -216,7 +216,7 @@ class WarningCheckTests:
 
 
 class LimitCheckTests:
-    """E030 and E032: limits that must be positive numbers (docs/reliability.md C1)."""
+    """E030, E032, E033: limits that must be positive numbers (docs/reliability.md C1)."""
 
     @pytest.mark.parametrize("value", [None, 0, -1, "40000000", 4e7, True])
     def test_e030_max_image_pixels_not_a_positive_whole_number(self, settings, value):
@@ -228,13 +228,22 @@ class LimitCheckTests:
     def test_a_small_max_image_pixels_is_allowed(self, settings):
         assert run(settings, **imagen_settings(MAX_IMAGE_PIXELS=1_000_000)) == []
 
-    @pytest.mark.parametrize("key", ["HTTP_TIMEOUT", "HTTP_DEADLINE"])
+    @pytest.mark.parametrize("key", ["HTTP_TIMEOUT", "HTTP_DEADLINE", "BREAKER_COOLDOWN"])
     @pytest.mark.parametrize("value", [None, 0, -5, "30", float("nan"), float("inf")])
     def test_e032_http_seconds_not_a_positive_number(self, settings, key, value):
         messages = run(settings, **imagen_settings(**{key: value}))
 
         assert ids(messages) == ["imagen_assets.E032"]
         assert key in messages[0].msg
+
+    @pytest.mark.parametrize("value", [0, -1, 2.5, "5", None, False])
+    def test_e033_breaker_threshold_not_a_whole_number_of_at_least_one(self, settings, value):
+        messages = run(settings, **imagen_settings(BREAKER_THRESHOLD=value))
+
+        assert ids(messages) == ["imagen_assets.E033"]
+
+    def test_a_breaker_that_opens_at_the_first_failure_is_allowed(self, settings):
+        assert run(settings, **imagen_settings(BREAKER_THRESHOLD=1, BREAKER_COOLDOWN=5)) == []
 
     @pytest.mark.parametrize("option", ["TIMEOUT", "DEADLINE"])
     def test_e032_provider_seconds_not_a_positive_number(self, settings, option):
