@@ -1,6 +1,7 @@
-"""Calls to the provider API against real loopback servers (docs/reliability.md P5).
+"""Calls to the provider API against real loopback servers: the total deadline of a call
+(docs/reliability.md P5), and the circuit breaker and refused key with a worker (P7, P4).
 
-A server that trickles its answer a few bytes at a time answers every read well within the
+For P5, a server that trickles its answer a few bytes at a time answers every read well within the
 per-phase read timeout; only the total deadline of a call stops it. The servers here send a
 complete, valid answer in the end (after several seconds), so without the deadline the
 calls succeed and these tests fail instead of hanging.
@@ -12,13 +13,20 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from imagen_assets import services
+from imagen_assets.models import Campaign, GenerationTask, ProviderHealth
 from imagen_assets.providers import GenerationParams, Provider, ProviderError
 from imagen_assets.providers.wave import WaveProvider
 from imagen_assets.providers.wavespeed import WaveSpeedProvider
+from imagen_assets.sandbox import SandboxConfig, SandboxServer
+from imagen_assets.status import BreakerState, TaskStatus
+from tests.conftest import apply_env_settings, wait_for
+from tests.factories import wait_all_finished
 
 pytestmark = [pytest.mark.integration]
 
@@ -194,3 +202,116 @@ class SlowDripTests:
                     with pytest.raises(ProviderError, match="deadline"):
                         client.fetch("task_drip")
         assert server.requests == 2
+
+
+# -- the circuit breaker with real parts (P7, P4) ---------------------------------------------
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A loopback port nothing listens on (yet): connecting to it is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def down_then_up(free_port: int) -> Iterator[Callable[[], SandboxServer]]:
+    """``up()`` starts a sandbox on :func:`free_port`; until then the provider is down."""
+    started: list[SandboxServer] = []
+
+    def up() -> SandboxServer:
+        server = SandboxServer(SandboxConfig(latency=0.3), host="127.0.0.1", port=free_port)
+        server.start()
+        started.append(server)
+        return server
+
+    yield up
+    for server in started:
+        server.stop()
+
+
+class BreakerStackTests:
+    """A worker process, Redis, the database and a provider that is down, then back."""
+
+    def test_jobs_wait_while_the_provider_is_down_and_finish_once_it_is_back(
+        self,
+        stack_env: dict[str, str],
+        settings: Any,
+        free_port: int,
+        down_then_up: Callable[[], SandboxServer],
+        start_worker: Callable[..., Any],
+    ) -> None:
+        env = {
+            **stack_env,
+            "IMAGEN_SANDBOX_URL": f"http://127.0.0.1:{free_port}",
+            "IMAGEN_BREAKER_THRESHOLD": "2",
+            "IMAGEN_BREAKER_COOLDOWN": "3",
+        }
+        apply_env_settings(settings, env)
+        start_worker(env)
+        campaign = Campaign.objects.create(name="Outage", slug="outage")
+
+        tasks = services.request_images(campaign=campaign, prompt="Harbour at night", count=12)
+
+        assert len(tasks) == 3
+        health = wait_for(
+            lambda: ProviderHealth.objects.filter(
+                provider="sandbox", state=BreakerState.OPEN
+            ).first(),
+            30,
+            "the breaker to open",
+        )
+        assert health.failures >= 2
+        assert "could not connect" in health.last_error
+        # Jobs wait instead of failing; the last task never spent an attempt on the outage.
+        wait_for(
+            lambda: GenerationTask.objects.filter(
+                pk__in=[t.pk for t in tasks], error_message__contains="is not answering since"
+            ).exists(),
+            30,
+            "a task to wait for the provider",
+        )
+        assert (
+            not GenerationTask.objects.filter(pk__in=[t.pk for t in tasks])
+            .exclude(status=TaskStatus.QUEUED)
+            .exists()
+        )
+
+        server = down_then_up()
+
+        images = wait_all_finished(tasks, timeout=60)
+        assert [image.status for image in images] == ["succeeded"] * 12
+        assert server.stats["wavespeed_submits"] == 3  # each task submitted once
+        health = ProviderHealth.objects.get(provider="sandbox")
+        assert (health.state, health.failures) == (BreakerState.CLOSED, 0)
+        # The outage spent at most the attempts that opened the breaker and its probes.
+        attempts = GenerationTask.objects.filter(pk__in=[t.pk for t in tasks])
+        assert max(attempts.values_list("attempts", flat=True)) < 6
+
+    def test_a_refused_key_fails_the_task_once_with_a_configuration_alert(
+        self,
+        stack_env: dict[str, str],
+        sandbox: Any,
+        worker: Any,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        sandbox.config.api_key = "the-only-key-the-sandbox-takes"  # ours is refused: 401
+        campaign = Campaign.objects.create(name="Wrong key", slug="wrong-key")
+
+        tasks = services.request_images(
+            campaign=campaign, prompt="Lanterns", count=2, provider="wavespeed"
+        )
+
+        images = wait_all_finished(tasks, timeout=30)
+        assert {image.status for image in images} == {"failed"}
+        task = GenerationTask.objects.get(pk=tasks[0].pk)
+        assert task.error_message.startswith(
+            "WaveSpeed AI refused the API key (HTTP 401): check "
+            "IMAGEN_ASSETS['PROVIDERS']['wavespeed']['OPTIONS']['API_KEY']."
+        )
+        assert task.attempts == 1  # not retried
+        assert stack_env["IMAGEN_WAVESPEED_API_KEY"] not in task.error_message
+        health = ProviderHealth.objects.get(provider="wavespeed")
+        assert health.key_refused_at is not None
+        assert health.state == BreakerState.CLOSED

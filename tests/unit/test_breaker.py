@@ -3,10 +3,13 @@ and the jobs that wait on it instead of spending their retries (docs/reliability
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 from datetime import datetime, timedelta
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 from unit_helpers import WS_BASE, WS_KEY, fixture, json_response, make_campaign, make_task
 
@@ -350,3 +353,24 @@ class KeyRefusedJobTests:
         assert len(errors) == 1  # once, not once per task
         assert WS_KEY not in caplog.text
         assert [h.provider for h in breaker.alerts()] == ["wavespeed"]
+
+
+class StatusCommandTests:
+    def test_imagen_status_says_on_stderr_which_providers_are_down(self, campaign):
+        open_breaker("wavespeed")
+        make_task(campaign, provider="wavespeed")
+        out, err = io.StringIO(), io.StringIO()
+
+        call_command("imagen_status", "--json", stdout=out, stderr=err)
+
+        assert "WaveSpeed AI is not answering since" in err.getvalue()
+        lines = out.getvalue().splitlines()
+        assert len(lines) == 1
+        assert json.loads(lines[0])["status"] == "queued"
+
+    def test_imagen_status_is_quiet_about_providers_that_answer(self, campaign):
+        out, err = io.StringIO(), io.StringIO()
+
+        call_command("imagen_status", stdout=out, stderr=err)
+
+        assert err.getvalue() == ""
