@@ -89,7 +89,7 @@ def admit(
     not before its time.
     """
     now = now or timezone.now()
-    health = ProviderHealth.objects.filter(provider=alias).first()
+    health = _health(alias)
     if health is None or health.state == BreakerState.CLOSED:
         return None
     if health.retry_at is None or health.retry_at <= now:
@@ -107,6 +107,10 @@ def admit(
     if health.state == BreakerState.HALF_OPEN:
         until = min(until, now + timedelta(seconds=PROBE_RECHECK_SECONDS))
     return Wait(until=until, name=name, since=health.failing_since or health.updated_at)
+
+
+def _health(alias: str) -> ProviderHealth | None:
+    return ProviderHealth.objects.filter(provider=alias).first()
 
 
 def answered(alias: str) -> None:

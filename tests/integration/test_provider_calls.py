@@ -10,15 +10,20 @@ calls succeed and these tests fail instead of hanging.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection, connections
+from django.utils import timezone
 
-from imagen_assets import services
+from imagen_assets import breaker, services
 from imagen_assets.models import Campaign, GenerationTask, ProviderHealth
 from imagen_assets.providers import GenerationParams, Provider, ProviderError
 from imagen_assets.providers.wave import WaveProvider
@@ -315,3 +320,83 @@ class BreakerStackTests:
         health = ProviderHealth.objects.get(provider="wavespeed")
         assert health.key_refused_at is not None
         assert health.state == BreakerState.CLOSED
+
+
+def at_once(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Each call in its own thread (so its own database connection), released together;
+    each result or the exception it raised."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], Any]) -> Any:
+        try:
+            barrier.wait(10)
+            return call()
+        except Exception as exc:
+            return exc
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+@pytest.mark.postgres
+class BreakerConcurrencyTests:
+    """Many workers reporting at once: every failure counted, the breaker opened once, and
+    exactly one probe after the cool-down (row locks and guarded updates; PostgreSQL)."""
+
+    @pytest.fixture(autouse=True)
+    def _postgresql_only(self, transactional_db: None, settings: Any) -> None:
+        if connection.vendor != "postgresql":
+            pytest.skip(
+                f"row locks need PostgreSQL, the database is {connection.vendor}: "
+                "run `make test-postgres`"
+            )
+        settings.IMAGEN_ASSETS = {
+            **settings.IMAGEN_ASSETS,
+            "BREAKER_THRESHOLD": 5,
+            "BREAKER_COOLDOWN": 60,
+        }
+
+    def test_concurrent_failures_are_all_counted_and_open_it_once(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        error = ProviderError("Wave", "could not connect (ConnectError)", retryable=True)
+
+        with caplog.at_level(logging.WARNING, logger="imagen_assets.breaker"):
+            results = at_once([lambda: breaker.failed("wave", error)] * 8)
+
+        assert not [r for r in results if isinstance(r, Exception)], results
+        health = ProviderHealth.objects.get(provider="wave")
+        assert (health.state, health.failures) == (BreakerState.OPEN, 8)
+        opened = [r for r in caplog.records if "is not answering" in r.getMessage()]
+        assert len(opened) == 1
+
+    def test_after_the_cool_down_exactly_one_of_many_callers_probes(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Every caller reads the open breaker before any of them claims the probe: the
+        # claim alone must let exactly one through.
+        all_read = threading.Barrier(8)
+        read = breaker._health
+
+        def read_then_wait(alias: str) -> Any:
+            health = read(alias)
+            all_read.wait(10)
+            return health
+
+        monkeypatch.setattr(breaker, "_health", read_then_wait)
+        now = timezone.now()
+        ProviderHealth.objects.create(
+            provider="wave",
+            state=BreakerState.OPEN,
+            failures=5,
+            failing_since=now - timedelta(minutes=5),
+            retry_at=now - timedelta(seconds=1),
+        )
+
+        results = at_once([lambda: breaker.admit("wave", "Wave", probe_seconds=90)] * 8)
+
+        assert not [r for r in results if isinstance(r, Exception)], results
+        assert sum(result is None for result in results) == 1
+        assert ProviderHealth.objects.get(provider="wave").state == BreakerState.HALF_OPEN
