@@ -116,10 +116,21 @@ def submit(task_id: int) -> Outcome:
     """
     task = (
         GenerationTask.objects.filter(pk=task_id)
-        .only("provider", "status", "provider_task_id", "created_at", "submitted_at")
+        .only(
+            "provider",
+            "status",
+            "provider_task_id",
+            "created_at",
+            "submitted_at",
+            "submit_lease_until",
+        )
         .first()
     )
     if task is None or task.status != TaskStatus.QUEUED or task.provider_task_id:
+        return _skipped(Why.ALREADY_SUBMITTED)
+    if task.submit_lease_until is not None and task.submit_lease_until > timezone.now():
+        # Another run holds the claim, or a retry is not due yet: this run could not claim
+        # it, so it must not take the breaker's one probe either.
         return _skipped(Why.ALREADY_SUBMITTED)
     try:
         provider = get_provider(task.provider)

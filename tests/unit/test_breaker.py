@@ -328,6 +328,26 @@ class JobsWaitTests:
         health = ProviderHealth.objects.get(provider="wavespeed")
         assert (health.state, health.failures) == (BreakerState.CLOSED, 0)
 
+    def test_an_early_run_of_a_held_submit_does_not_take_the_probe(
+        self, campaign, use_http, enqueued
+    ):
+        ProviderHealth.objects.create(
+            provider="wavespeed",
+            state=BreakerState.OPEN,
+            failures=3,
+            failing_since=timezone.now() - timedelta(minutes=2),
+            retry_at=timezone.now() - timedelta(seconds=1),
+        )
+        held = make_task(
+            campaign,
+            provider="wavespeed",
+            submit_lease_until=timezone.now() + timedelta(seconds=60),
+        )
+        use_http()
+
+        assert jobs.submit(held.pk) == Outcome(Did.SKIPPED, Why.ALREADY_SUBMITTED)
+        assert ProviderHealth.objects.get(provider="wavespeed").state == BreakerState.OPEN
+
 
 class KeyRefusedJobTests:
     def test_a_401_fails_the_task_naming_the_setting_and_raises_the_alert(
