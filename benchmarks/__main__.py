@@ -14,6 +14,7 @@ BENCHMARKS = [
     ["benchmarks.webhooks"],
     ["benchmarks.admin_changelist"],
     ["benchmarks.export"],
+    ["benchmarks.calls"],
 ]
 
 failed = 0

@@ -184,6 +184,16 @@ def imagen_assets_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     """The IMAGEN_ASSETS setting built from the environment variables in the README."""
     sandbox_url = environ.get("IMAGEN_SANDBOX_URL", "http://127.0.0.1:8765")
     allow_hosts = environ.get("IMAGEN_DOWNLOAD_ALLOW_HOSTS", "")
+    # Only what the environment sets; the app's defaults otherwise.
+    tuning: dict[str, Any] = {
+        key: convert(environ[name])
+        for name, key, convert in (
+            ("IMAGEN_BREAKER_THRESHOLD", "BREAKER_THRESHOLD", int),
+            ("IMAGEN_BREAKER_COOLDOWN", "BREAKER_COOLDOWN", float),
+            ("IMAGEN_HTTP_DEADLINE", "HTTP_DEADLINE", float),
+        )
+        if environ.get(name)
+    }
     return {
         "DEFAULT_PROVIDER": environ.get("IMAGEN_DEFAULT_PROVIDER", "sandbox"),
         "PROVIDERS": {
@@ -212,6 +222,7 @@ def imagen_assets_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         "STORAGE": "imagen",
         "DOWNLOAD_ALLOW_HOSTS": [h.strip() for h in allow_hosts.split(",") if h.strip()],
         "SITE_URL": environ.get("IMAGEN_SITE_URL") or None,
+        **tuning,
     }
 
 

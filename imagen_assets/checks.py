@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,6 +14,12 @@ from django.core.exceptions import ImproperlyConfigured
 from imagen_assets import conf
 
 ID = "imagen_assets."
+
+#: Shortest webhook signing key accepted (check E031): a secret's bytes after its
+#: ``whsec_`` prefix, which is what the HMAC is keyed with (docs/providers.md §2.7).
+MIN_WEBHOOK_SECRET_BYTES = 24
+#: Settings that must be a positive number of seconds (check E032).
+POSITIVE_SECONDS = ("HTTP_TIMEOUT", "HTTP_DEADLINE", "BREAKER_COOLDOWN")
 
 
 @checks.register()
@@ -80,6 +87,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 )
             )
             continue
+        errors.extend(_provider_values(alias, provider.options))
         with provider:
             missing = provider.missing_options()
             if missing:
@@ -132,20 +140,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 )
             )
     errors.extend(_check_webhook_limits())
-    pixels = conf.get("MAX_IMAGE_PIXELS")
-    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels <= 0:
-        errors.append(
-            checks.Error(
-                f"IMAGEN_ASSETS['MAX_IMAGE_PIXELS'] is {pixels!r}; it must be a whole number "
-                "of pixels above zero.",
-                hint=(
-                    "Images larger than this are refused before decoding, and one worker "
-                    "decodes no more pixels at once; the default, 8388608, is 1.8 times "
-                    "Imagen 4's largest output."
-                ),
-                id=ID + "E010",
-            )
-        )
+    errors.extend(_limits())
     if conf.get("NOTIFICATIONS") and not conf.get("SITE_URL"):
         errors.append(
             checks.Warning(
@@ -158,6 +153,99 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id=ID + "W004",
             )
         )
+    return errors
+
+
+def _positive_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def _limits() -> list[checks.CheckMessage]:
+    """E030, E032 and E033: limits that must be positive numbers. A wrong type here is not a
+    nuisance but a failure of every image (``MAX_IMAGE_PIXELS=None`` made each decode raise
+    a TypeError that was retried until the task's deadline)."""
+    errors: list[checks.CheckMessage] = []
+    pixels = conf.get("MAX_IMAGE_PIXELS")
+    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels <= 0:
+        errors.append(
+            checks.Error(
+                f"IMAGEN_ASSETS['MAX_IMAGE_PIXELS'] must be a positive whole number, not "
+                f"{pixels!r}.",
+                hint=(
+                    "Images larger than this are refused before decoding, and one worker "
+                    "decodes no more pixels at once; leave it out for the default, 8388608, "
+                    "1.8 times Imagen 4's largest output. It cannot be off."
+                ),
+                id=ID + "E030",
+            )
+        )
+    threshold = conf.get("BREAKER_THRESHOLD")
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
+        errors.append(
+            checks.Error(
+                f"IMAGEN_ASSETS['BREAKER_THRESHOLD'] must be a whole number of at least 1, not "
+                f"{threshold!r}.",
+                hint=(
+                    "How many failed calls in a row make a provider count as down; leave it "
+                    f"out for the default ({conf.DEFAULTS['BREAKER_THRESHOLD']})."
+                ),
+                id=ID + "E033",
+            )
+        )
+    for key in POSITIVE_SECONDS:
+        value = conf.get(key)
+        if not _positive_number(value):
+            errors.append(
+                checks.Error(
+                    f"IMAGEN_ASSETS[{key!r}] must be a positive number of seconds, not {value!r}.",
+                    hint=f"Leave it out for the default ({conf.DEFAULTS[key]:g} s).",
+                    id=ID + "E032",
+                )
+            )
+    return errors
+
+
+def _provider_values(alias: str, options: dict[str, Any]) -> list[checks.CheckMessage]:
+    """E031 (a webhook secret too short to sign with) and E032 (a provider's TIMEOUT or
+    DEADLINE that is not a positive number). Never repeats a secret."""
+    errors: list[checks.CheckMessage] = []
+    where = f"IMAGEN_ASSETS['PROVIDERS'][{alias!r}]['OPTIONS']"
+    for key in ("TIMEOUT", "DEADLINE"):
+        value = options.get(key)
+        if value is not None and not _positive_number(value):
+            errors.append(
+                checks.Error(
+                    f"{where}[{key!r}] must be a positive number of seconds.",
+                    hint="Leave it out to use IMAGEN_ASSETS['HTTP_TIMEOUT'] / ['HTTP_DEADLINE'].",
+                    id=ID + "E032",
+                )
+            )
+    configured = options.get("WEBHOOK_SECRET")
+    secrets = [configured] if isinstance(configured, str) else list(configured or [])
+    for position, secret in enumerate(secrets):
+        if not isinstance(secret, str) or not secret.strip():
+            continue  # a wrong type is E001's; empty means "fetch it" (W002)
+        key_bytes = len(secret.strip().removeprefix("whsec_").encode())
+        if key_bytes < MIN_WEBHOOK_SECRET_BYTES:
+            which = f"[{position}]" if not isinstance(configured, str) else ""
+            errors.append(
+                checks.Error(
+                    f"{where}['WEBHOOK_SECRET']{which} is too short to sign webhooks with: "
+                    f"{key_bytes} bytes after its whsec_ prefix, fewer than "
+                    f"{MIN_WEBHOOK_SECRET_BYTES}. Anyone could forge a webhook by guessing it.",
+                    hint=(
+                        "Copy the whole secret from the provider's dashboard (WaveSpeed: "
+                        "whsec_ followed by a long random string), or leave it empty to "
+                        "have it fetched from the provider's API."
+                    ),
+                    id=ID + "E031",
+                )
+            )
     return errors
 
 

@@ -34,7 +34,13 @@ DEFAULTS: dict[str, Any] = {
     "THUMBNAIL_SIZE": 400,
     # Provider HTTP calls.
     "HTTP_TIMEOUT": 30.0,
+    # Total seconds for one provider API call, however slowly the answer arrives.
+    "HTTP_DEADLINE": 60.0,
     "SUBMIT_MAX_ATTEMPTS": 6,
+    # Circuit breaker per provider: opened after this many transient failures in a row
+    # (no answer, 5xx); while open, jobs wait BREAKER_COOLDOWN seconds, then one probes.
+    "BREAKER_THRESHOLD": 5,
+    "BREAKER_COOLDOWN": 60.0,
     # Polling: first check after POLL_INTERVAL s, then x POLL_BACKOFF up to POLL_MAX_INTERVAL.
     "POLL_INTERVAL": 2.0,
     "POLL_BACKOFF": 1.5,

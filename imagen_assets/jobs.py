@@ -20,7 +20,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from imagen_assets import conf, lifecycle, queueing
+from imagen_assets import breaker, conf, lifecycle, queueing
 from imagen_assets.imaging import Provenance
 from imagen_assets.ingest import NotStored, discard, ingest
 from imagen_assets.models import GenerationTask, WebhookEvent
@@ -118,18 +118,34 @@ def submit(task_id: int) -> Outcome:
     """
     task = (
         GenerationTask.objects.filter(pk=task_id)
-        .only("provider", "status", "provider_task_id")
+        .only(
+            "provider",
+            "status",
+            "provider_task_id",
+            "created_at",
+            "submitted_at",
+            "submit_lease_until",
+        )
         .first()
     )
     if task is None or task.status != TaskStatus.QUEUED or task.provider_task_id:
+        return _skipped(Why.ALREADY_SUBMITTED)
+    if task.submit_lease_until is not None and task.submit_lease_until > timezone.now():
+        # Another run holds the claim, or a retry is not due yet: this run could not claim
+        # it, so it must not take the breaker's one probe either.
         return _skipped(Why.ALREADY_SUBMITTED)
     try:
         provider = get_provider(task.provider)
     except ImproperlyConfigured as exc:
         return _fail_unconfigured(task, exc)
     with provider:
-        # Connect, send and read may each take the full timeout; then some slack.
-        lease = timezone.now() + timedelta(seconds=4 * provider.timeout + 30)
+        # Two calls at most (the webhook secret, the submit), each within its deadline
+        # (docs/reliability.md P5), then some slack: the lease outlives the attempt.
+        attempt_seconds = 2 * provider.deadline + 30
+        wait = breaker.admit(task.provider, provider.display_name, probe_seconds=attempt_seconds)
+        if wait is not None:
+            return _submit_waits(task, wait)
+        lease = timezone.now() + timedelta(seconds=attempt_seconds)
         if not lifecycle.claim_submit(task_id, lease):
             return _skipped(Why.ALREADY_SUBMITTED)
         task = GenerationTask.objects.get(pk=task_id)
@@ -158,7 +174,9 @@ def submit(task_id: int) -> Outcome:
                 params, idempotency_key=str(task.idempotency_key), callback_url=url
             )
         except ProviderError as exc:
+            breaker.record(task.provider, exc)
             return _submit_failed(task, exc, idempotent=provider.idempotent_submit)
+        breaker.record(task.provider, None)
     delay = poll_delay(0)
     if not lifecycle.record_submitted(task_id, lease, result.task_id, body, delay):
         logger.error(
@@ -177,6 +195,20 @@ def submit(task_id: int) -> Outcome:
             return Outcome(Did.SUBMITTED, detail=result.task_id, then=complete(task_id))
     queueing.enqueue(poll, task_id, delay=delay)
     return submitted
+
+
+def _submit_waits(task: GenerationTask, wait: breaker.Wait) -> Outcome:
+    """The provider is not answering (its breaker is open): try again when it may be,
+    without counting an attempt; fail the task once its deadline has passed."""
+    if _deadline_passed(task):
+        lifecycle.fail_task(task.pk, wait.gave_up(conf.get("TASK_TIMEOUT") / 60), "unavailable")
+        return _failed(Why.PROVIDER_DOWN)
+    delay = wait.delay()
+    until = timezone.now() + timedelta(seconds=max(0.0, delay - 1))
+    if not lifecycle.defer_submit(task.pk, until, wait.reason):
+        return _skipped(Why.ALREADY_SUBMITTED)
+    queueing.enqueue(submit, task.pk, delay=delay)
+    return Outcome(Did.WAITING, Why.PROVIDER_DOWN, delay=delay)
 
 
 def _refuse_attempt(task: GenerationTask, provider: Provider) -> Outcome | None:
@@ -219,6 +251,9 @@ def _submit_failed(task: GenerationTask, exc: ProviderError, *, idempotent: bool
         # key a second submit could pay twice, so a person decides.
         _fail_ambiguous(task.pk, str(exc))
         return _failed(Why.AMBIGUOUS)
+    if exc.key_refused:
+        lifecycle.fail_task(task.pk, str(exc), "api_key")
+        return _failed(Why.KEY_REFUSED)
     if exc.retryable and attempts < limit:
         delay = backoff_delay(attempts, exc.retry_after)
         lifecycle.hold_submit(
@@ -259,16 +294,32 @@ def poll(task_id: int, reschedule: bool = True) -> Outcome:
         return _skipped(Why.NOT_DUE)
     if _deadline_passed(task):
         minutes = conf.get("TASK_TIMEOUT") / 60
-        lifecycle.fail_task(
-            task_id, f"The provider did not finish within {minutes:g} minutes.", "timeout"
-        )
+        message = f"The provider did not finish within {minutes:g} minutes."
+        down = breaker.down_note(task.provider, breaker.display_name(task.provider))
+        lifecycle.fail_task(task_id, f"{message} {down}".strip(), "timeout")
         return _failed(Why.TIMEOUT)
     try:
         with get_provider(task.provider) as provider:
-            state = provider.fetch(task.provider_task_id)
+            wait = breaker.admit(
+                task.provider, provider.display_name, probe_seconds=provider.deadline + 30
+            )
+            if wait is not None:
+                delay = wait.delay()
+                if reschedule:
+                    _schedule_poll(task_id, delay)
+                return Outcome(Did.WAITING, Why.PROVIDER_DOWN, delay=delay)
+            try:
+                state = provider.fetch(task.provider_task_id)
+            except ProviderError as exc:
+                breaker.record(task.provider, exc)
+                raise
+            breaker.record(task.provider, None)
     except ImproperlyConfigured as exc:
         return _fail_unconfigured(task, exc)
     except ProviderError as exc:
+        if exc.key_refused:
+            lifecycle.fail_task(task_id, str(exc), "api_key")
+            return _failed(Why.KEY_REFUSED)
         if not exc.retryable:
             lifecycle.fail_task(task_id, str(exc), exc.error_code)
             return _failed()

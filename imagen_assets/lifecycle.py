@@ -28,7 +28,8 @@ The legal transitions (the vocabulary is in :mod:`imagen_assets.status`)::
 
 Besides status, a queued task carries its submit claim: ``claim_submit`` takes a lease,
 ``mark_submit_started`` notes that the provider call is under way, ``hold_submit``
-releases it until a retry is due. A running task carries its read schedule
+releases it until a retry is due, ``defer_submit`` keeps an unclaimed task waiting for its
+provider to answer again (no attempt counted). A running task carries its read schedule
 (``schedule_read``, ``count_read``).
 """
 
@@ -118,6 +119,18 @@ def hold_submit(task_id: int, until: datetime, error_code: str, message: str) ->
         error_code=error_code,
         error_message=message,
         updated_at=timezone.now(),
+    )
+
+
+def defer_submit(task_id: int, until: datetime, message: str) -> bool:
+    """Keep a queued, unclaimed task from being submitted before ``until``: its provider
+    is not answering (:mod:`imagen_assets.breaker`). No attempt is counted; the reconciler
+    leaves it alone until then. False when another run holds its claim."""
+    now = timezone.now()
+    return bool(
+        GenerationTask.objects.filter(pk=task_id, status=TaskStatus.QUEUED, provider_task_id="")
+        .filter(Q(submit_lease_until__isnull=True) | Q(submit_lease_until__lt=now))
+        .update(submit_lease_until=until, error_message=message, updated_at=now)
     )
 
 

@@ -21,6 +21,7 @@ from imagen_assets.status import (
     FAILED_IMAGE_STATUSES,
     OPEN_IMAGE_STATUSES,
     OPEN_TASK_STATUSES,
+    BreakerState,
     CampaignStatus,
     Decision,
     ImageStatus,
@@ -516,6 +517,37 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} webhook {self.event_id}"
+
+
+class ProviderHealth(models.Model):
+    """How a provider has been answering, one row per alias, shared by every worker: its
+    circuit breaker (:mod:`imagen_assets.breaker`) and a refused API key. Written only by
+    :mod:`imagen_assets.breaker`; no row means "answering"."""
+
+    provider = models.CharField(_("provider"), max_length=50, unique=True)
+    state = models.CharField(
+        _("state"), max_length=10, choices=BreakerState.choices, default=BreakerState.CLOSED
+    )
+    # Transient failures (no answer, 5xx) in a row; any answer resets it.
+    failures = models.PositiveIntegerField(_("failures in a row"), default=0)
+    # The first of those failures: "not answering since".
+    failing_since = models.DateTimeField(_("failing since"), null=True, blank=True)
+    # Open: when one probe call may go. Half-open: when the probe's claim lapses.
+    retry_at = models.DateTimeField(_("next try"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    # The provider refused the API key (HTTP 401/403): a configuration alert until a call
+    # succeeds again.
+    key_refused_at = models.DateTimeField(_("API key refused"), null=True, blank=True)
+    key_refused_message = models.TextField(_("API key refusal"), blank=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("provider health")
+        verbose_name_plural = _("provider health")
+        ordering = ["provider"]
+
+    def __str__(self) -> str:
+        return f"{self.provider}: {self.get_state_display()}"
 
 
 # -- review: append-only records ---------------------------------------------------------------

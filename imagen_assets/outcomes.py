@@ -23,7 +23,8 @@ class Did(StrEnum):
     APPLIED = "applied"  # a signed webhook's state was recorded (detail: the status)
     IGNORED = "ignored"  # a signed webhook changed nothing (detail: why)
     REREAD = "re-read"  # a webhook hint made the task be read again
-    WAITING = "waiting"  # a webhook's task is not saved yet; tried again shortly
+    WAITING = "waiting"  # tried again later: a webhook's task is not saved yet, or the
+    # provider is not answering (why says which; delay)
     ORPHANED = "orphaned"  # a webhook names no task of ours
 
 
@@ -42,6 +43,8 @@ class Why(StrEnum):
     TOO_MANY_ATTEMPTS = "too many attempts"
     AMBIGUOUS = "ambiguous submit"
     TIMEOUT = "timeout"
+    PROVIDER_DOWN = "provider not answering"
+    KEY_REFUSED = "API key refused"
 
 
 @dataclass(frozen=True)

@@ -118,3 +118,13 @@ IMAGE_STATUS_FOR_TASK = {
     TaskStatus.FAILED: ImageStatus.FAILED,
     TaskStatus.CANCELLED: ImageStatus.CANCELLED,
 }
+
+
+class BreakerState(models.TextChoices):
+    """A provider's circuit breaker (:mod:`imagen_assets.breaker`): ``closed`` calls go
+    through; ``open`` calls wait for a cool-down; ``half_open`` one probe call is under
+    way and the others wait for its outcome."""
+
+    CLOSED = "closed", _("Answering")
+    OPEN = "open", _("Not answering")
+    HALF_OPEN = "half_open", _("Being tried again")

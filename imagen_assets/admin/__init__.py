@@ -5,8 +5,9 @@ provider. Asking for images (which costs money) goes through a page that shows t
 first. Every changelist runs a fixed number of queries whatever the number of rows.
 
 Where things are: :mod:`.campaigns` (campaigns and the generate page), :mod:`.images`
-(generated images and their review), :mod:`.support` (tasks and webhook events, read-only),
-:mod:`.base` (what they share). How things look is :mod:`imagen_assets.templatetags.imagen_admin`.
+(generated images and their review), :mod:`.support` (tasks, webhook events and providers'
+health, read-only), :mod:`.base` (what they share and the providers' warnings). How things
+look is :mod:`imagen_assets.templatetags.imagen_admin`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,25 @@ from django.contrib import admin
 
 from imagen_assets.admin.campaigns import CampaignAdmin
 from imagen_assets.admin.images import GeneratedImageAdmin
-from imagen_assets.admin.support import GenerationTaskAdmin, WebhookEventAdmin
-from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, WebhookEvent
+from imagen_assets.admin.support import GenerationTaskAdmin, ProviderHealthAdmin, WebhookEventAdmin
+from imagen_assets.models import (
+    Campaign,
+    GeneratedImage,
+    GenerationTask,
+    ProviderHealth,
+    WebhookEvent,
+)
 
-__all__ = ["CampaignAdmin", "GeneratedImageAdmin", "GenerationTaskAdmin", "WebhookEventAdmin"]
+__all__ = [
+    "CampaignAdmin",
+    "GeneratedImageAdmin",
+    "GenerationTaskAdmin",
+    "ProviderHealthAdmin",
+    "WebhookEventAdmin",
+]
 
 admin.site.register(Campaign, CampaignAdmin)
 admin.site.register(GeneratedImage, GeneratedImageAdmin)
 admin.site.register(GenerationTask, GenerationTaskAdmin)
 admin.site.register(WebhookEvent, WebhookEventAdmin)
+admin.site.register(ProviderHealth, ProviderHealthAdmin)

@@ -1,11 +1,14 @@
-"""What every imagen_assets ModelAdmin shares: its static files and a few URL helpers."""
+"""What every imagen_assets ModelAdmin shares: its static files, a few URL helpers, and the
+warnings about providers that are not answering or refused the API key."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from django.contrib import messages
 from django.db.models import Model
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
 from imagen_assets.templatetags.imagen_admin import link
@@ -38,3 +41,26 @@ def images_changelist_url(**filters: Any) -> str:
 def fieldset_fields(fieldsets: Sequence[tuple[Any, Any]]) -> list[str]:
     """Every field named in ``fieldsets``: read-only pages show them all read-only."""
     return [name for _title, options in fieldsets for name in options["fields"]]
+
+
+def warn_about_providers(request: HttpRequest) -> None:
+    """Add a message for each provider that is not answering (its breaker is open: "Wave is
+    not answering since 14:02; new jobs wait until it recovers.") or whose API key was
+    refused (an error): the admin user sees why images wait or fail before asking."""
+    from imagen_assets import breaker
+
+    for level, sentence in breaker.alert_texts():
+        (messages.error if level == "error" else messages.warning)(request, sentence)
+
+
+class ProviderAlertsMixin:
+    """Lists that show :func:`warn_about_providers` above them (on GET: a POST's own
+    redirect shows them on the page it lands on)."""
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        if request.method == "GET":
+            warn_about_providers(request)
+        response: HttpResponse = super().changelist_view(  # type: ignore[misc]
+            request, extra_context
+        )
+        return response

@@ -22,7 +22,12 @@ from django.utils.translation import gettext_lazy as _
 
 from imagen_assets import review, services
 from imagen_assets.activity import Actor
-from imagen_assets.admin.base import ImagenMedia, images_changelist_url
+from imagen_assets.admin.base import (
+    ImagenMedia,
+    ProviderAlertsMixin,
+    images_changelist_url,
+    warn_about_providers,
+)
 from imagen_assets.admin.exports import CampaignExportsMixin
 from imagen_assets.forms import CampaignAdminForm, GenerateImagesForm
 from imagen_assets.models import Campaign, CampaignQuerySet
@@ -73,7 +78,7 @@ class AnnotatedCampaign(Protocol):
     committed: Decimal
 
 
-class CampaignAdmin(CampaignExportsMixin, CampaignModelAdmin):
+class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmin):
     """Campaigns: counts and spend in the list, summary and gallery on the page, and the
     page that asks for images at a price shown first."""
 
@@ -395,6 +400,7 @@ class CampaignAdmin(CampaignExportsMixin, CampaignModelAdmin):
                     return redirect(images_changelist_url(campaign__id__exact=campaigns[0].pk))
                 ids = ",".join(str(campaign.pk) for campaign in campaigns)
                 return redirect(images_changelist_url(campaign__id__in=ids))
+        warn_about_providers(request)
         return TemplateResponse(
             request,
             self.generate_template,

@@ -19,7 +19,12 @@ from django.utils.translation import gettext_lazy as _
 
 from imagen_assets import files, review, services
 from imagen_assets.activity import Actor
-from imagen_assets.admin.base import ImagenMedia, admin_link, fieldset_fields
+from imagen_assets.admin.base import (
+    ImagenMedia,
+    ProviderAlertsMixin,
+    admin_link,
+    fieldset_fields,
+)
 from imagen_assets.admin.review_screen import ReviewScreen
 from imagen_assets.forms import ApproveForm, RejectForm, provider_display_name
 from imagen_assets.models import GeneratedImage
@@ -114,7 +119,7 @@ class ReviewStatusFilter(admin.SimpleListFilter):
         return queryset.filter(review_status=value) if value else queryset
 
 
-class GeneratedImageAdmin(ImageModelAdmin):
+class GeneratedImageAdmin(ProviderAlertsMixin, ImageModelAdmin):
     """Generated images: never edited by hand, only looked at and reviewed."""
 
     list_display = [

@@ -1,5 +1,6 @@
-"""The support admins: generation tasks and webhook events, read-only, for finding out what
-happened to an image. Secrets (callback token, idempotency key) are never shown."""
+"""The support admins: generation tasks, webhook events and providers' health, read-only, for
+finding out what happened to an image. Secrets (callback token, idempotency key, API keys)
+are never shown."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from django.http import HttpRequest
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from imagen_assets import breaker
 from imagen_assets.admin.base import (
     ImagenMedia,
+    ProviderAlertsMixin,
     admin_link,
     fieldset_fields,
     images_changelist_url,
 )
-from imagen_assets.models import GenerationTask, WebhookEvent
+from imagen_assets.models import GenerationTask, ProviderHealth, WebhookEvent
 from imagen_assets.templatetags.imagen_admin import error_preview, link, money, pretty_json
 
 if TYPE_CHECKING:
@@ -24,8 +27,9 @@ if TYPE_CHECKING:
     # subscripted at run time.
     TaskModelAdmin = admin.ModelAdmin[GenerationTask]
     WebhookEventModelAdmin = admin.ModelAdmin[WebhookEvent]
+    HealthModelAdmin = admin.ModelAdmin[ProviderHealth]
 else:
-    TaskModelAdmin = WebhookEventModelAdmin = admin.ModelAdmin
+    TaskModelAdmin = WebhookEventModelAdmin = HealthModelAdmin = admin.ModelAdmin
 
 
 class ReadOnlyAdminMixin:
@@ -41,7 +45,7 @@ class ReadOnlyAdminMixin:
         return request.user.is_active and request.user.is_superuser
 
 
-class GenerationTaskAdmin(ReadOnlyAdminMixin, TaskModelAdmin):
+class GenerationTaskAdmin(ProviderAlertsMixin, ReadOnlyAdminMixin, TaskModelAdmin):
     """Provider tasks: what was sent, what came back, what it cost."""
 
     list_display = [
@@ -181,3 +185,43 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, WebhookEventModelAdmin):
     @admin.display(description=_("reported state"))
     def state_json(self, obj: WebhookEvent) -> str:
         return pretty_json(obj.state) if obj.state is not None else "—"
+
+
+class ProviderHealthAdmin(ProviderAlertsMixin, ReadOnlyAdminMixin, HealthModelAdmin):
+    """How each provider has been answering: its circuit breaker (docs/reliability.md P7) and
+    a refused API key (P4). Rows are written by the jobs; a superuser may delete one to
+    forget an outage or an alert at once (the next call starts afresh)."""
+
+    list_display = [
+        "provider_name",
+        "state",
+        "failures",
+        "failing_since",
+        "retry_at",
+        "last_error_preview",
+        "key_refused_at",
+        "updated_at",
+    ]
+    list_filter = ["state"]
+    ordering = ["provider"]
+    Media = ImagenMedia
+    fields = readonly_fields = (
+        "provider",
+        "state",
+        "failures",
+        "failing_since",
+        "retry_at",
+        "last_error",
+        "key_refused_at",
+        "key_refused_message",
+        "updated_at",
+    )
+
+    @admin.display(description=_("provider"), ordering="provider")
+    def provider_name(self, obj: ProviderHealth) -> str:
+        name = breaker.display_name(obj.provider)
+        return name if name == obj.provider else f"{name} ({obj.provider})"
+
+    @admin.display(description=_("last error"))
+    def last_error_preview(self, obj: ProviderHealth) -> str:
+        return error_preview(obj.last_error) if obj.last_error else ""

@@ -63,7 +63,7 @@ class Provider(HTTPBackend):
 
     #: Every OPTIONS key this backend understands.
     option_names: ClassVar[frozenset[str]] = frozenset(
-        {"API_KEY", "BASE_URL", "MODEL", "PRICE_PER_IMAGE", "TIMEOUT"}
+        {"API_KEY", "BASE_URL", "DEADLINE", "MODEL", "PRICE_PER_IMAGE", "TIMEOUT"}
     )
     #: OPTIONS that must be non-empty for the provider to be usable.
     required_options: ClassVar[frozenset[str]] = frozenset({"API_KEY"})

@@ -9,7 +9,8 @@ class ProviderError(Exception):
     ``retryable`` marks refusals worth trying again later (429, 5xx, the network);
     ``ambiguous`` marks a call that may have been acted on although no answer came back
     (a read timeout after sending): a submit may then only be repeated when the provider
-    takes an idempotency key.
+    takes an idempotency key. ``alias`` is the provider's key in ``IMAGEN_ASSETS["PROVIDERS"]``,
+    so a refused API key can say which setting to check (never the key itself).
     """
 
     def __init__(
@@ -22,8 +23,10 @@ class ProviderError(Exception):
         retryable: bool = False,
         retry_after: float | None = None,
         ambiguous: bool = False,
+        alias: str = "",
     ) -> None:
         self.provider = provider
+        self.alias = alias
         self.ambiguous = ambiguous
         self.message = message
         self.status_code = status_code
@@ -33,9 +36,33 @@ class ProviderError(Exception):
         super().__init__(str(self))
 
     def __str__(self) -> str:
+        if self.key_refused:
+            setting = (
+                f"IMAGEN_ASSETS['PROVIDERS'][{self.alias!r}]['OPTIONS']['API_KEY']"
+                if self.alias
+                else "the provider's API_KEY option"
+            )
+            said = f" {self.provider} said: {self.message}" if self.message else ""
+            return (
+                f"{self.provider} refused the API key (HTTP {self.status_code}): "
+                f"check {setting}.{said}"
+            )
         where = f"HTTP {self.status_code}" if self.status_code else "no HTTP answer"
         code = f" [{self.code}]" if self.code else ""
         return f"{self.provider}: {where}{code}: {self.message}"
+
+    @property
+    def key_refused(self) -> bool:
+        """The provider refused our credentials (HTTP 401 or 403): a configuration problem,
+        not a failed image (docs/reliability.md P4)."""
+        return self.status_code in (401, 403)
+
+    @property
+    def unanswered(self) -> bool:
+        """The provider gave no sane answer: none at all (could not connect, timed out, the
+        call's deadline passed, the connection dropped) or a 5xx. What a circuit breaker
+        counts (docs/reliability.md P7); any other answer shows the provider is up."""
+        return self.status_code is None or self.status_code >= 500
 
     @property
     def error_code(self) -> str:

@@ -5,6 +5,14 @@
 failures and 4xx/5xx answers to :class:`~imagen_assets.providers.errors.ProviderError`
 (what is retryable, what is ambiguous), ``Retry-After``, and reading JSON that is safe to
 store. It never leaks the API key: not in errors, not in ``repr``.
+
+Every call has a total deadline (``OPTIONS["DEADLINE"]``, else ``HTTP_DEADLINE``) besides
+httpx's per-phase timeouts: a server that drips a byte a second answers every read within
+the read timeout and would otherwise hold a worker (and a submit's lease) for as long as it
+likes (docs/reliability.md P5). httpx and httpcore have no total timeout (httpcore#936 was
+declined, httpx#1450 is open), so the client's transport wraps httpcore's network backend
+(its documented seam for custom I/O): every connect, TLS handshake, read and write is given
+at most the time left before the deadline, and none starts once it has passed.
 """
 
 from __future__ import annotations
@@ -14,8 +22,12 @@ import email.utils
 import math
 import re
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
+import httpcore
 import httpx
 
 from imagen_assets import __version__, conf
@@ -67,6 +79,103 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
+# The monotonic time the current call must be over by (None: no deadline), per thread and
+# per context, so one client's connections can serve calls with different deadlines.
+_deadline: ContextVar[float | None] = ContextVar("imagen_assets_http_deadline", default=None)
+
+
+def _time_left(timeout: float | None, expired: type[Exception]) -> float | None:
+    """``timeout`` cut down to the time left before the current deadline; raise ``expired``
+    when none is left."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("the call's total deadline has passed")
+    return left if timeout is None else min(timeout, left)
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[float]:
+    """Calls made through a :class:`DeadlineTransport` inside this block must be over within
+    ``seconds``; yields the monotonic time they must end by."""
+    end = time.monotonic() + seconds
+    token = _deadline.set(end)
+    try:
+        yield end
+    finally:
+        _deadline.reset(token)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _time_left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _time_left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        left = _time_left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, left))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+        self._backend = backend
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        left = _time_left(timeout, httpcore.ConnectTimeout)
+        stream = self._backend.connect_tcp(host, port, left, local_address, socket_options)
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        left = _time_left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_unix_socket(path, left, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+class DeadlineTransport(httpx.HTTPTransport):
+    """httpx's own transport, whose network I/O honours :func:`deadline`.
+
+    httpx does not yet take a network backend (encode/httpx#3749), so the one its connection
+    pool was built with is wrapped; the pool hands it to every connection it opens.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        pool = self._pool
+        pool._network_backend = _DeadlineBackend(pool._network_backend)
+
+
 class HTTPBackend:
     """An API client owning (or borrowing) one ``httpx.Client``; use it as a context
     manager so its connections are closed.
@@ -79,6 +188,8 @@ class HTTPBackend:
     #: Human name used in messages ("Wave", "WaveSpeed AI").
     display_name: ClassVar[str] = "provider"
     options: dict[str, Any]
+    #: The key of ``IMAGEN_ASSETS["PROVIDERS"]`` this client was built from, if any.
+    alias: str = ""
 
     def __init__(self, *, client: httpx.Client | None = None) -> None:
         self._client = client
@@ -91,11 +202,18 @@ class HTTPBackend:
         return float(self.options.get("TIMEOUT") or conf.get("HTTP_TIMEOUT"))
 
     @property
+    def deadline(self) -> float:
+        """Total seconds one API call may take, connecting to the answer's last byte:
+        ``OPTIONS["DEADLINE"]``, else ``IMAGEN_ASSETS["HTTP_DEADLINE"]``."""
+        return float(self.options.get("DEADLINE") or conf.get("HTTP_DEADLINE"))
+
+    @property
     def client(self) -> httpx.Client:
         if self._client is None:
             self._client = httpx.Client(
                 timeout=httpx.Timeout(self.timeout, connect=min(10.0, self.timeout)),
                 headers={"User-Agent": f"imagen-assets/{__version__}"},
+                transport=DeadlineTransport(),
             )
         return self._client
 
@@ -121,15 +239,17 @@ class HTTPBackend:
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """One HTTP call; any failure becomes a :class:`ProviderError` (never leaks the key)."""
         headers = {**self.auth_headers(), **kwargs.pop("headers", {})}
+        limit = self.deadline
         try:
-            response = self.client.request(method, url, headers=headers, **kwargs)
+            with deadline(limit) as end:
+                response = self.client.request(method, url, headers=headers, **kwargs)
         except httpx.TimeoutException as exc:
-            raise ProviderError(
-                self.display_name,
-                f"timed out ({type(exc).__name__})",
-                retryable=True,
-                ambiguous=not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
-            ) from None
+            sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+            if time.monotonic() >= end:
+                what = f"gave no complete answer within {limit:g} s (the deadline of one call)"
+            else:
+                what = f"timed out ({type(exc).__name__})"
+            raise ProviderError(self.display_name, what, retryable=True, ambiguous=sent) from None
         except httpx.TransportError as exc:
             sent = not isinstance(exc, httpx.ConnectError)
             raise ProviderError(
@@ -160,6 +280,7 @@ class HTTPBackend:
             code=code,
             retryable=status == 429 or status >= 500,
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            alias=self.alias,
         )
 
     def parse_error_body(self, response: httpx.Response) -> tuple[str, str]:

@@ -48,7 +48,7 @@ IMAGEN_ASSETS = {
     "DEFAULT_PROVIDER": "wavespeed",
     "PROVIDERS": {"wavespeed": {
         "BACKEND": "imagen_assets.providers.wavespeed.WaveSpeedProvider",
-        "OPTIONS": {"API_KEY": "k", "WEBHOOK_SECRET": "whsec_abc"},
+        "OPTIONS": {"API_KEY": "k", "WEBHOOK_SECRET": "whsec_other-site-0123456789abcdef"},
     }},
     "SITE_URL": "https://marketing.example.com",
 }

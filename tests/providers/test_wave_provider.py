@@ -87,7 +87,12 @@ class WaveProviderContractTests(ProviderContractCases):
             "Wave: HTTP 400 [invalid_aspect_ratio]: "
             "aspect_ratio must be one of 1:1, 4:3, 3:4, 16:9, 9:16",
         ),
-        (401, "wave/error_401.json", "Wave: HTTP 401 [invalid_api_key]: Invalid API key"),
+        (
+            401,
+            "wave/error_401.json",
+            "Wave refused the API key (HTTP 401): check "
+            "IMAGEN_ASSETS['PROVIDERS']['wave']['OPTIONS']['API_KEY']. Wave said: Invalid API key",
+        ),
         (402, "wave/error_402.json", "Wave: HTTP 402 [insufficient_quota]: Insufficient balance"),
         (
             404,

@@ -63,7 +63,9 @@ class WaveSpeedProviderContractTests(ProviderContractCases):
         (
             401,
             "wavespeed/error_401_envelope.json",
-            "WaveSpeed AI: HTTP 401: invalid authentication",
+            "WaveSpeed AI refused the API key (HTTP 401): check "
+            "IMAGEN_ASSETS['PROVIDERS']['wavespeed']['OPTIONS']['API_KEY']. "
+            "WaveSpeed AI said: invalid authentication",
         ),
         (404, "wavespeed/error_404_envelope.json", "WaveSpeed AI: HTTP 404: prediction not found"),
     ]

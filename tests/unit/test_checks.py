@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import subprocess
+import sys
+
 import pytest
 from django.apps import apps
 from django.core import checks as django_checks
 from unit_helpers import WS_BACKEND, imagen_settings
 
-from campaigns.settings import imagen_assets_from_env, storages_from_env
+from campaigns.settings import BASE_DIR, imagen_assets_from_env, storages_from_env
 from imagen_assets.checks import check_settings
+
+# The shape of the sandbox's own secrets (whsec_ + 48 hex digits), which copy WaveSpeed's.
+REAL_LOOKING_SECRET = "whsec_" + "5e0c9a1f" * 6
 
 
 def ids(messages) -> list[str]:
@@ -57,7 +65,7 @@ class CleanConfigurationTests:
         env = {
             "IMAGEN_WAVE_API_KEY": "w",
             "IMAGEN_WAVESPEED_API_KEY": "ws",
-            "IMAGEN_WAVESPEED_WEBHOOK_SECRET": "whsec_x",
+            "IMAGEN_WAVESPEED_WEBHOOK_SECRET": REAL_LOOKING_SECRET,
             "IMAGEN_WEBHOOK_BASE_URL": "https://marketing.example.com",
             "IMAGEN_DEFAULT_PROVIDER": "wavespeed",
             "IMAGEN_SITE_URL": "https://marketing.example.com",
@@ -195,16 +203,6 @@ class ErrorCheckTests:
     def test_e009_accepts_the_smallest_sensible_bounds(self, settings, key, value):
         assert run(settings, **imagen_settings(**{key: value})) == []
 
-    @pytest.mark.parametrize("pixels", [None, 0, -1, 2.5e6, "8000000", True])
-    def test_e010_max_image_pixels_not_a_positive_whole_number(self, settings, pixels):
-        messages = run(settings, **imagen_settings(MAX_IMAGE_PIXELS=pixels))
-
-        assert ids(messages) == ["imagen_assets.E010"]
-        assert "MAX_IMAGE_PIXELS" in messages[0].msg
-
-    def test_no_e010_for_a_positive_pixel_count(self, settings):
-        assert run(settings, **imagen_settings(MAX_IMAGE_PIXELS=4_194_304)) == []
-
 
 class WarningCheckTests:
     def test_w001_another_provider_without_api_key(self, settings):
@@ -244,6 +242,138 @@ class WarningCheckTests:
 
     def test_no_w004_with_notifications_off(self, settings):
         assert run(settings, **imagen_settings(SITE_URL=None, NOTIFICATIONS=False)) == []
+
+
+class LimitCheckTests:
+    """E030, E032, E033: limits that must be positive numbers (docs/reliability.md C1)."""
+
+    @pytest.mark.parametrize("value", [None, 0, -1, "40000000", 4e7, True])
+    def test_e030_max_image_pixels_not_a_positive_whole_number(self, settings, value):
+        messages = run(settings, **imagen_settings(MAX_IMAGE_PIXELS=value))
+
+        assert ids(messages) == ["imagen_assets.E030"]
+        assert "MAX_IMAGE_PIXELS" in messages[0].msg
+
+    def test_a_small_max_image_pixels_is_allowed(self, settings):
+        assert run(settings, **imagen_settings(MAX_IMAGE_PIXELS=1_000_000)) == []
+
+    @pytest.mark.parametrize("key", ["HTTP_TIMEOUT", "HTTP_DEADLINE", "BREAKER_COOLDOWN"])
+    @pytest.mark.parametrize("value", [None, 0, -5, "30", float("nan"), float("inf")])
+    def test_e032_http_seconds_not_a_positive_number(self, settings, key, value):
+        messages = run(settings, **imagen_settings(**{key: value}))
+
+        assert ids(messages) == ["imagen_assets.E032"]
+        assert key in messages[0].msg
+
+    @pytest.mark.parametrize("value", [0, -1, 2.5, "5", None, False])
+    def test_e033_breaker_threshold_not_a_whole_number_of_at_least_one(self, settings, value):
+        messages = run(settings, **imagen_settings(BREAKER_THRESHOLD=value))
+
+        assert ids(messages) == ["imagen_assets.E033"]
+
+    def test_a_breaker_that_opens_at_the_first_failure_is_allowed(self, settings):
+        assert run(settings, **imagen_settings(BREAKER_THRESHOLD=1, BREAKER_COOLDOWN=5)) == []
+
+    @pytest.mark.parametrize("option", ["TIMEOUT", "DEADLINE"])
+    def test_e032_provider_seconds_not_a_positive_number(self, settings, option):
+        messages = run(settings, **with_options("wave", **{option: "ten"}))
+
+        assert ids(messages) == ["imagen_assets.E032"]
+        assert f"['wave']['OPTIONS']['{option}']" in messages[0].msg
+
+    def test_whole_and_fractional_seconds_are_allowed(self, settings):
+        config = with_options("wave", TIMEOUT=5, DEADLINE=12.5)
+        config.update(HTTP_TIMEOUT=10, HTTP_DEADLINE=42.0)
+
+        assert run(settings, **config) == []
+
+
+class WebhookSecretCheckTests:
+    """E031: a configured webhook secret too short to sign with is refused; real ones pass."""
+
+    @pytest.mark.parametrize(
+        "secret", ["x", "whsec_x", "whsec_" + "a" * 23, "a" * 23, "  whsec_short  "]
+    )
+    def test_e031_short_secret(self, settings, secret):
+        messages = run(settings, **with_options("wavespeed", WEBHOOK_SECRET=secret))
+
+        assert ids(messages) == ["imagen_assets.E031"]
+        assert messages[0].level == django_checks.ERROR
+        assert "['wavespeed']['OPTIONS']['WEBHOOK_SECRET']" in messages[0].msg
+        if len(secret.strip()) > 5:  # a letter or two is in any sentence
+            assert secret.strip() not in f"{messages[0].msg} {messages[0].hint}"
+
+    def test_e031_names_the_short_one_of_a_rotation_list(self, settings):
+        config = with_options("wavespeed", WEBHOOK_SECRET=[REAL_LOOKING_SECRET, "whsec_old"])
+
+        messages = run(settings, **config)
+
+        assert ids(messages) == ["imagen_assets.E031"]
+        assert "['WEBHOOK_SECRET'][1]" in messages[0].msg
+
+    @pytest.mark.parametrize(
+        "secret",
+        [
+            REAL_LOOKING_SECRET,
+            "whsec_" + "a" * 24,  # 24 bytes of key after the prefix
+            "a" * 24,  # configured without its prefix, as WaveSpeed's docs allow
+            "whsec_" + secrets.token_urlsafe(32),
+            [REAL_LOOKING_SECRET, "whsec_" + secrets.token_hex(16)],
+        ],
+    )
+    def test_real_secrets_pass(self, settings, secret):
+        assert run(settings, **with_options("wavespeed", WEBHOOK_SECRET=secret)) == []
+
+    def test_an_empty_secret_is_not_e031_but_fetched(self, settings):
+        assert run(settings, **with_options("wavespeed", WEBHOOK_SECRET="")) == []
+
+
+def production_env(**overrides: str) -> dict[str, str]:
+    """The environment of a correctly configured deployment of the example site."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "DJANGO_SETTINGS_MODULE": "campaigns.settings_production",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "marketing.example.com",
+        "IMAGEN_DEFAULT_PROVIDER": "wavespeed",
+        "IMAGEN_WAVE_API_KEY": "wave-key",
+        "IMAGEN_WAVESPEED_API_KEY": "wavespeed-key",
+        "IMAGEN_WAVESPEED_WEBHOOK_SECRET": REAL_LOOKING_SECRET,
+        "IMAGEN_WEBHOOK_BASE_URL": "https://marketing.example.com",
+        "IMAGEN_SITE_URL": "https://marketing.example.com",
+    }
+    env.update(overrides)
+    return env
+
+
+def check_deploy(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+class DeployCheckTests:
+    """docs/reliability.md C1: the example site's production-like settings pass
+    ``check --deploy --fail-level WARNING``, and a short webhook secret fails it."""
+
+    def test_a_correct_deployment_is_clean(self):
+        result = check_deploy(production_env())
+
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "no issues" in result.stdout
+
+    def test_a_short_webhook_secret_fails_the_deployment(self):
+        result = check_deploy(production_env(IMAGEN_WAVESPEED_WEBHOOK_SECRET="whsec_abc123"))
+
+        assert result.returncode != 0
+        assert "imagen_assets.E031" in result.stderr
+        assert "whsec_abc123" not in result.stdout + result.stderr
 
 
 class SecretHygieneTests:

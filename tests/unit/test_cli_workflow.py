@@ -683,11 +683,12 @@ class StatusCommandTests:
     def test_a_fixed_number_of_queries(self, campaign, owner, rita, django_assert_num_queries):
         for image in ready_images(campaign, owner, 2):
             review.decide(image.pk, "approve", Actor.of(rita))
-        with django_assert_num_queries(3):  # the campaign, the images, their decisions
+        # The providers' health, the campaign, the images, their decisions.
+        with django_assert_num_queries(4):
             run("imagen_status", "--campaign", "spring", "--json")
         for image in ready_images(campaign, owner, 4):
             review.decide(image.pk, "reject", Actor.of(rita), note="no")
-        with django_assert_num_queries(3):
+        with django_assert_num_queries(4):
             lines = run("imagen_status", "--campaign", "spring", "--json").lines
         assert len(lines) == 6
 

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
-from imagen_assets import services
+from imagen_assets import breaker, services
 from imagen_assets.models import Campaign, GeneratedImage
 
 
@@ -28,6 +28,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # Providers not answering or refusing the API key, on stderr: why images wait or
+        # fail, without changing what stdout (and --json) prints.
+        for _level, sentence in breaker.alert_texts():
+            self.stderr.write(sentence)
         images = GeneratedImage.objects.order_by("campaign_id", "task_id", "index")
         campaign = None
         if options["campaign"]:
