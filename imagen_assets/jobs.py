@@ -19,9 +19,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from imagen_assets import conf, lifecycle, queueing
-from imagen_assets.ingest import NotStored, discard, ingest
+from imagen_assets import conf, ingest, lifecycle, orphans, queueing
+from imagen_assets.ingest import NotStored
+from imagen_assets.lifecycle import FileFields
 from imagen_assets.models import GenerationTask, WebhookEvent
 from imagen_assets.outcomes import Did, Outcome, Why
 from imagen_assets.providers import (
@@ -322,8 +324,14 @@ def complete(task_id: int) -> Outcome:
     todo = [image for image in images if image.index < len(outputs)]
     for image in todo:
         image.campaign = task.campaign  # upload_to reads the slug; no query per thread
+    # Downloads and checks in parallel threads (no database there); each file is then
+    # stored here, its name recorded before it is written (imagen_assets.orphans).
     with ThreadPoolExecutor(max_workers=max(1, min(4, len(todo)))) as pool:
-        results = list(pool.map(lambda img: ingest(img, outputs[img.index].url), todo))
+        checked = list(pool.map(lambda img: ingest.fetch(img, outputs[img.index].url), todo))
+    results: list[FileFields | NotStored] = []
+    for image, fetched in zip(todo, checked, strict=True):
+        results.append(fetched if isinstance(fetched, NotStored) else ingest.keep(image, fetched))
+    del checked  # the bytes: only the stored names are needed from here
     stored = retrying = 0
     # A transient failure (network, storage) leaves the image open and tries again later,
     # until TASK_TIMEOUT after the provider finished: the image is paid for.
@@ -343,19 +351,28 @@ def complete(task_id: int) -> Outcome:
                     lifecycle.finish_image(
                         image.pk, source_url=output.url, nsfw=output.nsfw, error=result.error
                     )
-            elif lifecycle.finish_image(
-                image.pk, source_url=output.url, nsfw=output.nsfw, stored=result
-            ):
-                stored += 1
             else:
-                discard(result)
+                try:
+                    won = lifecycle.finish_image(
+                        image.pk, source_url=output.url, nsfw=output.nsfw, stored=result
+                    )
+                except orphans.FilesSwept as exc:
+                    logger.error("Task %s: %s; storing it again", task_id, exc)
+                    won = False
+                    retrying += lifecycle.note_image_retry(
+                        image.pk, _("Storing the image took too long. Trying again shortly.")
+                    )
+                if won:
+                    stored += 1
+                else:
+                    ingest.discard(result)
             pending.pop(0)
     finally:
         # Recording failed part-way (the database went away): the files nobody recorded
         # go, and the image stays open for the next run.
         for _image, result in pending:
             if not isinstance(result, NotStored):
-                discard(result)
+                ingest.discard(result)
     logger.info("Task %s: stored %d image(s), %d withheld", task_id, stored, len(missing))
     if retrying:
         elapsed = (now - finished_at).total_seconds()
@@ -423,7 +440,7 @@ def reconcile(reschedule: bool = False) -> dict[str, int]:
     """
     now = timezone.now()
     stale = now - timedelta(seconds=conf.get("RECONCILE_AFTER"))
-    counts = {"submit": 0, "poll": 0, "complete": 0, "webhook": 0}
+    counts = {"submit": 0, "poll": 0, "complete": 0, "webhook": 0, "sweep": 0}
     to_submit = GenerationTask.objects.filter(
         status=TaskStatus.QUEUED, provider_task_id="", updated_at__lt=stale
     ).filter(Q(submit_lease_until__isnull=True) | Q(submit_lease_until__lt=now))
@@ -449,10 +466,28 @@ def reconcile(reschedule: bool = False) -> dict[str, int]:
     events = WebhookEvent.objects.filter(processed_at__isnull=True, received_at__lt=stale)
     for event_id in events.values_list("pk", flat=True):
         counts["webhook"] += queueing.enqueue(process_webhook, event_id)
+    # Files a dead run left behind: swept by a job of their own, so a slow storage never
+    # holds up the repairs above.
+    counts["sweep"] = int(orphans.due() and queueing.enqueue(sweep_files))
     if any(counts.values()):
         logger.info("Reconciler queued %s", counts)
     if reschedule:
         queueing.schedule_reconciler()
+    return counts
+
+
+# -- orphan files ----------------------------------------------------------------------------
+
+
+def sweep_files() -> dict[str, int]:
+    """Delete the files no image owns whose records are past ``ORPHAN_GRACE`` (written by
+    runs that died or could not clean up; :mod:`imagen_assets.orphans`). Returns how many
+    records ended each way: deleted, owned (file kept), failed (tried again next time)."""
+    counts = {action.value: 0 for action in orphans.Action if action != orphans.Action.WOULD_DELETE}
+    for swept in orphans.sweep():
+        counts[swept.action.value] += 1
+    if counts["failed"]:
+        logger.warning("Sweep: %d orphan file(s) could not be deleted", counts["failed"])
     return counts
 
 
@@ -467,4 +502,5 @@ __all__ = [
     "process_webhook",
     "reconcile",
     "submit",
+    "sweep_files",
 ]

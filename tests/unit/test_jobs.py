@@ -1180,7 +1180,7 @@ class ReconcileTests:
 
         counts = jobs.reconcile()
 
-        assert counts == {"submit": 1, "poll": 2, "complete": 1, "webhook": 1}
+        assert counts == {"submit": 1, "poll": 2, "complete": 1, "webhook": 1, "sweep": 0}
         assert sorted((c.name, c.args) for c in enqueued) == sorted(
             [
                 ("submit", (stale_queued.pk,)),
@@ -1207,7 +1207,7 @@ class ReconcileTests:
         make_task(campaign)
         make_task(campaign, status="processing", provider_task_id="x")
 
-        assert jobs.reconcile() == {"submit": 0, "poll": 0, "complete": 0, "webhook": 0}
+        assert jobs.reconcile() == {"submit": 0, "poll": 0, "complete": 0, "webhook": 0, "sweep": 0}
         assert enqueued == []
 
     def test_a_run_with_reschedule_queues_the_next(self, enqueued, monkeypatch):
