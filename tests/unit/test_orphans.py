@@ -262,7 +262,7 @@ class SweepTests:
         assert StoredFile.objects.count() == 0
 
     def test_keeps_a_file_another_row_owns_whatever_the_record_says(self, tmp_path) -> None:
-        image, result = self._orphan()
+        _image, result = self._orphan()
         other = make_task(make_campaign("autumn"), status="succeeded").images.get()
         GeneratedImage.objects.filter(pk=other.pk).update(file=result.file)
         age_records(4000)
