@@ -22,7 +22,7 @@ from imagen_assets.imaging import check_image
 from imagen_assets.jobs import Did, Outcome
 from imagen_assets.models import Export, GeneratedImage, GenerationTask, StoredFile
 from imagen_assets.orphans import Action
-from tests.storages import DiskFullStorage
+from tests.faulty_storages import DiskFullStorage
 
 pytestmark = pytest.mark.django_db
 
@@ -132,7 +132,7 @@ class DiskFullTests:
         DiskFullStorage.writes = 0
         settings.STORAGES = {
             **settings.STORAGES,
-            "default": {"BACKEND": "tests.storages.DiskFullStorage"},
+            "default": {"BACKEND": "tests.faulty_storages.DiskFullStorage"},
         }
 
     def test_store_leaves_neither_the_original_nor_the_partial_thumbnail(
