@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.core.exceptions import SuspiciousFileOperation
@@ -26,6 +27,9 @@ from imagen_assets.models import GeneratedImage, StoredFile
 from imagen_assets.storage import save_file
 
 logger = logging.getLogger(__name__)
+
+#: What the two files of an image are, in the order :func:`file_names` gives them.
+KINDS = (StoredFile.Kind.ORIGINAL, StoredFile.Kind.THUMBNAIL)
 
 
 @dataclass(frozen=True)
@@ -62,24 +66,63 @@ def fetch(image: GeneratedImage, url: str) -> CheckedImage | NotStored:
         return NotStored(f"Could not store the image ({type(exc).__name__}).", transient=True)
 
 
-def keep(image: GeneratedImage, checked: CheckedImage) -> FileFields | NotStored:
+def keep_all(
+    pairs: Sequence[tuple[GeneratedImage, CheckedImage | NotStored]],
+) -> list[FileFields | NotStored]:
+    """Store each checked output of one run (a :class:`NotStored` passes through): every
+    file name is recorded first, all in one committed transaction, then the files are
+    written image by image (:func:`keep`)."""
+    planned: list[list[str] | NotStored] = []
+    for image, checked in pairs:
+        if isinstance(checked, NotStored):
+            planned.append(checked)
+            continue
+        try:
+            planned.append(file_names(image, checked))
+        except SuspiciousFileOperation as exc:
+            planned.append(_refused(image, exc))
+    orphans.record(
+        [
+            (name, kind, image.pk)
+            for (image, _checked), names in zip(pairs, planned, strict=True)
+            if not isinstance(names, NotStored)
+            for name, kind in zip(names, KINDS, strict=True)
+        ]
+    )
+    results: list[FileFields | NotStored] = []
+    for (image, checked), names in zip(pairs, planned, strict=True):
+        if isinstance(names, NotStored):
+            results.append(names)
+        else:
+            assert not isinstance(checked, NotStored)  # planned only for checked images
+            results.append(keep(image, checked, names))
+    return results
+
+
+def keep(
+    image: GeneratedImage, checked: CheckedImage, names: Sequence[str] | None = None
+) -> FileFields | NotStored:
     """:func:`store` ``checked`` for ``image``; a storage failure is a :class:`NotStored`.
 
     A file name the storage refuses (``SuspiciousFileOperation``: a path outside it, a
     name too long) fails the image at once, like any other refused file; other storage
     errors (a full disk, S3 down) are transient."""
     try:
-        return store(image, checked)
+        return store(image, checked, names)
     except SuspiciousFileOperation as exc:
-        logger.warning("Storage refused the file name of image %s: %s", image.pk, exc)
-        return NotStored(
-            _("Could not store the image: the storage refused its file name (%(reason)s).")
-            % {"reason": exc},
-            transient=False,
-        )
+        return _refused(image, exc)
     except Exception as exc:  # storage backends raise their own types: a full disk, S3 down
         logger.exception("Storing image %s failed", image.pk)
         return NotStored(f"Could not store the image ({type(exc).__name__}).", transient=True)
+
+
+def _refused(image: GeneratedImage, exc: SuspiciousFileOperation) -> NotStored:
+    logger.warning("Storage refused the file name of image %s: %s", image.pk, exc)
+    return NotStored(
+        _("Could not store the image: the storage refused its file name (%(reason)s).")
+        % {"reason": exc},
+        transient=False,
+    )
 
 
 def fetch_and_check(url: str) -> CheckedImage:
@@ -103,21 +146,15 @@ def fetch_and_check(url: str) -> CheckedImage:
     )
 
 
-def store(image: GeneratedImage, checked: CheckedImage) -> FileFields:
-    """Write the original bytes and the thumbnail; a failure removes what was written.
-
-    Both names are recorded (:func:`imagen_assets.orphans.record`, committed) before the
-    first byte is written, so a worker killed mid-write leaves nothing the sweep cannot
-    find; the image adopts the records when it is finished (``lifecycle.finish_image``).
-    Must run where the database may be written outside a transaction (not in a worker
-    thread of ``complete()``).
-    """
+def file_names(image: GeneratedImage, checked: CheckedImage) -> list[str]:
+    """The names the original and the thumbnail of ``checked`` are written under (new
+    ones on every call). Raises ``SuspiciousFileOperation`` for a name the storage or the
+    image's fields cannot take."""
     # A random part: two runs racing on one image (webhook and poll) never write the same
     # name, so the loser deletes only its own copy, also on storages that overwrite (S3).
     stem = f"{image.task_id}-{image.index}-{checked.sha256[:12]}-{secrets.token_hex(3)}"
     file_field = GeneratedImage._meta.get_field("file")
     thumb_field = GeneratedImage._meta.get_field("thumbnail")
-    kinds = (StoredFile.Kind.ORIGINAL, StoredFile.Kind.THUMBNAIL)
     names = [
         file_field.generate_filename(image, f"{stem}.{checked.extension}"),
         thumb_field.generate_filename(image, f"{stem}.jpg"),
@@ -129,14 +166,32 @@ def store(image: GeneratedImage, checked: CheckedImage) -> FileFields:
                 _("the name %(name)s is longer than %(max)d characters")
                 % {"name": name, "max": longest}
             )
-    orphans.record(list(zip(names, kinds, strict=True)), image.pk)
+    return names
+
+
+def store(
+    image: GeneratedImage, checked: CheckedImage, names: Sequence[str] | None = None
+) -> FileFields:
+    """Write the original bytes and the thumbnail; a failure removes what was written.
+
+    Both names are recorded (:func:`imagen_assets.orphans.record`, committed) before the
+    first byte is written, so a worker killed mid-write leaves nothing the sweep cannot
+    find; the image adopts the records when it is finished (``lifecycle.finish_image``).
+    ``names``: from :func:`file_names`, recorded already (:func:`keep_all`). Must run
+    where the database may be written outside a transaction (not in a worker thread of
+    ``complete()``).
+    """
+    if names is None:
+        names = file_names(image, checked)
+        orphans.record([(name, kind, image.pk) for name, kind in zip(names, KINDS, strict=True)])
+    names = list(names)
     try:
         for index, content in enumerate((checked.content, checked.thumbnail)):
             saved = save_file(names[index], content)
             if saved != names[index]:
                 # The storage found the name taken and wrote under another: that copy is
                 # ours, the file under the name asked for is not (never delete it).
-                orphans.record([(saved, kinds[index])], image.pk)
+                orphans.record([(saved, KINDS[index], image.pk)])
                 orphans.forget([names[index]])
                 names[index] = saved
                 raise FileExistsError(f"The storage already had a file named {saved!r}")

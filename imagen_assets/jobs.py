@@ -23,7 +23,6 @@ from django.utils.translation import gettext as _
 
 from imagen_assets import conf, ingest, lifecycle, orphans, queueing
 from imagen_assets.ingest import NotStored
-from imagen_assets.lifecycle import FileFields
 from imagen_assets.models import GenerationTask, WebhookEvent
 from imagen_assets.outcomes import Did, Outcome, Why
 from imagen_assets.providers import (
@@ -328,9 +327,7 @@ def complete(task_id: int) -> Outcome:
     # stored here, its name recorded before it is written (imagen_assets.orphans).
     with ThreadPoolExecutor(max_workers=max(1, min(4, len(todo)))) as pool:
         checked = list(pool.map(lambda img: ingest.fetch(img, outputs[img.index].url), todo))
-    results: list[FileFields | NotStored] = []
-    for image, fetched in zip(todo, checked, strict=True):
-        results.append(fetched if isinstance(fetched, NotStored) else ingest.keep(image, fetched))
+    results = ingest.keep_all(list(zip(todo, checked, strict=True)))
     del checked  # the bytes: only the stored names are needed from here
     stored = retrying = 0
     # A transient failure (network, storage) leaves the image open and tries again later,

@@ -50,16 +50,19 @@ class FilesSwept(RuntimeError):
     longer than ``ORPHAN_GRACE``); the image stays open and is stored again."""
 
 
-def record(names: Sequence[tuple[str, StoredFile.Kind]], image_id: int | None) -> None:
-    """Record ``names`` (name, kind) for ``image_id``, committed before returning, so that
-    a write that follows is never unrecorded. Must not run inside a transaction (outside
-    tests, whose transaction Django's ``TestCase`` keeps open)."""
+def record(entries: Sequence[tuple[str, StoredFile.Kind, int | None]]) -> None:
+    """Record each (name, kind, image id) in ``entries``, committed before returning (one
+    transaction for them all), so that a write that follows is never unrecorded. Must not
+    run inside a transaction (outside tests, whose transaction Django's ``TestCase`` keeps
+    open)."""
+    if not entries:
+        return
     now = timezone.now()
     with transaction.atomic(durable=True):
         StoredFile.objects.bulk_create(
             [
                 StoredFile(name=name, kind=kind, image_id=image_id, created_at=now)
-                for name, kind in names
+                for name, kind, image_id in entries
             ]
         )
 

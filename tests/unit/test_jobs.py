@@ -1294,7 +1294,7 @@ class DownloadRetryTests:
             ingest, "download", lambda url, **kw: Downloaded(image_bytes("PNG"), "image/png", url)
         )
 
-        def disk_full(image, checked):
+        def disk_full(image, checked, names=None):
             raise OSError(28, "No space left on device")
 
         monkeypatch.setattr(ingest, "store", disk_full)

@@ -81,6 +81,23 @@ class RecordTests:
         assert set(StoredFile.objects.values_list("image_id", flat=True)) == {image.pk}
         assert result.recorded
 
+    def test_a_run_records_every_name_before_it_writes_any_file(
+        self, cdn_bytes: None, enqueued: Any, monkeypatch
+    ) -> None:
+        task = succeeded_task(num_images=3)
+        recorded_at_first_write: list[int] = []
+        real_save = ingest.save_file
+
+        def save(name: str, content: bytes) -> str:
+            if not recorded_at_first_write:
+                recorded_at_first_write.append(StoredFile.objects.count())
+            return real_save(name, content)
+
+        monkeypatch.setattr(ingest, "save_file", save)
+
+        assert jobs.complete(task.pk) == Outcome(Did.STORED, stored=3)
+        assert recorded_at_first_write == [6]
+
     @pytest.mark.django_db(transaction=True)
     def test_recording_commits_on_its_own_and_refuses_a_callers_transaction(self) -> None:
         """The record must be committed before the write: inside a transaction of the
@@ -89,8 +106,8 @@ class RecordTests:
         from django.db import transaction
 
         with transaction.atomic(), pytest.raises(RuntimeError, match="durable"):
-            orphans.record([("imagen/x/a.png", StoredFile.Kind.ORIGINAL)], None)
-        orphans.record([("imagen/x/a.png", StoredFile.Kind.ORIGINAL)], None)
+            orphans.record([("imagen/x/a.png", StoredFile.Kind.ORIGINAL, None)])
+        orphans.record([("imagen/x/a.png", StoredFile.Kind.ORIGINAL, None)])
         assert StoredFile.objects.get().name == "imagen/x/a.png"
 
     def test_a_stored_image_adopts_its_records(self, cdn_bytes, enqueued, tmp_path) -> None:
@@ -320,7 +337,7 @@ class SweepTests:
         names = [
             default_storage.save(f"imagen/spring/o{i}.jpg", io.BytesIO(b"x")) for i in range(7)
         ]
-        orphans.record([(n, StoredFile.Kind.ORIGINAL) for n in names], None)
+        orphans.record([(n, StoredFile.Kind.ORIGINAL, None) for n in names])
         age_records(4000)
 
         assert sweep() == dict.fromkeys(names, Action.DELETED)
@@ -334,8 +351,8 @@ class SweepTests:
         task = succeeded_task()
         real_keep = ingest.keep
 
-        def slow_keep(image: GeneratedImage, checked: Any) -> Any:
-            result = real_keep(image, checked)
+        def slow_keep(image: GeneratedImage, checked: Any, names: Any = None) -> Any:
+            result = real_keep(image, checked, names)
             age_records(4000)
             assert len(list(orphans.sweep())) == 2
             return result

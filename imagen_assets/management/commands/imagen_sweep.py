@@ -20,7 +20,7 @@ MESSAGES = {
 
 
 class Command(BaseCommand):
-    help = gettext_lazy(
+    help = (
         "Delete the image files that no image owns (left by a worker that died while "
         "storing, or that could not clean up), once their record is older than "
         "ORPHAN_GRACE seconds. Works from the names recorded before each write, never by "
