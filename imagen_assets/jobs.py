@@ -1,4 +1,4 @@
-"""The RQ jobs: submit, poll, complete, process a webhook, reconcile.
+"""The RQ jobs: submit, poll, complete, process a webhook, reconcile, sweep orphan files.
 
 Each is a thin entry point: it takes primitive ids, reloads the rows, asks the provider
 (:mod:`imagen_assets.providers`) or stores results (:mod:`imagen_assets.ingest`), records
@@ -299,8 +299,11 @@ def _schedule_poll(task_id: int, delay: float) -> None:
 def complete(task_id: int) -> Outcome:
     """Download, check and store every output of a succeeded task; mark missing ones filtered.
 
-    Images are fetched in parallel threads; each row is then finished with a conditional
-    update, so a second concurrent run cannot store an image twice (its files are removed).
+    Images are fetched and checked in parallel threads; every file name is then recorded
+    (committed) before any file is written (:mod:`imagen_assets.orphans`), and each row
+    is finished with a conditional update that adopts its files' records, so a second
+    concurrent run cannot store an image twice (its files are removed) and a run killed
+    part-way leaves nothing the sweep cannot find.
     A transient failure (the CDN or the storage unreachable) keeps the image open and queues
     another run, until ``TASK_TIMEOUT`` after the provider finished; a refused file (not an
     image, too large, an HTTP 4xx) fails it at once.
@@ -488,8 +491,8 @@ def sweep_files() -> dict[str, int]:
     return counts
 
 
-#: The jobs (submit, poll, complete, process_webhook, reconcile) and the outcome types
-#: they return.
+#: The jobs (submit, poll, complete, process_webhook, reconcile, sweep_files) and the
+#: outcome types they return.
 __all__ = [
     "Did",
     "Outcome",
