@@ -321,6 +321,17 @@ class SweepTests:
         assert sweep() == {result.thumbnail: Action.DELETED}
         assert files_on_disk(tmp_path) == []
 
+    def test_a_record_of_a_name_the_storage_refuses_is_dropped(self, tmp_path: Path) -> None:
+        """The storage never wrote a file under a name it refuses, so there is nothing to
+        delete: the record goes instead of failing at every sweep."""
+        orphans.record([("../outside.jpg", StoredFile.Kind.ORIGINAL, None)])
+        (tmp_path / "outside.jpg").write_bytes(b"not the app's")
+        age_records(4000)
+
+        assert sweep() == {"../outside.jpg": Action.DELETED}
+        assert StoredFile.objects.count() == 0
+        assert (tmp_path / "outside.jpg").exists()
+
     def test_a_dry_run_changes_nothing(self, tmp_path: Path) -> None:
         _image, result = self._orphan()
         age_records(4000)
