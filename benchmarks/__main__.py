@@ -15,6 +15,7 @@ BENCHMARKS = [
     ["benchmarks.admin_changelist"],
     ["benchmarks.export"],
     ["benchmarks.calls"],
+    ["benchmarks.sweep"],
 ]
 
 failed = 0

@@ -53,6 +53,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id=ID + "E004",
             )
         )
+    errors.extend(_check_orphan_grace(queue))
     storage = conf.get("STORAGE")
     if storage not in settings.STORAGES:
         errors.append(
@@ -247,6 +248,33 @@ def _provider_values(alias: str, options: dict[str, Any]) -> list[checks.CheckMe
                 )
             )
     return errors
+
+
+#: RQ's job timeout when the queue names none.
+RQ_DEFAULT_TIMEOUT = 180
+
+
+def _check_orphan_grace(queue: str) -> list[checks.CheckMessage]:
+    """E010: the sweep must not delete files a run of ``complete()`` is still writing, so
+    ``ORPHAN_GRACE`` must outlast the queue's job timeout (RQ kills a job at that age)."""
+    grace = conf.get("ORPHAN_GRACE")
+    config = getattr(settings, "RQ_QUEUES", {}).get(queue) or {}
+    timeout = config.get("DEFAULT_TIMEOUT") or RQ_DEFAULT_TIMEOUT
+    number = isinstance(grace, int | float) and not isinstance(grace, bool)
+    if number and grace > 0 and (not isinstance(timeout, int | float) or grace > timeout):
+        return []
+    return [
+        checks.Error(
+            f"IMAGEN_ASSETS['ORPHAN_GRACE'] is {grace!r}; it must be a number of seconds "
+            f"longer than the job timeout of the queue {queue!r} ({timeout} s).",
+            hint=(
+                "The sweep deletes files no image owns once their record is that old; a "
+                "shorter grace could delete the files of a run still storing them. The "
+                "default is 3600."
+            ),
+            id=ID + "E010",
+        )
+    ]
 
 
 @checks.register(checks.Tags.security)

@@ -50,6 +50,10 @@ DEFAULTS: dict[str, Any] = {
     # Rows untouched for this long in a non-terminal state are repaired by the reconciler.
     "RECONCILE_AFTER": 120,
     "RECONCILE_INTERVAL": 60,
+    # A file written by a run that never recorded it on an image (the worker died, the
+    # database went away) is deleted by the sweep once its record is this many seconds
+    # old: longer than any complete() run can take (the queue's job timeout).
+    "ORPHAN_GRACE": 3600,
     # Webhooks.
     "WEBHOOK_MAX_BODY": 256 * 1024,
     "WEBHOOK_TOLERANCE": 300,

@@ -1,9 +1,12 @@
 """Fetch, check and store one provider output: bytes in, a typed result out.
 
-No database access here (it runs in worker threads, one per output); no status is
-written (the caller hands the result to :func:`imagen_assets.lifecycle.finish_image`).
-Orphan-free: when a run fails after writing a file, it deletes what it wrote, and a caller
-whose result lost the race deletes it with :func:`discard`.
+Downloading and checking (:func:`fetch`) touch no database, so ``complete()`` runs them
+in worker threads, one per output; storing (:func:`keep`, :func:`store`) records each
+file name before writing it, in the caller's thread. No status is written (the caller
+hands the result to :func:`imagen_assets.lifecycle.finish_image`).
+Orphan-free: when a run fails after writing a file, it deletes what it wrote, a caller
+whose result lost the race deletes it with :func:`discard`, and what a killed run left
+behind is found by its records (:mod:`imagen_assets.orphans`).
 """
 
 from __future__ import annotations
@@ -12,14 +15,18 @@ import logging
 import random
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from imagen_assets import conf
+from django.core.exceptions import SuspiciousFileOperation
+from django.utils.translation import gettext as _
+
+from imagen_assets import conf, orphans
 from imagen_assets.downloads import DownloadError, download
 from imagen_assets.imaging import CheckedImage, ImageRejected, Provenance, check_image
 from imagen_assets.lifecycle import FileFields
-from imagen_assets.models import GeneratedImage
-from imagen_assets.storage import delete_files, save_file
+from imagen_assets.models import GeneratedImage, StoredFile
+from imagen_assets.storage import save_file
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +34,9 @@ logger = logging.getLogger(__name__)
 DOWNLOAD_ATTEMPTS = 4
 #: Waits between them: full jitter up to 1, 2, 4 s, or the host's Retry-After.
 sleep = time.sleep
+
+#: What the two files of an image are, in the order :func:`file_names` gives them.
+KINDS = (StoredFile.Kind.ORIGINAL, StoredFile.Kind.THUMBNAIL)
 
 
 @dataclass(frozen=True)
@@ -42,12 +52,24 @@ class NotStored:
 def ingest(
     image: GeneratedImage, url: str, provenance: Provenance | None = None
 ) -> FileFields | NotStored:
-    """Download the output at ``url`` for ``image``, check it and store a clean copy with
-    its thumbnail. ``image.campaign`` must be loaded (the file names use its slug);
-    ``provenance`` is written into the clean file."""
+    """Download the output at ``url`` for ``image``, check it and store it with its
+    thumbnail. ``image.campaign`` must be loaded (the file names use its slug); ``provenance``
+    is written into the clean file. Runs in a
+    thread with database access (storing records the file names); :func:`fetch` alone
+    does not need it."""
+    checked = fetch(image, url, provenance)
+    if isinstance(checked, NotStored):
+        return checked
+    return keep(image, checked)
+
+
+def fetch(
+    image: GeneratedImage, url: str, provenance: Provenance | None = None
+) -> CheckedImage | NotStored:
+    """Download and check the output at ``url`` for ``image``; no database access, so
+    safe in worker threads."""
     try:
-        checked = fetch_and_check(url, provenance)
-        return store(image, checked)
+        return fetch_and_check(url, provenance)
     except DownloadError as exc:
         return NotStored(
             f"Could not store the image: {exc}",
@@ -56,9 +78,68 @@ def ingest(
         )
     except ImageRejected as exc:
         return NotStored(f"Could not store the image: {exc}", transient=False)
+    except Exception as exc:
+        logger.exception("Fetching the image %s failed", image.pk)
+        return NotStored(f"Could not store the image ({type(exc).__name__}).", transient=True)
+
+
+def keep_all(
+    pairs: Sequence[tuple[GeneratedImage, CheckedImage | NotStored]],
+) -> list[FileFields | NotStored]:
+    """Store each checked output of one run (a :class:`NotStored` passes through): every
+    file name is recorded first, all in one committed transaction, then the files are
+    written image by image (:func:`keep`)."""
+    planned: list[list[str] | NotStored] = []
+    for image, checked in pairs:
+        if isinstance(checked, NotStored):
+            planned.append(checked)
+            continue
+        try:
+            planned.append(file_names(image, checked))
+        except SuspiciousFileOperation as exc:
+            planned.append(_refused(image, exc))
+    orphans.record(
+        [
+            (name, kind, image.pk)
+            for (image, _checked), names in zip(pairs, planned, strict=True)
+            if not isinstance(names, NotStored)
+            for name, kind in zip(names, KINDS, strict=True)
+        ]
+    )
+    results: list[FileFields | NotStored] = []
+    for (image, checked), names in zip(pairs, planned, strict=True):
+        if isinstance(names, NotStored):
+            results.append(names)
+        else:
+            assert not isinstance(checked, NotStored)  # planned only for checked images
+            results.append(keep(image, checked, names))
+    return results
+
+
+def keep(
+    image: GeneratedImage, checked: CheckedImage, names: Sequence[str] | None = None
+) -> FileFields | NotStored:
+    """:func:`store` ``checked`` for ``image``; a storage failure is a :class:`NotStored`.
+
+    A file name the storage refuses (``SuspiciousFileOperation``: a path outside it, a
+    name too long) fails the image at once, like any other refused file; other storage
+    errors (a full disk, S3 down) are transient."""
+    try:
+        return store(image, checked, names)
+    except SuspiciousFileOperation as exc:
+        return _refused(image, exc)
     except Exception as exc:  # storage backends raise their own types: a full disk, S3 down
         logger.exception("Storing image %s failed", image.pk)
         return NotStored(f"Could not store the image ({type(exc).__name__}).", transient=True)
+
+
+def _refused(image: GeneratedImage, exc: SuspiciousFileOperation) -> NotStored:
+    logger.warning("Storage refused the file name of image %s: %s", image.pk, exc)
+    return NotStored(
+        _("Could not store the image: the storage refused its file name (%(reason)s).")
+        % {"reason": exc},
+        transient=False,
+    )
 
 
 def fetch_and_check(url: str, provenance: Provenance | None = None) -> CheckedImage:
@@ -99,24 +180,61 @@ def fetch_and_check(url: str, provenance: Provenance | None = None) -> CheckedIm
     )
 
 
-def store(image: GeneratedImage, checked: CheckedImage) -> FileFields:
-    """Write the original bytes and the thumbnail; a failure removes what was written."""
+def file_names(image: GeneratedImage, checked: CheckedImage) -> list[str]:
+    """The names the original and the thumbnail of ``checked`` are written under (new
+    ones on every call). Raises ``SuspiciousFileOperation`` for a name the storage or the
+    image's fields cannot take."""
     # A random part: two runs racing on one image (webhook and poll) never write the same
     # name, so the loser deletes only its own copy, also on storages that overwrite (S3).
     stem = f"{image.task_id}-{image.index}-{checked.sha256[:12]}-{secrets.token_hex(3)}"
     file_field = GeneratedImage._meta.get_field("file")
     thumb_field = GeneratedImage._meta.get_field("thumbnail")
-    name = save_file(
-        file_field.generate_filename(image, f"{stem}.{checked.extension}"), checked.content
-    )
+    names = [
+        file_field.generate_filename(image, f"{stem}.{checked.extension}"),
+        thumb_field.generate_filename(image, f"{stem}.jpg"),
+    ]
+    for name, field in zip(names, (file_field, thumb_field), strict=True):
+        longest = field.max_length or 0
+        if len(name) > longest:
+            raise SuspiciousFileOperation(
+                _("the name %(name)s is longer than %(max)d characters")
+                % {"name": name, "max": longest}
+            )
+    return names
+
+
+def store(
+    image: GeneratedImage, checked: CheckedImage, names: Sequence[str] | None = None
+) -> FileFields:
+    """Write the original bytes and the thumbnail; a failure removes what was written.
+
+    Both names are recorded (:func:`imagen_assets.orphans.record`, committed) before the
+    first byte is written, so a worker killed mid-write leaves nothing the sweep cannot
+    find; the image adopts the records when it is finished (``lifecycle.finish_image``).
+    ``names``: from :func:`file_names`, recorded already (:func:`keep_all`). Must run
+    where the database may be written outside a transaction (not in a worker thread of
+    ``complete()``).
+    """
+    if names is None:
+        names = file_names(image, checked)
+        orphans.record([(name, kind, image.pk) for name, kind in zip(names, KINDS, strict=True)])
+    names = list(names)
     try:
-        thumb = save_file(thumb_field.generate_filename(image, f"{stem}.jpg"), checked.thumbnail)
+        for index, content in enumerate((checked.content, checked.thumbnail)):
+            saved = save_file(names[index], content)
+            if saved != names[index]:
+                # The storage found the name taken and wrote under another: that copy is
+                # ours, the file under the name asked for is not (never delete it).
+                orphans.record([(saved, KINDS[index], image.pk)])
+                orphans.forget([names[index]])
+                names[index] = saved
+                raise FileExistsError(f"The storage already had a file named {saved!r}")
     except BaseException:
-        delete_files([name])
+        orphans.remove(names)
         raise
     return FileFields(
-        file=name,
-        thumbnail=thumb,
+        file=names[0],
+        thumbnail=names[1],
         width=checked.width,
         height=checked.height,
         bytes=len(checked.content),
@@ -124,9 +242,11 @@ def store(image: GeneratedImage, checked: CheckedImage) -> FileFields:
         content_type=checked.content_type,
         served_sha256=checked.served_sha256,
         provider_c2pa=checked.provider_c2pa,
+        recorded=True,
     )
 
 
 def discard(stored: FileFields) -> None:
-    """Delete the files of a result nobody will own (another run finished the image)."""
-    delete_files([stored.file, stored.thumbnail])
+    """Delete the files of a result nobody will own (another run finished the image), and
+    then their records (a file the storage could not delete is left to the sweep)."""
+    orphans.remove([stored.file, stored.thumbnail])

@@ -1,4 +1,4 @@
-"""The RQ jobs: submit, poll, complete, process a webhook, reconcile.
+"""The RQ jobs: submit, poll, complete, process a webhook, reconcile, sweep orphan files.
 
 Each is a thin entry point: it takes primitive ids, reloads the rows, asks the provider
 (:mod:`imagen_assets.providers`) or stores results (:mod:`imagen_assets.ingest`), records
@@ -19,10 +19,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from imagen_assets import breaker, conf, lifecycle, queueing
+from imagen_assets import breaker, conf, ingest, lifecycle, orphans, queueing
 from imagen_assets.imaging import Provenance
-from imagen_assets.ingest import NotStored, discard, ingest
+from imagen_assets.ingest import NotStored
 from imagen_assets.models import GenerationTask, WebhookEvent
 from imagen_assets.outcomes import Did, Outcome, Why
 from imagen_assets.providers import (
@@ -351,13 +352,17 @@ def _schedule_poll(task_id: int, delay: float) -> None:
 def complete(task_id: int) -> Outcome:
     """Download, check and store every output of a succeeded task; mark missing ones filtered.
 
-    Images are fetched in parallel threads (decoding bounded by the pixel budget of
-    :mod:`imagen_assets.imaging`); each row is then finished with a conditional update, so a
-    second concurrent run cannot store an image twice (its files are removed). A transient
-    failure (the CDN or the storage unreachable, HTTP 429 or 5xx, a DNS timeout) keeps the
-    image open and queues another run, not before the host's ``Retry-After``, until
-    ``TASK_TIMEOUT`` after the provider finished; a refused file (not an image, too large,
-    animated, an expired URL or another HTTP 4xx) fails it at once.
+    Images are fetched and checked in parallel threads (decoding bounded by the pixel
+    budget of :mod:`imagen_assets.imaging`; no database there); every file name is then
+    recorded (committed) before any file is written (:mod:`imagen_assets.orphans`), and
+    each row is finished with a conditional update that adopts its files' records, so a
+    second concurrent run cannot store an image twice (its files are removed) and a run
+    killed part-way leaves nothing the sweep cannot find.
+    A transient failure (the CDN or the storage unreachable, HTTP 429 or 5xx, a DNS
+    timeout) keeps the image open and queues another run, not before the host's
+    ``Retry-After``, until ``TASK_TIMEOUT`` after the provider finished; a refused file
+    (not an image, too large, animated, an expired URL or another HTTP 4xx) fails it at
+    once.
     """
     task = GenerationTask.objects.select_related("campaign").filter(pk=task_id).first()
     if task is None or task.status != TaskStatus.SUCCEEDED:
@@ -378,9 +383,15 @@ def complete(task_id: int) -> Outcome:
     for image in todo:
         image.campaign = task.campaign  # upload_to reads the slug; no query per thread
     provenance = _provenance(task)
-    # Threads overlap the downloads; decoding is bounded by imaging.DECODING's pixel budget.
+    # Downloads and checks in parallel threads (no database there; decoding is bounded by
+    # imaging.DECODING's pixel budget); each file is then stored here, its name recorded
+    # before it is written (imagen_assets.orphans).
     with ThreadPoolExecutor(max_workers=max(1, min(4, len(todo)))) as pool:
-        results = list(pool.map(lambda img: ingest(img, outputs[img.index].url, provenance), todo))
+        checked = list(
+            pool.map(lambda img: ingest.fetch(img, outputs[img.index].url, provenance), todo)
+        )
+    results = ingest.keep_all(list(zip(todo, checked, strict=True)))
+    del checked  # the bytes: only the stored names are needed from here
     stored = retrying = 0
     retry_after = 0.0
     # A transient failure (network, storage) leaves the image open and tries again later,
@@ -402,19 +413,28 @@ def complete(task_id: int) -> Outcome:
                     lifecycle.finish_image(
                         image.pk, source_url=output.url, nsfw=output.nsfw, error=result.error
                     )
-            elif lifecycle.finish_image(
-                image.pk, source_url=output.url, nsfw=output.nsfw, stored=result
-            ):
-                stored += 1
             else:
-                discard(result)
+                try:
+                    won = lifecycle.finish_image(
+                        image.pk, source_url=output.url, nsfw=output.nsfw, stored=result
+                    )
+                except orphans.FilesSwept as exc:
+                    logger.error("Task %s: %s; storing it again", task_id, exc)
+                    won = False
+                    retrying += lifecycle.note_image_retry(
+                        image.pk, _("Storing the image took too long. Trying again shortly.")
+                    )
+                if won:
+                    stored += 1
+                else:
+                    ingest.discard(result)
             pending.pop(0)
     finally:
         # Recording failed part-way (the database went away): the files nobody recorded
         # go, and the image stays open for the next run.
         for _image, result in pending:
             if not isinstance(result, NotStored):
-                discard(result)
+                ingest.discard(result)
     logger.info("Task %s: stored %d image(s), %d withheld", task_id, stored, len(missing))
     if retrying:
         elapsed = (now - finished_at).total_seconds()
@@ -497,7 +517,7 @@ def reconcile(reschedule: bool = False) -> dict[str, int]:
     """
     now = timezone.now()
     stale = now - timedelta(seconds=conf.get("RECONCILE_AFTER"))
-    counts = {"submit": 0, "poll": 0, "complete": 0, "webhook": 0}
+    counts = {"submit": 0, "poll": 0, "complete": 0, "webhook": 0, "sweep": 0}
     to_submit = GenerationTask.objects.filter(
         status=TaskStatus.QUEUED, provider_task_id="", updated_at__lt=stale
     ).filter(Q(submit_lease_until__isnull=True) | Q(submit_lease_until__lt=now))
@@ -523,6 +543,9 @@ def reconcile(reschedule: bool = False) -> dict[str, int]:
     events = WebhookEvent.objects.filter(processed_at__isnull=True, received_at__lt=stale)
     for event_id in events.values_list("pk", flat=True):
         counts["webhook"] += queueing.enqueue(process_webhook, event_id)
+    # Files a dead run left behind: swept by a job of their own, so a slow storage never
+    # holds up the repairs above.
+    counts["sweep"] = int(orphans.due() and queueing.enqueue(sweep_files))
     if any(counts.values()):
         logger.info("Reconciler queued %s", counts)
     if reschedule:
@@ -530,8 +553,23 @@ def reconcile(reschedule: bool = False) -> dict[str, int]:
     return counts
 
 
-#: The jobs (submit, poll, complete, process_webhook, reconcile) and the outcome types
-#: they return.
+# -- orphan files ----------------------------------------------------------------------------
+
+
+def sweep_files() -> dict[str, int]:
+    """Delete the files no image owns whose records are past ``ORPHAN_GRACE`` (written by
+    runs that died or could not clean up; :mod:`imagen_assets.orphans`). Returns how many
+    records ended each way: deleted, owned (file kept), failed (tried again next time)."""
+    counts = {action.value: 0 for action in orphans.Action if action != orphans.Action.WOULD_DELETE}
+    for swept in orphans.sweep():
+        counts[swept.action.value] += 1
+    if counts["failed"]:
+        logger.warning("Sweep: %d orphan file(s) could not be deleted", counts["failed"])
+    return counts
+
+
+#: The jobs (submit, poll, complete, process_webhook, reconcile, sweep_files) and the
+#: outcome types they return.
 __all__ = [
     "Did",
     "Outcome",
@@ -541,4 +579,5 @@ __all__ = [
     "process_webhook",
     "reconcile",
     "submit",
+    "sweep_files",
 ]

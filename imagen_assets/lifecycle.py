@@ -46,7 +46,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from imagen_assets import activity, signals
+from imagen_assets import activity, orphans, signals
 from imagen_assets.models import GeneratedImage, GenerationTask
 from imagen_assets.providers.types import ProviderTask
 from imagen_assets.status import (
@@ -307,6 +307,13 @@ class FileFields:
     content_type: str
     served_sha256: str = ""  # of the file the provider served
     provider_c2pa: bool = False  # the served file carried a C2PA manifest
+    #: Whether the names were recorded before they were written (``ingest.store``): the
+    #: image adopts the records when it takes the files (:mod:`imagen_assets.orphans`).
+    recorded: bool = False
+
+    def columns(self) -> dict[str, Any]:
+        """The image's columns these values fill."""
+        return {key: value for key, value in vars(self).items() if key != "recorded"}
 
 
 def finish_image(
@@ -320,7 +327,8 @@ def finish_image(
     """``open -> succeeded`` with its ``stored`` file, or ``open -> failed`` with ``error``.
 
     False when another run finished the image first: the caller then owns the files it
-    wrote and must delete them.
+    wrote and must delete them. Raises :class:`~imagen_assets.orphans.FilesSwept` (and
+    changes nothing) when the sweep deleted recorded files before the image took them.
     """
     now = timezone.now()
     fields: dict[str, Any] = {
@@ -335,7 +343,7 @@ def finish_image(
             status=ImageStatus.SUCCEEDED,
             review_status=ReviewStatus.PENDING,
             error_message="",
-            **vars(stored),
+            **stored.columns(),
         )
     else:
         fields.update(status=ImageStatus.FAILED, error_message=error)
@@ -345,6 +353,15 @@ def finish_image(
                 **fields
             )
         )
+        if won and stored is not None:
+            # The image owns its files now: their records go, in this transaction. Fewer
+            # than written means the sweep took them first (it holds a record while it
+            # deletes the file): undo, the image stays open and is stored again.
+            names = [stored.file, stored.thumbnail]
+            if orphans.adopt(names) < len(names) and stored.recorded:
+                raise orphans.FilesSwept(
+                    f"The files of image {image_id} were swept before it could take them"
+                )
         if won:
             campaign_id = (
                 GeneratedImage.objects.filter(pk=image_id).values_list("campaign_id", flat=True)

@@ -768,3 +768,35 @@ class ShareLink(models.Model):
     @property
     def active(self) -> bool:
         return self.revoked_at is None and self.expires_at > timezone.now()
+
+
+class StoredFile(models.Model):
+    """The name of a file the pipeline is about to write, recorded (and committed) before
+    the write, so a run that dies part-way leaves a record of what it may have left behind.
+
+    A record lives only while its file has no owner: the run that stores an image adopts
+    its files (deletes their records in the transaction that gives the image its file
+    names); a run that fails or loses a race deletes its files and then their records.
+    What is left is found by the sweep (:mod:`imagen_assets.orphans`), which deletes a
+    file once its record is older than ``ORPHAN_GRACE`` and no image owns it. Exports are
+    never recorded, so never swept.
+    """
+
+    class Kind(models.TextChoices):
+        ORIGINAL = "original", _("Original")
+        THUMBNAIL = "thumbnail", _("Thumbnail")
+
+    name = models.CharField(_("file name"), max_length=300, unique=True)
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    #: The image the file was written for (no foreign key: the record must outlive a
+    #: deleted image, whose run may still be writing).
+    image_id = models.PositiveBigIntegerField(_("image"), null=True, blank=True)
+    created_at = models.DateTimeField(_("recorded"), default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("stored file record")
+        verbose_name_plural = _("stored file records")
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,5 +1,6 @@
 """Housekeeping receivers: an approved image cannot be deleted; a deleted image takes its
-files with it, once the delete commits; a step of the workflow queues its e-mail."""
+files with it, once the delete commits (recorded for the sweep until they are gone); a step
+of the workflow queues its e-mail."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ from django.db.models import ProtectedError, QuerySet
 from django.db.models.signals import post_delete, pre_delete
 from django.dispatch import receiver
 
-from imagen_assets import notifications, signals
+from imagen_assets import notifications, orphans, signals
 from imagen_assets.models import Activity, GeneratedImage
 from imagen_assets.status import ReviewStatus
-from imagen_assets.storage import delete_files
 
 
 @receiver(pre_delete, sender=GeneratedImage, dispatch_uid="imagen_assets_protect_approved")
@@ -47,9 +47,12 @@ def protect_approved_image(
 def delete_image_files(
     sender: type[GeneratedImage], instance: GeneratedImage, **kwargs: Any
 ) -> None:
-    names = [name for name in (instance.file.name, instance.thumbnail.name) if name]
-    if names:
-        transaction.on_commit(lambda: delete_files(names))
+    names = [instance.file.name or "", instance.thumbnail.name or ""]
+    if any(names):
+        # Recorded in the delete's transaction: should deleting the files after the commit
+        # fail (storage down), the sweep deletes them later.
+        orphans.release(names, instance.pk)
+        transaction.on_commit(lambda: orphans.remove(names))
 
 
 signals.activity_recorded.connect(

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from django.apps import apps
 from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
 from django.core.signals import setting_changed
@@ -81,14 +82,22 @@ def save_file(name: str, content: bytes) -> str:
     return image_storage().save(name, ContentFile(content))
 
 
-def delete_files(names: Iterable[str]) -> None:
-    """Delete each named file; a failure is logged, never raised (the caller's work, e.g.
-    a committed delete, must not be undone by a storage outage)."""
+def delete_files(names: Iterable[str]) -> list[str]:
+    """Delete each named file; returns the names that are gone now (deleted, or never
+    there). A failure is logged, never raised (the caller's work, e.g. a committed delete,
+    must not be undone by a storage outage)."""
     storage = image_storage()
+    gone = []
     for name in names:
         if not name:
             continue
         try:
             storage.delete(name)
+        except SuspiciousFileOperation:
+            # The storage refuses the name, so it never wrote a file under it either.
+            logger.warning("Storage refuses the file name %r; nothing to delete", name)
         except Exception:  # storages raise their own types: a full disk, S3 down
             logger.exception("Could not delete %s from storage", name)
+            continue
+        gone.append(name)
+    return gone

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("imagen_assets", "0005_provider_file_hash_and_c2pa"),
+        ("imagen_assets", "0006_stored_files"),
     ]
 
     operations = [

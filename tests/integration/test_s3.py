@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import threading
 import time
 import uuid
@@ -242,3 +243,61 @@ class SignedOriginalTests:
         # Someone who may not see it gets no URL at all.
         client.force_login(User.objects.create_user("vic"))
         assert client.get(f"/imagen/original/{image.pk}/").status_code == 403
+
+
+class S3SweepTests:
+    """The sweep deletes, from the bucket, the objects a dead run wrote (recorded, owned by
+    no row), and nothing else: not the objects rows own, not an export, not an object it
+    never recorded. Read back with boto3, not through Django."""
+
+    def test_the_sweep_deletes_only_recorded_objects_no_row_owns(
+        self, campaign: Campaign, s3_env: dict[str, str], s3_bucket: str, settings: Any
+    ) -> None:
+        from django.core.management import call_command
+
+        from imagen_assets import exports, ingest, lifecycle
+        from imagen_assets.imaging import check_image
+        from imagen_assets.models import Export, StoredFile
+        from imagen_assets.storage import save_file
+
+        buffer = io.BytesIO()
+        Image.effect_noise((48, 32), 50).convert("RGB").save(buffer, "JPEG")
+        checked = check_image(buffer.getvalue(), max_pixels=10_000, thumbnail_size=16)
+        task = GenerationTask.objects.create(
+            campaign=campaign,
+            provider="sandbox",
+            model="m",
+            prompt="p",
+            aspect_ratio="1:1",
+            num_images=2,
+            status=TaskStatus.SUCCEEDED,
+        )
+        dead, kept = (
+            GeneratedImage.objects.create(task=task, campaign=campaign, index=i) for i in (0, 1)
+        )
+        # A run that died after writing: its objects are recorded, no row points at them.
+        lost = ingest.store(dead, checked)
+        # A run that finished: the row owns its objects.
+        stored = ingest.store(kept, checked)
+        assert lifecycle.finish_image(kept.pk, source_url="", nsfw=False, stored=stored)
+        export = Export.objects.create(campaign=campaign)
+        zip_name = save_file(exports.export_file_name(export), b"PK\x05\x06" + bytes(18))
+        foreign = save_file("imagen/autumn-sale/put-there-by-hand.jpg", b"not ours")
+        client = s3_client(s3_env["AWS_S3_ENDPOINT_URL"])
+        everything = sorted(
+            [lost.file, lost.thumbnail, stored.file, stored.thumbnail, zip_name, foreign]
+        )
+        assert bucket_keys(client, s3_bucket) == everything
+
+        settings.IMAGEN_ASSETS["ORPHAN_GRACE"] = 0
+        out = io.StringIO()
+        call_command("imagen_sweep", "--json", stdout=out)
+
+        rows = [json.loads(line) for line in out.getvalue().splitlines()]
+        assert sorted((r["name"], r["action"]) for r in rows) == sorted(
+            [(lost.file, "deleted"), (lost.thumbnail, "deleted")]
+        )
+        assert bucket_keys(client, s3_bucket) == sorted(
+            [stored.file, stored.thumbnail, zip_name, foreign]
+        )
+        assert StoredFile.objects.count() == 0

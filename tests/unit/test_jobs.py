@@ -1215,7 +1215,7 @@ class ReconcileTests:
 
         counts = jobs.reconcile()
 
-        assert counts == {"submit": 1, "poll": 2, "complete": 1, "webhook": 1}
+        assert counts == {"submit": 1, "poll": 2, "complete": 1, "webhook": 1, "sweep": 0}
         assert sorted((c.name, c.args) for c in enqueued) == sorted(
             [
                 ("submit", (stale_queued.pk,)),
@@ -1242,7 +1242,7 @@ class ReconcileTests:
         make_task(campaign)
         make_task(campaign, status="processing", provider_task_id="x")
 
-        assert jobs.reconcile() == {"submit": 0, "poll": 0, "complete": 0, "webhook": 0}
+        assert jobs.reconcile() == {"submit": 0, "poll": 0, "complete": 0, "webhook": 0, "sweep": 0}
         assert enqueued == []
 
     def test_a_run_with_reschedule_queues_the_next(self, enqueued, monkeypatch):
@@ -1344,7 +1344,7 @@ class DownloadRetryTests:
             ingest, "download", lambda url, **kw: Downloaded(image_bytes("PNG"), "image/png", url)
         )
 
-        def disk_full(image, checked):
+        def disk_full(image, checked, names=None):
             raise OSError(28, "No space left on device")
 
         monkeypatch.setattr(ingest, "store", disk_full)
