@@ -21,7 +21,8 @@ import httpx
 from django.utils.translation import gettext as _
 
 from imagen_assets import __version__
-from imagen_assets.providers.http import parse_retry_after
+from imagen_assets.providers.http import DeadlineTransport, parse_retry_after
+from imagen_assets.providers.http import deadline as total_deadline
 
 MAX_REDIRECTS = 3
 
@@ -141,12 +142,17 @@ def download(
     """Fetch ``url`` under the rules above; raise :class:`DownloadError` on any breach."""
     allow_hosts = list(allow_hosts)
     deadline = time.monotonic() + timeout
-    with httpx.Client(
-        trust_env=False,
-        follow_redirects=False,
-        transport=transport,
-        headers={"User-Agent": f"imagen-assets/{__version__}"},
-    ) as client:
+    # The deadline transport gives every connect and read at most the time left, so a host
+    # dripping its headers cannot hold the download past ``timeout`` (rows D10, P5).
+    with (
+        total_deadline(timeout),
+        httpx.Client(
+            trust_env=False,
+            follow_redirects=False,
+            transport=transport or DeadlineTransport(),
+            headers={"User-Agent": f"imagen-assets/{__version__}"},
+        ) as client,
+    ):
         for _hop in range(MAX_REDIRECTS + 1):
             host, address = _checked_address(url, allow_hosts, resolver)
             parts = urlsplit(url)

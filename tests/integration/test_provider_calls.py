@@ -24,6 +24,7 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from imagen_assets import breaker, services
+from imagen_assets.downloads import DownloadError, download
 from imagen_assets.models import Campaign, GenerationTask, ProviderHealth
 from imagen_assets.providers import GenerationParams, Provider, ProviderError
 from imagen_assets.providers.wave import WaveProvider
@@ -400,3 +401,22 @@ class BreakerConcurrencyTests:
         assert not [r for r in results if isinstance(r, Exception)], results
         assert sum(result is None for result in results) == 1
         assert ProviderHealth.objects.get(provider="wave").state == BreakerState.HALF_OPEN
+
+
+class DownloadDripTests:
+    """D10, P5 for the result download: a host dripping its status line and headers cannot
+    hold the download past ``timeout``, although each read returns quickly."""
+
+    def test_a_host_dripping_its_headers_is_cut_off_at_the_timeout(self) -> None:
+        with DripServer(WAVE_TASK, drip="headers") as server:
+            assert slow_answer_seconds(server) > 5  # five times the download's timeout
+
+            with pytest.raises(DownloadError) as caught:
+                download(
+                    server.url + "/out.png", max_bytes=10**6, timeout=1.0, allow_hosts=["127.0.0.1"]
+                )
+
+            assert caught.value.transient
+            # The client hung up while the headers were still dripping (without the
+            # deadline it would have read them all and the server never sees a hang-up).
+            wait_for(lambda: server.hung_up == 1, timeout=slow_answer_seconds(server) + 5)
