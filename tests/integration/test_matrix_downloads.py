@@ -528,3 +528,47 @@ def test_the_hostile_bodies_are_in_their_formats() -> None:
     assert HOSTILE_BODIES["tiff"][:4] in (b"II*\x00", b"MM\x00*")
     assert HOSTILE_BODIES["gif"][:6] in (b"GIF87a", b"GIF89a")
     assert HOSTILE_BODIES["bmp"][:2] == b"BM"
+
+
+# -- D9: an expired result URL ---------------------------------------------------------------
+
+S3_EXPIRED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+    b"<Message>Request has expired</Message><Expires>2026-12-01T10:00:00Z</Expires>"
+    b"</Error>"
+)
+
+
+class ExpiredURLTests:
+    @pytest.mark.parametrize("status", [403, 404, 410])
+    def test_an_expired_output_url_fails_the_image_without_a_retry_loop(
+        self, server: LoopbackServer, settings: Any, db: None, enqueued: list[Any], status: int
+    ) -> None:
+        """D9. The object store answers 403/404/410 with S3's XML: the image fails with
+        the answer in its reason, after one request; nothing is queued to try again."""
+        from imagen_assets import jobs
+        from imagen_assets.models import Campaign, GeneratedImage
+        from tests.factories import running_wavespeed_task
+
+        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "DOWNLOAD_ALLOW_HOSTS": ["127.0.0.1"]}
+        server.paths["/expired.png"] = Served(
+            status,
+            {"Content-Type": "application/xml", "Content-Length": str(len(S3_EXPIRED))},
+            lambda: iter([S3_EXPIRED]),
+        )
+        campaign = Campaign.objects.create(name="Expired", slug="expired")
+        task = running_wavespeed_task(
+            campaign,
+            f"d9-{status}",
+            status="succeeded",
+            outputs=[{"url": server.url("/expired.png"), "nsfw": False}],
+        )
+        outcome = jobs.complete(task.pk)
+
+        image = GeneratedImage.objects.get(task=task)
+        assert outcome.retrying == 0
+        assert image.status == GeneratedImage.Status.FAILED
+        assert f"answered HTTP {status}" in image.error_message
+        assert not image.file
+        assert [path for path, _ in server.requests] == ["/expired.png"]
+        assert enqueued == []

@@ -490,3 +490,79 @@ class UnexpectedAnswerTests:
                     assert image.error_message.strip()
 
         check()
+
+
+# -- Q5: a provider that hangs ---------------------------------------------------------------
+
+
+class HangingProvider:
+    """Accepts connections, reads the request, never answers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        self.stopped = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self.stopped.set()
+        for conn in self.held:
+            conn.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def hanging() -> Iterator[HangingProvider]:
+    server = HangingProvider()
+    yield server
+    server.close()
+
+
+class HangingProviderTests:
+    def test_calls_end_at_the_http_timeout_and_are_handled_by_kind(
+        self,
+        campaign: Campaign,
+        settings: Any,
+        redis_conn: Any,
+        hanging: HangingProvider,
+        logs: Any,
+    ) -> None:
+        """Q5. Every provider call is bounded by HTTP_TIMEOUT (here 1 s per phase), far
+        inside RQ's job timeout, so the job itself ends and says what happened: a read is
+        tried again later; a WaveSpeed submit that got no answer fails as ambiguous (it may
+        have been billed); a Wave submit is retried with the same Idempotency-Key."""
+        settings.IMAGEN_ASSETS["HTTP_TIMEOUT"] = 1.0
+        for alias in ("wave", "wavespeed"):
+            settings.IMAGEN_ASSETS["PROVIDERS"][alias]["OPTIONS"]["BASE_URL"] = hanging.url
+        running = running_wavespeed_task(campaign, "q5-read")
+        [ws] = services.request_images(campaign=campaign, prompt="Hang", provider="wavespeed")
+        [wave] = services.request_images(campaign=campaign, prompt="Hang", provider="wave")
+        redis_conn.flushdb()
+
+        assert jobs.poll(running.pk).did is Did.READ_FAILED
+        assert scheduled("imagen_assets.jobs.poll") == [((running.pk,), pytest.approx(3.0, abs=1))]
+
+        assert jobs.submit(ws.pk).why is Why.AMBIGUOUS
+        ws.refresh_from_db()
+        assert ws.status == TaskStatus.FAILED
+        assert "may or may not have reached the provider" in ws.error_message
+
+        assert jobs.submit(wave.pk).did is Did.RETRYING
+        wave.refresh_from_db()
+        assert (wave.status, wave.attempts) == (TaskStatus.QUEUED, 1)
+        assert [args for args, _ in scheduled("imagen_assets.jobs.submit")] == [(wave.pk,)]
+        # The read, the two submits, and WaveSpeed's webhook-secret fetch (a failure there
+        # is not fatal: polling still works), each ended by the timeout.
+        assert len(hanging.held) == 4
