@@ -11,6 +11,8 @@ BENCHMARKS = [
     ["benchmarks.drain", "--webhooks"],
     ["benchmarks.drain", "--provider", "wave"],
     ["benchmarks.webhooks"],
+    # docs/reliability.md L1: 50 concurrent senders for 30 s, 20 % re-sent ids.
+    ["benchmarks.webhooks", "--clients", "50", "--duration", "30", "--requests", "20000"],
     ["benchmarks.admin_changelist"],
     ["benchmarks.export"],
 ]
