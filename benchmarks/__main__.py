@@ -10,6 +10,22 @@ BENCHMARKS = [
     ["benchmarks.drain"],
     ["benchmarks.drain", "--webhooks"],
     ["benchmarks.drain", "--provider", "wave"],
+    # docs/reliability.md L2: 500 images, 2 workers, 100-500 ms latency, 5 % of submits 503.
+    [
+        "benchmarks.drain",
+        "--count",
+        "500",
+        "--workers",
+        "2",
+        "--latency",
+        "0.1",
+        "--latency-jitter",
+        "0.4",
+        "--unavailable-rate",
+        "0.05",
+        "--bound",
+        "120",
+    ],
     ["benchmarks.webhooks"],
     # docs/reliability.md L1: 50 concurrent senders for 30 s, 20 % re-sent ids.
     ["benchmarks.webhooks", "--clients", "50", "--duration", "30", "--requests", "20000"],
