@@ -125,4 +125,5 @@ class SignedGarbageTests:
         assert not WebhookEvent.objects.exists()
         refusals = [r for r in caplog.records if "Refused a wavespeed webhook" in r.getMessage()]
         assert len(refusals) == 1
+        assert "'evt-garbage-7'" in refusals[0].getMessage()
         assert WS_SECRET.removeprefix("whsec_") not in caplog.text
