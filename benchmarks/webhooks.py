@@ -57,6 +57,7 @@ class Results:
     latencies: list[float] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     duplicates: int = 0
+    sent: set[str] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -154,16 +155,17 @@ def signed(event_id: str, task_id: str) -> Delivery:
 
 def plan(task_ids: list[str], requests: int, duplicates: float, run: str) -> list[Delivery]:
     """``requests`` deliveries: one per distinct event, and re-sends of earlier ones placed
-    somewhere after their first delivery (some land while the first is still in flight)."""
+    within the next ~200 deliveries after their first (some land while the first is still
+    in flight), so any prefix of the plan (a --duration run) has the same share of re-sends."""
     rng = random.Random(1)
     distinct = round(requests * (1 - duplicates))
     originals = [signed(f"{run}-msg-{i}", task_ids[i % len(task_ids)]) for i in range(distinct)]
-    order: list[Delivery] = list(originals)
+    keyed: list[tuple[float, Delivery]] = [(float(i), d) for i, d in enumerate(originals)]
     for _ in range(requests - distinct):
         first = rng.randrange(distinct)
-        position = rng.randrange(first + 1, len(order) + 1)
-        order.insert(position, originals[first])
-    return order
+        keyed.append((first + 0.5 + rng.random() * 200, originals[first]))
+    keyed.sort(key=lambda item: item[0])
+    return [delivery for _key, delivery in keyed]
 
 
 def client_thread(
@@ -173,6 +175,7 @@ def client_thread(
     ready: threading.Barrier,
     results: Results,
     close: bool,
+    stop_at: list[float],
 ) -> None:
     headers = {"connection": "close"} if close else {}
     with httpx.Client(timeout=30.0, headers=headers) as client:
@@ -185,8 +188,12 @@ def client_thread(
         latencies: list[float] = []
         statuses: list[int] = []
         duplicates = 0
+        sent: set[str] = set()
         errors: list[str] = []
         while (delivery := work.get()) is not None:
+            if time.monotonic() > stop_at[0]:
+                break  # --duration is up: the deliveries left are not sent
+            sent.add(delivery.event_id)
             started = time.perf_counter()
             try:
                 response = client.post(url, content=delivery.body, headers=delivery.headers)
@@ -205,6 +212,7 @@ def client_thread(
         results.latencies += latencies
         results.statuses += statuses
         results.duplicates += duplicates
+        results.sent |= sent
         results.errors += errors
 
 
@@ -216,6 +224,12 @@ def percentile(values: list[float], fraction: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        help="stop sending after this many seconds (L1: 30 s; plan --requests beyond it)",
+    )
     parser.add_argument("--duplicates", type=float, default=0.2, help="share of re-sends")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--tasks", type=int, default=1600)
@@ -258,8 +272,6 @@ def main() -> int:
         task_ids = create_tasks(args.tasks, run)
         deliveries = plan(task_ids, args.requests, args.duplicates, run)
         warmups = [signed(f"{run}-warmup-{i}", task_ids[i]) for i in range(args.clients)]
-        resent = len(deliveries) - len({d.event_id for d in deliveries})
-        distinct = len(deliveries) - resent + len(warmups)
 
         web = start_web(port, env, work / "web.log")
         with running(web):
@@ -271,10 +283,11 @@ def main() -> int:
                 todo.put(None)
             results = Results()
             ready = threading.Barrier(args.clients + 1, timeout=60)
+            stop_at = [float("inf")]  # set when the clock starts
             threads = [
                 threading.Thread(
                     target=client_thread,
-                    args=(url, todo, warmups[i], ready, results, args.connection_close),
+                    args=(url, todo, warmups[i], ready, results, args.connection_close, stop_at),
                 )
                 for i in range(args.clients)
             ]
@@ -282,6 +295,8 @@ def main() -> int:
                 thread.start()
             ready.wait()
             started = time.monotonic()
+            if args.duration > 0:
+                stop_at[0] = started + args.duration
             for thread in threads:
                 thread.join()
             elapsed = time.monotonic() - started
@@ -297,6 +312,10 @@ def main() -> int:
             remove_run(run)
         connection.close()
 
+    sent = len(results.statuses)
+    # With --duration, only what was sent counts: its distinct ids plus the warm-ups.
+    distinct = len(results.sent) + len(warmups)
+    resent = sent - len(results.sent)
     non_2xx = sum(1 for status in results.statuses if not 200 <= status < 300)
     server_errors = sum(1 for status in results.statuses if status >= 500)
     p50 = percentile(results.latencies, 0.50) * 1000 if results.latencies else float("nan")
@@ -306,16 +325,16 @@ def main() -> int:
         not results.errors
         and non_2xx == 0
         and server_errors == 0
-        and len(results.statuses) == args.requests
+        and (args.duration > 0 or sent == args.requests)
         and rows == distinct
         and queued == distinct
     )
     backend = "postgresql" if "postgres" in env["DATABASE_URL"] else "sqlite"
     print(
-        f"webhooks {args.requests} signed WaveSpeed POSTs ({resent} re-sent ids), "
+        f"webhooks {sent} signed WaveSpeed POSTs ({resent} re-sent ids), "
         f"{args.clients} {'connection: close' if args.connection_close else 'keep-alive'} "
         f"clients, runserver + {backend}: "
-        f"{args.requests / elapsed:.0f} req/s ({elapsed:.1f} s); p50 {p50:.1f} ms, p99 "
+        f"{sent / elapsed:.0f} req/s ({elapsed:.1f} s); p50 {p50:.1f} ms, p99 "
         f"{p99:.1f} ms, mean {mean:.1f} ms; non-2xx {non_2xx}, 5xx {server_errors}; "
         f"{results.duplicates} answered duplicate; events {rows} / distinct ids {distinct}, "
         f"jobs queued {queued}; bound p99 {args.bound_ms:g} ms: ratio "

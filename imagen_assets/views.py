@@ -124,7 +124,9 @@ def webhook(request: HttpRequest, provider: str, token: str | None = None) -> Js
                 expected_task_id=task.provider_task_id if task is not None else "",
             )
         except WebhookError as exc:
-            logger.warning("Refused a %s webhook: %s", provider, exc.message)
+            # The sender's event id (W7), repr'd and cut short: it is outside input.
+            event_id = request.headers.get("webhook-id", "")[:100]
+            logger.warning("Refused a %s webhook (id %r): %s", provider, event_id, exc.message)
             return _refuse(exc.message, exc.status_code)
         except ProviderError as exc:
             # We could not get the secret to check it with: ask the sender to retry later.

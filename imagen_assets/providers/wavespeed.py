@@ -263,11 +263,21 @@ class WaveSpeedProvider(Provider):
             error = data.get("error")
             error_message = error if isinstance(error, str) and error else ""
             error_message = error_message or _DEFAULT_MESSAGES.get(raw_status, "")
+        try:
+            outputs = _outputs(data.get("outputs"), data.get("has_nsfw_contents"))
+        except ValueError:
+            # Reading past a bad entry would shift the others onto the wrong images, and
+            # reading none would mark a finished task's images withheld (W7, P6).
+            raise ProviderError(
+                self.display_name,
+                f"prediction {task_id} has malformed 'outputs' (not a list of URLs)",
+                status_code=status_code,
+            ) from None
         return ProviderTask(
             task_id=task_id,
             status=status,
             progress=None,  # WaveSpeed reports no progress
-            outputs=_outputs(data.get("outputs"), data.get("has_nsfw_contents")),
+            outputs=outputs,
             error_code=error_code,
             error_message=self.redact(error_message[:1000]),
             cost=None,  # WaveSpeed does not report the charge per prediction
@@ -471,12 +481,17 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def _outputs(outputs: Any, nsfw: Any) -> tuple[Output, ...]:
-    """Output URLs paired with ``has_nsfw_contents`` (a missing or short list means False)."""
-    if not isinstance(outputs, list):
+    """Output URLs paired with ``has_nsfw_contents`` (a missing or short list means False).
+
+    Missing or null ``outputs`` is none yet; anything but a list of non-empty strings is
+    :class:`ValueError`.
+    """
+    if outputs is None:
         return ()
+    if not isinstance(outputs, list) or not all(isinstance(url, str) and url for url in outputs):
+        raise ValueError("outputs is not a list of URLs")
     flags = nsfw if isinstance(nsfw, list) else []
     return tuple(
         Output(url=url, nsfw=index < len(flags) and flags[index] is True)
         for index, url in enumerate(outputs)
-        if isinstance(url, str) and url
     )

@@ -71,6 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"seconds from start to finish of a task (default {d['latency']})",
     )
     add(
+        "--latency-jitter",
+        type=_non_negative_float,
+        metavar="S",
+        help="up to S seconds added at random to each task's latency (default 0)",
+    )
+    add(
         "--failure-rate",
         type=_fraction,
         metavar="F",
@@ -87,6 +93,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_fraction,
         metavar="F",
         help="fraction of submits answered 429 with Retry-After: 1 (default 0)",
+    )
+    add(
+        "--unavailable-rate",
+        type=_fraction,
+        metavar="F",
+        help="fraction of submits answered 503 (default 0)",
     )
     add(
         "--rate-limit-next",

@@ -44,6 +44,8 @@ class SandboxConfig:
 
     latency: float = 2.0
     """Seconds from the moment a task gets a slot until it is terminal."""
+    latency_jitter: float = 0.0
+    """Up to this many seconds added at random to each task's ``latency``."""
     failure_rate: float = 0.0
     """Fraction (0..1) of tasks that end ``failed``. A prompt containing ``[fail]`` always fails."""
     filter_rate: float = 0.0
@@ -51,6 +53,8 @@ class SandboxConfig:
     A prompt containing ``[filter]`` always does."""
     rate_limit_rate: float = 0.0
     """Fraction (0..1) of submits answered 429 with ``Retry-After: 1``."""
+    unavailable_rate: float = 0.0
+    """Fraction (0..1) of submits answered 503 (service unavailable)."""
     rate_limit_next: int = 0
     """Answer the next N submits with 429 (deterministic, for tests)."""
     server_error_next: int = 0
@@ -88,7 +92,9 @@ class SandboxConfig:
         """Raise ``ValueError`` naming the first knob whose value is out of range."""
         if self.latency < 0:
             raise ValueError("latency must be >= 0 seconds")
-        for name in ("failure_rate", "filter_rate", "rate_limit_rate"):
+        if self.latency_jitter < 0:
+            raise ValueError("latency_jitter must be >= 0 seconds")
+        for name in ("failure_rate", "filter_rate", "rate_limit_rate", "unavailable_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value!r}")

@@ -243,7 +243,9 @@ class TaskEngine:
         while self._waiting and (cap <= 0 or self._running < cap):
             task = self._waiting.popleft()
             task.slot_mono = now
-            task.duration = max(0.0, float(self._config.latency))
+            jitter = float(self._config.latency_jitter)
+            extra = self._random.uniform(0.0, jitter) if jitter > 0 else 0.0
+            task.duration = max(0.0, float(self._config.latency) + extra)
             self._running += 1
             queued_for = min(task.duration * QUEUED_SHARE, QUEUED_MAX_SECONDS)
             self._schedule_locked(now + queued_for, PROCESSING, task)

@@ -39,6 +39,7 @@ from .wavespeed import WaveSpeedAPI
 MAX_BODY_BYTES = 1024 * 1024
 RATE_LIMIT = "rate_limit"
 SERVER_ERROR = "server_error"
+UNAVAILABLE = "unavailable"
 
 
 class _ApiFront(Protocol):
@@ -47,6 +48,7 @@ class _ApiFront(Protocol):
     def unauthorized(self) -> Response: ...
     def rate_limited(self) -> Response: ...
     def server_error(self) -> Response: ...
+    def unavailable(self) -> Response: ...
 
 
 @dataclass(frozen=True)
@@ -329,6 +331,9 @@ class SandboxServer:
                     if fault == SERVER_ERROR:
                         self._counters.incr("server_errors")
                         return front.server_error()
+                    if fault == UNAVAILABLE:
+                        self._counters.incr("unavailable")
+                        return front.unavailable()
             return route.handler(request, **match.groupdict())
         if allowed:
             return json_response(
@@ -387,6 +392,8 @@ class SandboxServer:
                 return SERVER_ERROR
             if config.rate_limit_rate > 0 and self._random.random() < config.rate_limit_rate:
                 return RATE_LIMIT
+            if config.unavailable_rate > 0 and self._random.random() < config.unavailable_rate:
+                return UNAVAILABLE
         return None
 
     def _on_terminal(self, task: Task) -> None:

@@ -21,6 +21,7 @@ COUNTER_NAMES: tuple[str, ...] = (
     "callback_attempts",  # every POST attempt, retries included
     "rate_limited",  # submits answered 429
     "server_errors",  # submits answered 500 by server_error_next
+    "unavailable",  # submits answered 503 by unavailable_rate
     "unauthorized",  # requests answered 401
     "tasks_completed",
     "tasks_failed",

@@ -255,6 +255,9 @@ class WaveAPI:
     def server_error(self) -> Response:
         return error_response(500, "internal_error", "internal error")
 
+    def unavailable(self) -> Response:
+        return error_response(503, "service_unavailable", "service unavailable")
+
     def not_found(self) -> Response:
         return error_response(404, "task_not_found", "task not found")
 

@@ -218,6 +218,9 @@ class WaveSpeedAPI:
     def server_error(self) -> Response:
         return error_response(500, "internal error")
 
+    def unavailable(self) -> Response:
+        return error_response(503, "service unavailable")
+
     def not_found(self) -> Response:
         return error_response(404, "prediction not found")
 
