@@ -13,6 +13,7 @@ BENCHMARKS = [
     ["benchmarks.webhooks"],
     ["benchmarks.admin_changelist"],
     ["benchmarks.export"],
+    ["benchmarks.recovery"],
 ]
 
 failed = 0

@@ -136,18 +136,23 @@ class WorkerCrashTests:
         sandbox.config.drop_callbacks = True
         worker = start_worker()
         tasks = services.request_images(campaign=campaign, prompt="Hailstones", count=1)
+        # The submit job ends by scheduling the first read: once that is in Redis, all
+        # that is left is a scheduled job, which only a scheduler moves to the queue.
         wait_for(
-            lambda: not tasks_of(tasks).filter(provider_task_id="").exists(),
+            lambda: scheduled_calls("imagen_assets.jobs.poll") == [(tasks[0].pk,)],
             15,
-            "the task to be submitted",
+            "the first status read to be scheduled",
         )
-        worker.kill()
+        worker.kill()  # worker, scheduler and work horse
         assert scheduled_calls("imagen_assets.jobs.poll") == [(tasks[0].pk,)]
         start_worker()
         # The poll was due 2 s after the submit and the task is done at the provider after
         # 1 s: with a working scheduler the image is stored within a few seconds (about 5 s
         # here). The wait allows for a loaded CI machine but stays well under the dead
-        # scheduler's 61 s lock, so it still fails when the lock is not taken over.
+        # scheduler's 61 s lock, so it still fails when the lock is not taken over. The new
+        # scheduler moves the read to the queue as soon as it starts, up to a second before
+        # it is due (RQ keeps whole seconds): the read must not refuse it as early
+        # (jobs.POLL_SLACK_SECONDS), or nothing reads the task again for minutes.
         images = wait_all_finished(tasks, timeout=30)
         assert images[0].status == GeneratedImage.Status.SUCCEEDED
 
