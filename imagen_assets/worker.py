@@ -26,17 +26,26 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from datetime import timedelta
 from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Worker as RQWorker
 from rq import worker_registration
+from rq.job import Job
+from rq.queue import Queue
 from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
 from rq.utils import now
 
 logger = logging.getLogger(__name__)
+
+#: Redis going away (restarted, unreachable); stock RQ quits when this happens outside its
+#: wait for jobs, for example while it records how a job ended.
+_REDIS_LOST = (RedisConnectionError, RedisTimeoutError)
 
 # Delete the lock only if it still names the dead scheduler (compare-and-delete).
 _RELEASE_IF_OWNER = """
@@ -106,6 +115,35 @@ class Worker(RQWorker):
         # maintenance is due: never longer than the maintenance interval, whatever the ttl.
         return max(1, min(self.worker_ttl - 15, int(self.maintenance_interval)))
 
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            super().execute_job(job, queue)
+        except _REDIS_LOST as exc:
+            # What the job did is in the database; a job cut short is the reconciler's.
+            logger.error(
+                "Worker %s: lost Redis around job %s (%s); waiting for it to come back",
+                self.name,
+                job.id,
+                exc,
+            )
+            self._wait_for_redis()
+
+    def check_for_suspension(self, burst: bool) -> None:
+        try:
+            super().check_for_suspension(burst)
+        except _REDIS_LOST:
+            pass  # the wait for jobs that follows retries the connection with backoff
+
+    def _wait_for_redis(self) -> None:
+        wait = 1.0
+        while not self._stop_requested:
+            try:
+                self.connection.ping()
+                return
+            except _REDIS_LOST:
+                time.sleep(wait)
+                wait = min(wait * 2, self.max_connection_wait_time)
+
     def work(self, *args: Any, **kwargs: Any) -> bool:
         if kwargs.get("with_scheduler"):
             break_stale_scheduler_locks(self.connection, [q.name for q in self.queues])
@@ -118,7 +156,7 @@ class Worker(RQWorker):
             and self.birth_date is not None
             and not self.connection.hexists(self.key, "birth")
         )
-        super().heartbeat(timeout, pipeline)  # type: ignore[no-untyped-call]
+        super().heartbeat(timeout, pipeline)
         if lost:
             self._register_again()
 
@@ -135,11 +173,15 @@ class Worker(RQWorker):
             worker_registration.register(self, pipeline)
             pipeline.expire(self.key, self.worker_ttl + 60)
             pipeline.execute()
-        self.last_cleaned_at = now() - timedelta(seconds=self.maintenance_interval + 1)
+        self.last_cleaned_at = now() - timedelta(seconds=self.maintenance_interval + 1)  # type: ignore[assignment]  # rq: None until set
 
     def run_maintenance_tasks(self) -> None:
-        # rq leaves this method unannotated.
-        super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
+        try:
+            # rq leaves this method unannotated.
+            super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
+        except _REDIS_LOST as exc:
+            logger.warning("Worker %s: maintenance put off, Redis is away (%s)", self.name, exc)
+            return  # tried again at the next run; the wait for jobs reconnects first
         from imagen_assets import queueing  # needs Django set up, which rqworker does first
 
         # At start and every maintenance run: when Redis lost the jobs (a restart without
