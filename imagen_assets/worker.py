@@ -23,6 +23,7 @@ Use it with ``rqworker --worker-class imagen_assets.worker.Worker --with-schedul
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -129,10 +130,9 @@ class Worker(RQWorker):
             self._wait_for_redis()
 
     def check_for_suspension(self, burst: bool) -> None:
-        try:
+        # Redis away: the wait for jobs that follows retries the connection with backoff.
+        with contextlib.suppress(*_REDIS_LOST):
             super().check_for_suspension(burst)
-        except _REDIS_LOST:
-            pass  # the wait for jobs that follows retries the connection with backoff
 
     def _wait_for_redis(self) -> None:
         wait = 1.0
