@@ -34,6 +34,7 @@ BENCHMARKS = [
     ["benchmarks.export"],
     ["benchmarks.calls"],
     ["benchmarks.sweep"],
+    ["benchmarks.recovery"],
 ]
 
 failed = 0

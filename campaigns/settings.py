@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import dj_database_url
 
@@ -89,8 +90,27 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "NAME": env("DATABASE_TEST_NAME", str(BASE_DIR / ".run" / f"test-{os.getpid()}.sqlite3"))
     }
 
-REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
-RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 300}}
+
+def redis_url_from_env(environ: Mapping[str, str]) -> str:
+    """REDIS_URL with socket timeouts (REDIS_SOCKET_TIMEOUT, REDIS_SOCKET_CONNECT_TIMEOUT,
+    2 s each unless the URL names its own): a stalled Redis then fails a web request's
+    enqueue in seconds, with an error in the log, instead of holding the request (the row
+    is left for the reconciler). RQ workers lengthen the read timeout of their own
+    connection to outlast their blocking wait for jobs."""
+    url = environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    base, _, query_string = url.partition("?")  # urlunsplit would drop unix:// 's slashes
+    query = dict(parse_qsl(query_string))
+    query.setdefault("socket_timeout", environ.get("REDIS_SOCKET_TIMEOUT") or "2")
+    query.setdefault("socket_connect_timeout", environ.get("REDIS_SOCKET_CONNECT_TIMEOUT") or "2")
+    return f"{base}?{urlencode(query)}"
+
+
+def rq_queues_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    return {"default": {"URL": redis_url_from_env(environ), "DEFAULT_TIMEOUT": 300}}
+
+
+REDIS_URL = redis_url_from_env(os.environ)
+RQ_QUEUES = rq_queues_from_env(os.environ)
 # Takes over the scheduler quickly when another worker died (see imagen_assets/worker.py).
 RQ = {"WORKER_CLASS": "imagen_assets.worker.Worker"}
 

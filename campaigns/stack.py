@@ -87,8 +87,16 @@ class Process:
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
+    def descendants(self) -> list[int]:
+        """The pids of every live process started under this one, in whatever process
+        group: an RQ work horse calls ``os.setpgrp()``, so signalling our group misses it."""
+        if not self.alive():
+            return []
+        return descendants(self.pid)
+
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the whole process group, then SIGKILL what is left after ``timeout``."""
+        """SIGTERM the whole process group, then SIGKILL what is left after ``timeout``
+        (descendants in other groups, such as a work horse, included)."""
         if self.popen is None or self.popen.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -96,21 +104,56 @@ class Process:
         try:
             self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(5)
+            self.kill()
 
     def kill(self) -> None:
-        """SIGKILL the whole group at once (a crash, for reliability tests)."""
+        """SIGKILL the process and everything under it at once, a work horse in its own
+        process group included (a crash of the whole machine, for reliability tests)."""
         if self.popen is not None and self.popen.poll() is None:
+            children = self.descendants()
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, signal.SIGKILL)
+            for pid in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             self.popen.wait(5)
 
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path or not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _stat(pid: int) -> tuple[int, str] | None:
+    """(parent pid, state letter) of ``pid`` from /proc, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # "pid (comm) S ppid ...": fields after the last ")".
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), fields[0].decode()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed but not reaped, does not)."""
+    found = _stat(pid)
+    return found is not None and found[1] != "Z"
+
+
+def descendants(pid: int) -> list[int]:
+    """Live processes under ``pid`` (children, their children, ...), from /proc (Linux)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (found := _stat(int(entry))) and found[1] != "Z":
+            parents.setdefault(found[0], []).append(int(entry))
+    result: list[int] = []
+    todo = [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        result.extend(children)
+        todo.extend(children)
+    return result
 
 
 # -- Redis -----------------------------------------------------------------------------------
@@ -130,8 +173,13 @@ def redis_server_binary() -> str:
     return str(REDIS_SERVER_PATH)
 
 
-def start_redis(workdir: Path, *, log: bool = True) -> tuple[Process, str]:
-    """A private redis-server on a unix socket in ``workdir``; returns it and its URL."""
+def start_redis(
+    workdir: Path, *, log: bool = True, appendonly: bool = False
+) -> tuple[Process, str]:
+    """A private redis-server on a unix socket in ``workdir``; returns it and its URL.
+
+    No persistence, unless ``appendonly``: then an append-only file in ``workdir``, synced
+    every second, which a server started again in the same ``workdir`` reloads."""
     workdir.mkdir(parents=True, exist_ok=True)
     sock = workdir / "redis.sock"
     with contextlib.suppress(FileNotFoundError):
@@ -151,7 +199,9 @@ def start_redis(workdir: Path, *, log: bool = True) -> tuple[Process, str]:
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if appendonly else "no",
+            "--appendfsync",
+            "everysec",
             "--maxmemory-policy",
             "noeviction",
         ],

@@ -333,3 +333,29 @@ def _check_webhook_limits() -> list[checks.CheckMessage]:
             )
         )
     return errors
+
+
+@checks.register()
+def check_redis_keeps_jobs(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """W020: a Redis that evicts keys under memory pressure drops queued jobs, the RQ
+    scheduler's lock and the markers the app keeps (docs/reliability.md, Q14). Nothing is
+    said when Redis cannot be reached: that is not a setting."""
+    from imagen_assets import queueing
+
+    if conf.get("QUEUE") not in getattr(settings, "RQ_QUEUES", {}):
+        return []  # E004 says so
+    policy = queueing.eviction_policy()
+    if policy is None or policy == "noeviction":
+        return []
+    return [
+        checks.Warning(
+            f"The Redis of queue {conf.get('QUEUE')!r} has maxmemory-policy {policy!r}: when "
+            "full it deletes keys, such as queued jobs and the scheduler's lock, instead of "
+            "refusing new ones. Work is then delayed until the reconciler finds it.",
+            hint=(
+                "Set maxmemory-policy noeviction (redis.conf, or CONFIG SET "
+                "maxmemory-policy noeviction then CONFIG REWRITE), as RQ requires."
+            ),
+            id=ID + "W020",
+        )
+    ]

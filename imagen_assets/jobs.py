@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import random
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Q
@@ -43,8 +43,11 @@ logger = logging.getLogger(__name__)
 # How long a webhook for a task we cannot find yet is retried before it is filed as orphaned
 # (the provider may answer before our submit transaction commits).
 ORPHAN_GRACE_SECONDS = 60
-# A scheduled read may start this much before the time it was scheduled for.
-POLL_SLACK_SECONDS = 0.5
+# A scheduled read may start this much before the time it was scheduled for: RQ keeps due
+# times in whole seconds (a job due at 12.9 s is moved to the queue at 12.0 s), plus 0.5 s
+# for the clocks of different hosts. Less, and a read released early is refused as "not
+# due" and nothing reads the task again until the reconciler does.
+POLL_SLACK_SECONDS = 1.5
 
 
 def _skipped(why: Why) -> Outcome:
@@ -509,30 +512,41 @@ def process_webhook(event_id: int) -> Outcome:
 # -- reconcile -------------------------------------------------------------------------------
 
 
-def reconcile(reschedule: bool = False) -> dict[str, int]:
+def reconcile(reschedule: bool = False, lost_before: float | None = None) -> dict[str, int]:
     """Find rows stuck in a non-terminal state and queue the job that moves them on.
 
     Safe to run at any time and as often as wanted: every job it queues is idempotent.
     With ``reschedule`` it queues its own next run (:func:`queueing.schedule_reconciler`).
+
+    ``lost_before`` (a Unix time; :func:`queueing.restore_lost_jobs` passes the time Redis
+    started without its data) restores instead: every open row last changed before then
+    lost its job, so it gets it again, a submit retry or a status read at the time it was
+    due (so the read is not refused as early), anything else at once.
     """
     now = timezone.now()
-    stale = now - timedelta(seconds=conf.get("RECONCILE_AFTER"))
+    restoring = lost_before is not None
+    if lost_before is not None:
+        stale = datetime.fromtimestamp(lost_before, tz=UTC)
+    else:
+        stale = now - timedelta(seconds=conf.get("RECONCILE_AFTER"))
     counts = {"submit": 0, "poll": 0, "complete": 0, "webhook": 0, "sweep": 0}
     to_submit = GenerationTask.objects.filter(
         status=TaskStatus.QUEUED, provider_task_id="", updated_at__lt=stale
-    ).filter(Q(submit_lease_until__isnull=True) | Q(submit_lease_until__lt=now))
-    for task_id in to_submit.values_list("pk", flat=True):
-        counts["submit"] += queueing.enqueue(submit, task_id)
-    to_poll = (
-        GenerationTask.objects.filter(
-            status__in=[TaskStatus.SUBMITTED, TaskStatus.PROCESSING], updated_at__lt=stale
-        )
-        .exclude(provider_task_id="")
-        # A read still scheduled (e.g. waiting out a long Retry-After) is not stuck.
-        .filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lt=now))
     )
-    for task_id in to_poll.values_list("pk", flat=True):
-        counts["poll"] += queueing.enqueue(poll, task_id)
+    if not restoring:
+        to_submit = to_submit.filter(
+            Q(submit_lease_until__isnull=True) | Q(submit_lease_until__lt=now)
+        )
+    for task_id, lease in to_submit.values_list("pk", "submit_lease_until"):
+        counts["submit"] += queueing.enqueue(submit, task_id, delay=_due_in(lease, now))
+    to_poll = GenerationTask.objects.filter(
+        status__in=[TaskStatus.SUBMITTED, TaskStatus.PROCESSING], updated_at__lt=stale
+    ).exclude(provider_task_id="")
+    if not restoring:
+        # A read still scheduled (e.g. waiting out a long Retry-After) is not stuck.
+        to_poll = to_poll.filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lt=now))
+    for task_id, due in to_poll.values_list("pk", "next_poll_at"):
+        counts["poll"] += queueing.enqueue(poll, task_id, delay=_due_in(due, now))
     to_complete = GenerationTask.objects.filter(
         status=TaskStatus.SUCCEEDED,
         images__status__in=OPEN_IMAGE_STATUSES,
@@ -547,7 +561,7 @@ def reconcile(reschedule: bool = False) -> dict[str, int]:
     # holds up the repairs above.
     counts["sweep"] = int(orphans.due() and queueing.enqueue(sweep_files))
     if any(counts.values()):
-        logger.info("Reconciler queued %s", counts)
+        logger.info("Reconciler %s %s", "restored" if restoring else "queued", counts)
     if reschedule:
         queueing.schedule_reconciler()
     return counts
@@ -566,6 +580,13 @@ def sweep_files() -> dict[str, int]:
     if counts["failed"]:
         logger.warning("Sweep: %d orphan file(s) could not be deleted", counts["failed"])
     return counts
+
+
+def _due_in(when: datetime | None, now: datetime) -> float | None:
+    """Seconds from ``now`` until ``when``; None (at once) when that is not in the future."""
+    if when is None or when <= now:
+        return None
+    return (when - now).total_seconds()
 
 
 #: The jobs (submit, poll, complete, process_webhook, reconcile, sweep_files) and the

@@ -5,12 +5,15 @@ database and the reconciler queues it again later. So a failed enqueue is logged
 raised into a web request that has already committed. Jobs are named by dotted path, so
 this module imports none of them.
 
-It also keeps the reconciler's periodic run going: :func:`schedule_reconciler`.
+It also keeps the reconciler's periodic run going (:func:`schedule_reconciler`) and gives
+every open row its job again after Redis lost them all (:func:`restore_lost_jobs`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -32,6 +35,10 @@ RECONCILE_JOB = "imagen_assets.jobs.reconcile"
 RECONCILE_JOB_PREFIX = "imagen_assets-reconcile-"
 #: Redis key naming the reconcile run that is due next.
 RECONCILE_NEXT_KEY = "imagen_assets:reconcile:next"
+
+#: Redis key set once jobs are queued on this Redis: its absence means Redis holds none of
+#: this app's jobs (restarted without persistence, flushed, or new).
+JOBS_MARKER_KEY = "imagen_assets:jobs-since"
 
 Job_ = Callable[..., Any] | str
 
@@ -128,6 +135,48 @@ def _reconcile_pending(queue: Queue) -> bool:
         JobStatus.STARTED,
         JobStatus.DEFERRED,
     )
+
+
+def restore_lost_jobs() -> bool:
+    """When Redis holds none of this app's jobs (it restarted without persistence, or is
+    new), queue one reconcile run that gives every open row last changed before this Redis
+    started the job it waits for: submits and polls at the time they were due, the rest
+    at once. Of all workers asking, one does it. True if that run was queued.
+
+    Rows changed since Redis started had their next job queued on it already; a row that
+    gets a job twice is no worse off, every job being idempotent.
+    """
+    try:
+        connection = get_queue().connection
+        if not connection.set(JOBS_MARKER_KEY, str(time.time()), nx=True):
+            return False
+        uptime = int(connection.info("server")["uptime_in_seconds"])
+    except RedisError as exc:
+        logger.error("Could not check whether Redis lost the jobs (%s)", type(exc).__name__)
+        return False
+    started = time.time() - uptime
+    logger.warning(
+        "Redis (up %d s) holds none of this app's jobs: queueing the job each open row "
+        "changed before it started waits for",
+        uptime,
+    )
+    if not enqueue(RECONCILE_JOB, False, started):
+        with contextlib.suppress(RedisError):
+            connection.delete(JOBS_MARKER_KEY)  # the next maintenance run tries again
+        return False
+    return True
+
+
+def eviction_policy() -> str | None:
+    """The queue's Redis ``maxmemory-policy`` (e.g. ``noeviction``), or None when Redis
+    cannot be reached or will not say (``CONFIG`` disabled, as on some hosted services)."""
+    try:
+        value = get_queue().connection.config_get("maxmemory-policy").get("maxmemory-policy")
+    except RedisError:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode()
+    return str(value) if value else None
 
 
 # -- claims ----------------------------------------------------------------------------------

@@ -109,9 +109,19 @@ def split_into_tasks(count: int, per_task: int) -> list[int]:
 
 
 def enqueue_submits(task_ids: Sequence[int]) -> None:
-    """Queue the submit job of each task (called once the tasks are committed)."""
-    for task_id in task_ids:
-        queueing.enqueue(jobs.submit, task_id)
+    """Queue the submit job of each task (called once the tasks are committed).
+
+    Redis refusing one (down, or stalled past its socket timeout) stops there: the request
+    is not held up by a timeout per task, and the reconciler queues the rest.
+    """
+    for done, task_id in enumerate(task_ids):
+        if not queueing.enqueue(jobs.submit, task_id):
+            if len(task_ids) - done > 1:
+                logger.error(
+                    "Not queueing the other %d task(s) either; the reconciler will.",
+                    len(task_ids) - done - 1,
+                )
+            return
 
 
 def usable_provider(alias: str | None) -> Provider:

@@ -9,22 +9,44 @@ This class closes the gap: at start it breaks a lock whose holder was a schedule
 this host that no longer exists, and it runs maintenance (which retries the lock) every 30 s.
 Its maintenance also keeps the reconciler's periodic run scheduled, starting it again when
 Redis lost it.
+
+After Redis lost its data (a restart without persistence) it recovers within seconds, not
+minutes: an idle worker waits for jobs at most one maintenance interval at a time, whatever
+``worker_ttl`` says (django-rq's ``rqworker`` always passes 420 s, which made an idle worker
+block for about 405 s); a lost connection is retried every few seconds at most; and a worker
+that finds its own registration gone from Redis registers again and runs maintenance at
+once, which restarts the scheduler and queues the job every open row waits for
+(:func:`imagen_assets.queueing.restore_lost_jobs`).
 Use it with ``rqworker --worker-class imagen_assets.worker.Worker --with-scheduler`` or
 ``RQ = {"WORKER_CLASS": "imagen_assets.worker.Worker"}``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import time
+from datetime import timedelta
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Worker as RQWorker
+from rq import worker_registration
+from rq.job import Job
+from rq.queue import Queue
 from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
+from rq.utils import now
 
 logger = logging.getLogger(__name__)
+
+#: Redis going away (restarted, unreachable); stock RQ quits when this happens outside its
+#: wait for jobs, for example while it records how a job ended.
+_REDIS_LOST = (RedisConnectionError, RedisTimeoutError)
 
 # Delete the lock only if it still names the dead scheduler (compare-and-delete).
 _RELEASE_IF_OWNER = """
@@ -77,24 +99,93 @@ def break_stale_scheduler_locks(connection: Redis, queue_names: list[str]) -> li
 
 class Worker(RQWorker):
     """``rq.Worker`` that recovers the scheduler within seconds (same host) or about
-    a minute and a half (another host) after the worker running it died."""
+    a minute and a half (another host) after the worker running it died, and its jobs
+    within seconds after Redis lost them."""
+
+    #: Longest wait between attempts to reach Redis again (RQ's own is 60 s).
+    max_connection_wait_time = 5.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["maintenance_interval"] = kwargs.get("maintenance_interval") or 30
-        # An idle worker checks for maintenance between blocking dequeues, every ttl - 15 s.
         kwargs["worker_ttl"] = kwargs.get("worker_ttl") or 60
         super().__init__(*args, **kwargs)
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # An idle worker blocks in BLMOVE for this long, then heartbeats and checks whether
+        # maintenance is due: never longer than the maintenance interval, whatever the ttl.
+        return max(1, min(self.worker_ttl - 15, int(self.maintenance_interval)))
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            super().execute_job(job, queue)
+        except _REDIS_LOST as exc:
+            # What the job did is in the database; a job cut short is the reconciler's.
+            logger.error(
+                "Worker %s: lost Redis around job %s (%s); waiting for it to come back",
+                self.name,
+                job.id,
+                exc,
+            )
+            self._wait_for_redis()
+
+    def check_for_suspension(self, burst: bool) -> None:
+        # Redis away: the wait for jobs that follows retries the connection with backoff.
+        with contextlib.suppress(*_REDIS_LOST):
+            super().check_for_suspension(burst)
+
+    def _wait_for_redis(self) -> None:
+        wait = 1.0
+        while not self._stop_requested:
+            try:
+                self.connection.ping()
+                return
+            except _REDIS_LOST:
+                time.sleep(wait)
+                wait = min(wait * 2, self.max_connection_wait_time)
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         if kwargs.get("with_scheduler"):
             break_stale_scheduler_locks(self.connection, [q.name for q in self.queues])
         return super().work(*args, **kwargs)
 
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        lost = (
+            pipeline is None
+            and not self.is_horse
+            and self.birth_date is not None
+            and not self.connection.hexists(self.key, "birth")
+        )
+        super().heartbeat(timeout, pipeline)
+        if lost:
+            self._register_again()
+
+    def _register_again(self) -> None:
+        """Redis no longer knows this worker (it lost its data): register again and run
+        maintenance now rather than at the next interval."""
+        logger.warning(
+            "Worker %s: Redis lost this worker's registration (restarted without its data?); "
+            "registering again and restoring the jobs",
+            self.name,
+        )
+        with self.connection.pipeline() as pipeline:
+            pipeline.hset(self.key, mapping=self.serialize())
+            worker_registration.register(self, pipeline)
+            pipeline.expire(self.key, self.worker_ttl + 60)
+            pipeline.execute()
+        self.last_cleaned_at = now() - timedelta(seconds=self.maintenance_interval + 1)  # type: ignore[assignment]  # rq: None until set
+
     def run_maintenance_tasks(self) -> None:
-        # rq leaves this method unannotated.
-        super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
-        # At start and every maintenance run: the reconciler's chain is started again if
-        # Redis lost it (a restart without persistence), so no row stays stuck for good.
+        try:
+            # rq leaves this method unannotated.
+            super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
+        except _REDIS_LOST as exc:
+            logger.warning("Worker %s: maintenance put off, Redis is away (%s)", self.name, exc)
+            return  # tried again at the next run; the wait for jobs reconnects first
         from imagen_assets import queueing  # needs Django set up, which rqworker does first
 
+        # At start and every maintenance run: when Redis lost the jobs (a restart without
+        # persistence), each open row gets the job it waits for again, and the
+        # reconciler's chain is started again, so no row stays stuck.
+        queueing.restore_lost_jobs()
         queueing.schedule_reconciler()

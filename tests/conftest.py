@@ -92,6 +92,48 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     process.stop()
 
 
+@dataclass
+class RedisServer:
+    """A redis-server of one test's own, which the test may kill and start again (in the
+    same directory, so with ``appendonly`` its append-only file is reloaded)."""
+
+    workdir: Path
+    appendonly: bool = False
+    process: stack.Process | None = None
+    url: str = ""
+
+    def start(self) -> RedisServer:
+        self.process, self.url = stack.start_redis(self.workdir, appendonly=self.appendonly)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer: nothing is written on the way out."""
+        assert self.process is not None
+        self.process.kill()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RedisServer]]:
+    """Start private redis-servers (``redis_server(appendonly=False)``); stopped after."""
+    started: list[RedisServer] = []
+
+    def start(appendonly: bool = False) -> RedisServer:
+        try:
+            server = RedisServer(tmp_path_factory.mktemp("r"), appendonly).start()
+        except stack.StackError as exc:
+            pytest.skip(f"redis-server unavailable: {exc}")
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
 @pytest.fixture
 def redis_conn(redis_url: str) -> Iterator[Any]:
     import redis
@@ -172,9 +214,9 @@ def stack_env(
 
 def apply_env_settings(settings: Any, env: dict[str, str]) -> None:
     """Give this process the settings the example site would build from ``env``."""
-    from campaigns.settings import imagen_assets_from_env, storages_from_env
+    from campaigns.settings import imagen_assets_from_env, rq_queues_from_env, storages_from_env
 
-    settings.RQ_QUEUES = {"default": {"URL": env["REDIS_URL"], "DEFAULT_TIMEOUT": 300}}
+    settings.RQ_QUEUES = rq_queues_from_env(env)
     settings.MEDIA_ROOT = env["MEDIA_ROOT"]
     settings.IMAGEN_ASSETS = imagen_assets_from_env(env)
     settings.STORAGES = storages_from_env(env)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
@@ -136,18 +138,23 @@ class WorkerCrashTests:
         sandbox.config.drop_callbacks = True
         worker = start_worker()
         tasks = services.request_images(campaign=campaign, prompt="Hailstones", count=1)
+        # The submit job ends by scheduling the first read: once that is in Redis, all
+        # that is left is a scheduled job, which only a scheduler moves to the queue.
         wait_for(
-            lambda: not tasks_of(tasks).filter(provider_task_id="").exists(),
+            lambda: scheduled_calls("imagen_assets.jobs.poll") == [(tasks[0].pk,)],
             15,
-            "the task to be submitted",
+            "the first status read to be scheduled",
         )
-        worker.kill()
+        worker.kill()  # worker, scheduler and work horse
         assert scheduled_calls("imagen_assets.jobs.poll") == [(tasks[0].pk,)]
         start_worker()
         # The poll was due 2 s after the submit and the task is done at the provider after
         # 1 s: with a working scheduler the image is stored within a few seconds (about 5 s
         # here). The wait allows for a loaded CI machine but stays well under the dead
-        # scheduler's 61 s lock, so it still fails when the lock is not taken over.
+        # scheduler's 61 s lock, so it still fails when the lock is not taken over. The new
+        # scheduler moves the read to the queue as soon as it starts, up to a second before
+        # it is due (RQ keeps whole seconds): the read must not refuse it as early
+        # (jobs.POLL_SLACK_SECONDS), or nothing reads the task again for minutes.
         images = wait_all_finished(tasks, timeout=30)
         assert images[0].status == GeneratedImage.Status.SUCCEEDED
 
@@ -373,3 +380,172 @@ class HostileOutputTests:
         assert worker.alive()
         event = WebhookEvent.objects.get(event_id="evt-hostile-1")
         assert event.outcome == "applied succeeded; stored 1, withheld 0"
+
+
+# -- the work horse: killed alone (Q3), a deploy's SIGTERM once and twice (Q4) ---------------
+
+
+class Gate:
+    """A loopback file server whose image answers wait until ``open()``: a job downloading
+    from it is held mid-flight, in its work horse, for the test to act on."""
+
+    def __init__(self) -> None:
+        self.body = _jpeg((64, 64))
+        self.arrived = threading.Semaphore(0)
+        self.gate = threading.Event()
+        self.requests = 0
+        gate = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                gate.requests += 1
+                gate.arrived.release()
+                gate.gate.wait(60)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(gate.body)))
+                self.end_headers()
+                self.wfile.write(gate.body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/image.jpg"
+
+    def wait_arrival(self) -> None:
+        assert self.arrived.acquire(timeout=30), "the job never started its download"
+
+    def open(self) -> None:
+        self.gate.set()
+
+    def close(self) -> None:
+        self.gate.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def gate() -> Iterator[Gate]:
+    server = Gate()
+    yield server
+    server.close()
+
+
+def held_in_a_horse(campaign: Campaign, gate: Gate) -> GenerationTask:
+    """A task the provider finished whose ``complete`` job is queued and now waits, in a
+    work horse, for the gate's image."""
+    task = running_wavespeed_task(
+        campaign, "gated-1", status="succeeded", outputs=[{"url": gate.url}]
+    )
+    GenerationTask.objects.filter(pk=task.pk).update(completed_at=timezone.now())
+    from imagen_assets import queueing
+
+    assert queueing.enqueue(jobs.complete, task.pk)
+    gate.wait_arrival()
+    return task
+
+
+def horses(worker: Any) -> list[int]:
+    """The work horses under ``worker``: children in a process group of their own."""
+    return [pid for pid in worker.descendants() if os.getpgid(pid) == pid]
+
+
+def rq_job(func_name: str) -> Any:
+    queue = django_rq.get_queue("default")
+    registry_ids = {
+        *queue.failed_job_registry.get_job_ids(),
+        *queue.finished_job_registry.get_job_ids(),
+    }
+    for job_id in registry_ids:
+        job = queue.fetch_job(job_id)
+        if job is not None and job.func_name == func_name:
+            return job
+    return None
+
+
+class WorkHorseTests:
+    def test_a_killed_horse_is_recorded_as_failed_and_the_reconciler_finishes_the_job(
+        self, campaign: Campaign, gate: Gate, settings: Any, stack_env: dict[str, str], worker: Any
+    ) -> None:
+        # Q3: the horse dies (as to the OOM killer), its worker lives on.
+        task = held_in_a_horse(campaign, gate)
+        [horse] = horses(worker)
+        os.kill(horse, signal.SIGKILL)
+        job = wait_for(lambda: rq_job("imagen_assets.jobs.complete"), 15, "RQ to record the job")
+        assert job.get_status() == "failed"
+        assert "Work-horse terminated unexpectedly" in job.latest_result().exc_string
+        assert worker.alive()
+        image = GeneratedImage.objects.get(task=task)
+        assert image.status == GeneratedImage.Status.QUEUED and not image.file
+        assert stored_originals(stack_env) == []
+
+        gate.open()
+        settings.IMAGEN_ASSETS["RECONCILE_AFTER"] = 0
+        assert jobs.reconcile()["complete"] == 1
+        [image] = wait_all_finished([task], timeout=30)
+        assert image.status == GeneratedImage.Status.SUCCEEDED
+        assert len(stored_originals(stack_env)) == 1
+        assert gate.requests == 2
+
+    def test_sigterm_once_lets_the_running_job_finish_before_the_worker_exits(
+        self, campaign: Campaign, gate: Gate, stack_env: dict[str, str], worker: Any
+    ) -> None:
+        # Q4, once: a deploy stops the worker; the job in hand is finished first.
+        task = held_in_a_horse(campaign, gate)
+        os.kill(worker.pid, signal.SIGTERM)
+        wait_for(lambda: shutdown_requested(worker), 15, "the worker to take the SIGTERM")
+        assert worker.alive() and horses(worker)
+        gate.open()
+        worker.popen.wait(30)
+        [image] = wait_all_finished([task], timeout=5)
+        assert image.status == GeneratedImage.Status.SUCCEEDED
+        assert len(stored_originals(stack_env)) == 1
+
+    def test_sigterm_twice_abandons_the_job_and_the_reconciler_finishes_it(
+        self,
+        campaign: Campaign,
+        gate: Gate,
+        settings: Any,
+        stack_env: dict[str, str],
+        start_worker: Any,
+    ) -> None:
+        # Q4, twice: a cold shutdown takes the horse down; the job is abandoned and takes
+        # the Q1 path (another worker, the reconciler).
+        worker = start_worker()
+        task = held_in_a_horse(campaign, gate)
+        [horse] = horses(worker)
+        os.kill(worker.pid, signal.SIGTERM)
+        requested = wait_for(lambda: shutdown_requested(worker), 15, "the first SIGTERM")
+        # RQ ignores a second signal within a second of the first (a pool sends two).
+        wait_for(lambda: timezone.now() - requested > timedelta(seconds=1.2), 5, "a second")
+        os.kill(worker.pid, signal.SIGTERM)
+        worker.popen.wait(30)
+        wait_for(lambda: not stack_process_alive(horse), 10, "the horse to be taken down")
+        image = GeneratedImage.objects.get(task=task)
+        assert image.status == GeneratedImage.Status.QUEUED and not image.file
+
+        gate.open()
+        start_worker()
+        settings.IMAGEN_ASSETS["RECONCILE_AFTER"] = 0
+        assert jobs.reconcile()["complete"] == 1
+        [image] = wait_all_finished([task], timeout=30)
+        assert image.status == GeneratedImage.Status.SUCCEEDED
+        assert len(stored_originals(stack_env)) == 1
+
+
+def shutdown_requested(worker: Any) -> datetime | None:
+    """When the worker recorded a warm shutdown request in Redis, if it has."""
+    from rq import Worker
+
+    for found in Worker.all(connection=django_rq.get_connection("default")):
+        if found.pid == worker.pid and found.shutdown_requested_date:
+            return found.shutdown_requested_date.replace(tzinfo=UTC)
+    return None
+
+
+def stack_process_alive(pid: int) -> bool:
+    from campaigns.stack import process_alive
+
+    return process_alive(pid)

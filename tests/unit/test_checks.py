@@ -13,7 +13,8 @@ from django.core import checks as django_checks
 from unit_helpers import WS_BACKEND, imagen_settings
 
 from campaigns.settings import BASE_DIR, imagen_assets_from_env, storages_from_env
-from imagen_assets.checks import check_settings
+from imagen_assets import queueing
+from imagen_assets.checks import check_redis_keeps_jobs, check_settings
 
 # The shape of the sandbox's own secrets (whsec_ + 48 hex digits), which copy WaveSpeed's.
 REAL_LOOKING_SECRET = "whsec_" + "5e0c9a1f" * 6
@@ -401,3 +402,26 @@ class SecretHygieneTests:
 
         assert "sk-very-secret-key" not in text
         assert "12345" not in text
+
+
+class RedisEvictionCheckTests:
+    # With a real redis-server and `manage.py check`: tests/integration/test_redis_faults.py.
+    @pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-ttl", "allkeys-random"])
+    def test_w020_an_evicting_policy(self, monkeypatch, policy):
+        monkeypatch.setattr(queueing, "eviction_policy", lambda: policy)
+
+        [message] = check_redis_keeps_jobs()
+
+        assert message.id == "imagen_assets.W020"
+        assert policy in message.msg
+
+    @pytest.mark.parametrize("policy", ["noeviction", None])
+    def test_no_w020_for_noeviction_or_an_unreachable_redis(self, monkeypatch, policy):
+        monkeypatch.setattr(queueing, "eviction_policy", lambda: policy)
+
+        assert check_redis_keeps_jobs() == []
+
+    def test_the_w020_check_is_registered_with_django(self, monkeypatch):
+        monkeypatch.setattr(queueing, "eviction_policy", lambda: "allkeys-lru")
+
+        assert "imagen_assets.W020" in ids(django_checks.run_checks())

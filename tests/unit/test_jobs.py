@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
+from unittest import mock
 
 import httpx
 import pytest
@@ -656,6 +657,20 @@ class PollJobTests:
         assert jobs.poll(task.pk) == Outcome(Did.SKIPPED, Why.NOT_DUE)
         assert enqueued == []  # and no second chain
 
+    def test_a_read_rq_released_up_to_a_second_early_still_reads(
+        self, campaign, use_http, enqueued
+    ):
+        # RQ keeps due times in whole seconds: a read due at 12.9 s is queued at 12.0 s.
+        # Refused as early, it would end the task's chain of reads (the flaky worker-crash
+        # test: nothing read the task again until the reconciler did).
+        task = running_task(
+            campaign, WAVESPEED, next_poll_at=timezone.now() + timedelta(seconds=0.95)
+        )
+        use_http(("GET", WAVESPEED.status_url, WAVESPEED.state("processing")))
+
+        assert jobs.poll(task.pk) == Outcome(Did.READ, detail="processing")
+        assert [c.name for c in enqueued] == ["poll"]  # the chain goes on
+
     def test_a_webhooks_re_read_is_never_held_back(self, campaign, use_http, enqueued):
         task = running_task(
             campaign, WAVESPEED, next_poll_at=timezone.now() + timedelta(seconds=600)
@@ -1244,6 +1259,66 @@ class ReconcileTests:
 
         assert jobs.reconcile() == {"submit": 0, "poll": 0, "complete": 0, "webhook": 0, "sweep": 0}
         assert enqueued == []
+
+    def test_after_redis_lost_its_jobs_every_open_row_gets_its_job_back_when_due(
+        self, campaign, enqueued
+    ):
+        # Rows last changed before Redis restarted without its data lost their jobs, even
+        # those changed a moment ago and those whose next step is not due yet; rows
+        # changed since then have theirs on the new Redis.
+        now = timezone.now()
+        restarted = now - timedelta(seconds=10)
+
+        def changed(task: GenerationTask, seconds_ago: float) -> GenerationTask:
+            at = now - timedelta(seconds=seconds_ago)
+            GenerationTask.objects.filter(pk=task.pk).update(updated_at=at)
+            GeneratedImage.objects.filter(task=task).update(updated_at=at)
+            return task
+
+        queued = changed(make_task(campaign), 11)
+        retrying = changed(make_task(campaign, submit_lease_until=now + timedelta(seconds=40)), 11)
+        polled = changed(
+            make_task(
+                campaign,
+                status="processing",
+                provider_task_id="a",
+                next_poll_at=now + timedelta(seconds=20),
+            ),
+            11,
+        )
+        overdue = changed(
+            make_task(
+                campaign,
+                status="submitted",
+                provider_task_id="b",
+                next_poll_at=now - timedelta(seconds=5),
+            ),
+            30,
+        )
+        succeeded = changed(make_task(campaign, status="succeeded", provider_task_id="c"), 11)
+        changed(make_task(campaign, status="processing", provider_task_id="d"), 5)  # since
+        changed(make_task(campaign), 5)  # since
+        changed(
+            make_task(campaign, status="failed", provider_task_id="e", image_status="failed"),
+            11,
+        )
+        hook = event(received_at=now - timedelta(seconds=11))
+        event(received_at=now - timedelta(seconds=5))
+
+        with mock.patch("django.utils.timezone.now", return_value=now):
+            counts = jobs.reconcile(lost_before=restarted.timestamp())
+
+        assert counts == {"submit": 2, "poll": 2, "complete": 1, "webhook": 1}
+        assert sorted((c.name, c.args, c.delay) for c in enqueued) == sorted(
+            [
+                ("submit", (queued.pk,), None),
+                ("submit", (retrying.pk,), 40.0),
+                ("poll", (polled.pk,), 20.0),
+                ("poll", (overdue.pk,), None),
+                ("complete", (succeeded.pk,), None),
+                ("process_webhook", (hook.pk,), None),
+            ]
+        )
 
     def test_a_run_with_reschedule_queues_the_next(self, enqueued, monkeypatch):
         # The chain's bookkeeping lives in Redis: tests/integration/test_pipeline.py.

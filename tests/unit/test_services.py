@@ -340,3 +340,29 @@ class ReviewTests:
         services.approve_image(other_image.pk, user=user)
 
         assert set(campaign.approved_images()) == {first, second}
+
+
+class EnqueueSubmitsTests:
+    def test_a_refused_enqueue_stops_the_rest_so_a_stalled_redis_costs_one_timeout(
+        self, monkeypatch, caplog
+    ):
+        # Q10: each refusal can take the full socket timeout; the reconciler queues the rest.
+        from imagen_assets import queueing
+
+        asked = []
+
+        def refused(func, *args, **kwargs):
+            asked.append(args)
+            return False
+
+        monkeypatch.setattr(queueing, "enqueue", refused)
+
+        services.enqueue_submits([11, 12, 13])
+
+        assert asked == [(11,)]
+        assert "Not queueing the other 2 task(s) either" in caplog.text
+
+    def test_every_task_is_queued_while_redis_takes_them(self, enqueued):
+        services.enqueue_submits([11, 12, 13])
+
+        assert [(c.name, c.args) for c in enqueued] == [("submit", (n,)) for n in (11, 12, 13)]
