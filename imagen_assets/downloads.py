@@ -179,12 +179,6 @@ def download(
                             raise DownloadError("redirect without a Location header")
                         url = urljoin(url, location)
                         continue
-                    if response.status_code in (403, 404, 410):
-                        # What object stores answer for a signed URL past its expiry (D9).
-                        raise DownloadError(
-                            f"{host} answered HTTP {response.status_code}: the result URL has "
-                            "expired or the file is gone"
-                        )
                     if response.status_code != 200:
                         raise _answer_error(host, response)
                     encoding = response.headers.get("Content-Encoding", "").strip().lower()

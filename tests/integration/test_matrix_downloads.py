@@ -568,7 +568,7 @@ class ExpiredURLTests:
         image = GeneratedImage.objects.get(task=task)
         assert outcome.retrying == 0
         assert image.status == GeneratedImage.Status.FAILED
-        assert f"answered HTTP {status}: the result URL has expired" in image.error_message
+        assert f"answered HTTP {status}: the result URL expired" in image.error_message
         assert not image.file
         assert [path for path, _ in server.requests] == ["/expired.png"]
         assert enqueued == []

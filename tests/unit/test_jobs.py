@@ -1308,7 +1308,7 @@ class ReconcileTests:
         with mock.patch("django.utils.timezone.now", return_value=now):
             counts = jobs.reconcile(lost_before=restarted.timestamp())
 
-        assert counts == {"submit": 2, "poll": 2, "complete": 1, "webhook": 1}
+        assert counts == {"submit": 2, "poll": 2, "complete": 1, "webhook": 1, "sweep": 0}
         assert sorted((c.name, c.args, c.delay) for c in enqueued) == sorted(
             [
                 ("submit", (queued.pk,), None),
