@@ -235,7 +235,7 @@ class RedisDownWebhookTests:
         settings.RQ_QUEUES = working
         settings.IMAGEN_ASSETS["RECONCILE_AFTER"] = 0
         counts = jobs.reconcile()
-        assert counts == {"submit": 0, "poll": 0, "complete": 0, "webhook": 1}, counts
+        assert counts == {"submit": 0, "poll": 0, "complete": 0, "webhook": 1, "sweep": 0}, counts
 
         [image] = wait_all_finished([task], timeout=30)
         assert image.status == GeneratedImage.Status.SUCCEEDED, image.error_message
