@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from imagen_assets import breaker, conf, ingest, lifecycle, orphans, queueing
+from imagen_assets.hosts import ResultHosts
 from imagen_assets.imaging import Provenance
 from imagen_assets.ingest import NotStored
 from imagen_assets.models import GenerationTask, WebhookEvent
@@ -386,12 +387,13 @@ def complete(task_id: int) -> Outcome:
     for image in todo:
         image.campaign = task.campaign  # upload_to reads the slug; no query per thread
     provenance = _provenance(task)
+    hosts = _result_hosts(task)
     # Downloads and checks in parallel threads (no database there; decoding is bounded by
     # imaging.DECODING's pixel budget); each file is then stored here, its name recorded
     # before it is written (imagen_assets.orphans).
     with ThreadPoolExecutor(max_workers=max(1, min(4, len(todo)))) as pool:
         checked = list(
-            pool.map(lambda img: ingest.fetch(img, outputs[img.index].url, provenance), todo)
+            pool.map(lambda img: ingest.fetch(img, outputs[img.index].url, hosts, provenance), todo)
         )
     results = ingest.keep_all(list(zip(todo, checked, strict=True)))
     del checked  # the bytes: only the stored names are needed from here
@@ -447,6 +449,18 @@ def complete(task_id: int) -> Outcome:
         left = conf.get("TASK_TIMEOUT") - elapsed
         queueing.enqueue(complete, task_id, delay=max(5.0, min(delay, left + 1)))
     return Outcome(Did.STORED, stored=stored, withheld=len(missing), retrying=retrying)
+
+
+def _result_hosts(task: GenerationTask) -> ResultHosts:
+    """Where the task's provider serves its results (row D1). A provider no longer in the
+    settings trusts no host: its images fail naming the setting to fix."""
+    try:
+        with get_provider(task.provider) as provider:
+            return provider.result_hosts()
+    except ImproperlyConfigured:
+        return ResultHosts.of(
+            (), f"IMAGEN_ASSETS['PROVIDERS'][{task.provider!r}]['OPTIONS']['RESULT_HOSTS']"
+        )
 
 
 def _provenance(task: GenerationTask) -> Provenance:

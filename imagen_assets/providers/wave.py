@@ -65,6 +65,9 @@ class WaveProvider(Provider):
         "PRICE_PER_IMAGE": "0.0425",
     }
     webhook_auth = WebhookAuth.URL_TOKEN
+    # UNCONFIRMED (docs/providers.md §1): the docs' example result is on cdn.qingbo.dev; the
+    # API is on www.qingbo.dev or api.qingbo.ai. The vendor's two domains, subdomains too.
+    result_hosts_default: ClassVar[tuple[str, ...]] = (".qingbo.dev", ".qingbo.ai")
     idempotent_submit = True  # Idempotency-Key: same key within 24 h = same task, billed once
     # imagen-4.0 has no negative prompt, and Wave rejects unknown root parameters.
     supports_negative_prompt = False

@@ -87,6 +87,13 @@ class WaveSpeedProvider(Provider):
         "PRICE_PER_IMAGE": "0.04",
     }
     webhook_auth = WebhookAuth.SIGNATURE
+    # UNCONFIRMED (docs/providers.md §2.10): the docs' example outputs are on the CloudFront
+    # distribution below, other pages show cdn.wavespeed.ai; the vendor's domain is trusted
+    # with its subdomains. Not *.cloudfront.net: anyone can serve files from there.
+    result_hosts_default: ClassVar[tuple[str, ...]] = (
+        "d2p7pge43lyniu.cloudfront.net",
+        ".wavespeed.ai",
+    )
     api_path = "/api/v3"
 
     def __init__(
