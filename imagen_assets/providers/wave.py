@@ -132,6 +132,7 @@ class WaveProvider(Provider):
                 self.display_name,
                 f"asked for task {task_id!r} but the answer is about {task.task_id!r}",
                 status_code=response.status_code,
+                unexpected=True,
             )
         return task
 
@@ -142,16 +143,23 @@ class WaveProvider(Provider):
                 self.display_name,
                 "answered with JSON that is not an object",
                 status_code=status_code,
+                unexpected=True,
             )
         task_id = data.get("task_id", task_id)
         if not isinstance(task_id, str) or not task_id:
-            raise ProviderError(self.display_name, "answer has no task_id", status_code=status_code)
+            raise ProviderError(
+                self.display_name,
+                "answer has no task_id",
+                status_code=status_code,
+                unexpected=True,
+            )
         raw_status = data.get("status")
         if not isinstance(raw_status, str) or raw_status not in STATUSES:
             raise ProviderError(
                 self.display_name,
                 f"task {task_id} has an unknown status {raw_status!r}",
                 status_code=status_code,
+                unexpected=True,
             )
         status = STATUSES[raw_status]
         error_code = error_message = ""

@@ -209,6 +209,7 @@ class WaveSpeedProvider(Provider):
                 self.display_name,
                 f"asked for prediction {task_id!r} but the answer is about {task.task_id!r}",
                 status_code=response.status_code,
+                unexpected=True,
             )
         return task
 
@@ -220,6 +221,7 @@ class WaveSpeedProvider(Provider):
                 self.display_name,
                 "answered with JSON that is not an object",
                 status_code=response.status_code,
+                unexpected=True,
             )
         code = payload.get("code")
         if code is not None and str(code) != "200":
@@ -241,6 +243,7 @@ class WaveSpeedProvider(Provider):
                 self.display_name,
                 "answer has no 'data' object",
                 status_code=response.status_code,
+                unexpected=True,
             )
         return data
 
@@ -249,7 +252,10 @@ class WaveSpeedProvider(Provider):
         task_id = data.get("id")
         if not isinstance(task_id, str) or not task_id:
             raise ProviderError(
-                self.display_name, "prediction has no 'id' string", status_code=status_code
+                self.display_name,
+                "prediction has no 'id' string",
+                status_code=status_code,
+                unexpected=True,
             )
         raw_status = data.get("status")
         if not isinstance(raw_status, str) or raw_status not in STATUSES:
@@ -257,6 +263,7 @@ class WaveSpeedProvider(Provider):
                 self.display_name,
                 f"prediction {task_id} has an unknown status {raw_status!r}",
                 status_code=status_code,
+                unexpected=True,
             )
         status = STATUSES[raw_status]
         error_code = error_message = ""
@@ -279,6 +286,7 @@ class WaveSpeedProvider(Provider):
                 self.display_name,
                 f"prediction {task_id} has malformed 'outputs' (not a list of URLs)",
                 status_code=status_code,
+                unexpected=True,
             ) from None
         return ProviderTask(
             task_id=task_id,
