@@ -352,8 +352,10 @@ def _unexpected_answer(task: GenerationTask, exc: ProviderError, reschedule: boo
     what was unexpected (the provider's words are redacted of the API key already)."""
     reads = lifecycle.note_unexpected_read(
         task.pk,
-        lambda count: _("%(error)s (unexpected answer %(count)d of %(limit)d in a row)")
-        % {"error": exc, "count": count, "limit": UNEXPECTED_READS},
+        lambda count: (
+            _("%(error)s (unexpected answer %(count)d of %(limit)d in a row)")
+            % {"error": exc, "count": count, "limit": UNEXPECTED_READS}
+        ),
     )
     if not reads:
         return _skipped(Why.TERMINAL)

@@ -255,8 +255,8 @@ def unexpected_reads(error_code: str) -> int:
 
 def note_unexpected_read(task_id: int, message: Callable[[int], str]) -> int:
     """One more status read whose answer could not be read (row P6): counted, and kept on
-    the open task with ``message(reads in a row)``. Returns how many in a row now; 0 when the task has
-    ended meanwhile."""
+    the open task with ``message(reads in a row)``. Returns how many in a row now; 0 when
+    the task has ended meanwhile."""
     with transaction.atomic():
         task = GenerationTask.objects.select_for_update().filter(pk=task_id).first()
         if task is None or task.status_enum.terminal:
