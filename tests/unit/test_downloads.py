@@ -10,6 +10,10 @@ import pytest
 
 from imagen_assets import downloads
 from imagen_assets.downloads import DownloadError, download
+from imagen_assets.hosts import ResultHosts
+
+#: Result hosts that let every host through, for the tests of the other rules.
+ANY_HOST = ResultHosts.of(["*"], "RESULT_HOSTS")
 
 PUBLIC = "93.184.216.34"
 PUBLIC_V6 = "2606:2800:220:1:248:1893:25c8:1946"
@@ -57,6 +61,7 @@ class Server:
 def fetch(url: str, server: Server, resolver: Resolver, **kwargs) -> downloads.Downloaded:
     kwargs.setdefault("max_bytes", 1000)
     kwargs.setdefault("timeout", 10.0)
+    kwargs.setdefault("hosts", ANY_HOST)
     return download(url, transport=server.transport, resolver=resolver, **kwargs)
 
 
@@ -245,6 +250,7 @@ class PinningTests:
         server = Server({"/a.png": ok()})
         download(
             "https://cdn.example/a.png",
+            hosts=ANY_HOST,
             max_bytes=100,
             timeout=5,
             transport=server.transport,
@@ -299,6 +305,7 @@ class EnvironmentProxyTests:
 
         download(
             "http://cdn.example/a.png",
+            hosts=ANY_HOST,
             max_bytes=100,
             timeout=5,
             resolver=Resolver(cdn_example=[PUBLIC]),
@@ -589,7 +596,13 @@ class TransientAnswerTests:
             raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
 
         with pytest.raises(DownloadError, match="temporary DNS failure") as caught:
-            download("https://cdn.example/a.png", max_bytes=10, timeout=5, resolver=no_answer)
+            download(
+                "https://cdn.example/a.png",
+                max_bytes=10,
+                timeout=5,
+                hosts=ANY_HOST,
+                resolver=no_answer,
+            )
 
         assert caught.value.transient is True
 
@@ -598,7 +611,13 @@ class TransientAnswerTests:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
         with pytest.raises(DownloadError, match=r"could not resolve cdn\.example") as caught:
-            download("https://cdn.example/a.png", max_bytes=10, timeout=5, resolver=no_such_name)
+            download(
+                "https://cdn.example/a.png",
+                max_bytes=10,
+                timeout=5,
+                hosts=ANY_HOST,
+                resolver=no_such_name,
+            )
 
         assert caught.value.transient is False
 

@@ -13,11 +13,14 @@ from unit_helpers import image_bytes, make_campaign, make_task
 
 from imagen_assets import ingest
 from imagen_assets.downloads import Downloaded, DownloadError
+from imagen_assets.hosts import ResultHosts
 from imagen_assets.imaging import Provenance, check_image
 from imagen_assets.lifecycle import FileFields
 from tests import hostile_images as hostile
 
 pytestmark = pytest.mark.django_db
+
+CDN = ResultHosts.of(["cdn.test"], "RESULT_HOSTS")
 
 
 def checked_png() -> Any:
@@ -93,7 +96,7 @@ class FetchRetryTests:
 
     def run(self, cdn: Script, *answers: bytes | DownloadError) -> Any:
         cdn.answers.extend(answers)
-        return ingest.fetch_and_check("https://cdn.test/a.png")
+        return ingest.fetch_and_check("https://cdn.test/a.png", CDN)
 
     def test_a_host_answering_503_twice_then_the_image_is_stored(
         self, cdn: Script, slept: list[float]
@@ -154,7 +157,7 @@ class FetchRetryTests:
             DownloadError("cdn.test answered HTTP 429", transient=True, retry_after=900)
         )
 
-        result = ingest.ingest(image, "https://cdn.test/a.png")
+        result = ingest.ingest(image, "https://cdn.test/a.png", CDN)
 
         assert result == ingest.NotStored(
             "Could not store the image: cdn.test answered HTTP 429", transient=True, retry_after=900

@@ -972,7 +972,11 @@ class CompleteJobTests:
 
         image = images_of(task)[0]
         assert image.status == "failed"
-        assert "Could not store the image: could not resolve metadata.internal" in (
+        # Not a host WaveSpeed serves results from: refused on its name (D1), not looked up.
+        assert image.error_message.startswith(
+            "Could not store the image: refused metadata.internal (untrusted host)"
+        )
+        assert "IMAGEN_ASSETS['PROVIDERS']['wavespeed']['OPTIONS']['RESULT_HOSTS']" in (
             image.error_message
         )
         assert cdn.requests == []
