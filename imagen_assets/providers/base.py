@@ -161,6 +161,8 @@ class Provider(HTTPBackend):
         (or :attr:`result_hosts_default`), plus the host of ``BASE_URL``, which is trusted
         with the API key already (and is where the sandbox serves its images)."""
         configured = self.options.get("RESULT_HOSTS")
+        if isinstance(configured, str):  # one host given bare (check E036 says so)
+            configured = [configured]
         patterns = list(self.result_hosts_default if configured is None else configured)
         api_host = urlsplit(self.base_url).hostname
         if api_host:

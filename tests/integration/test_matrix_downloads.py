@@ -29,8 +29,8 @@ from imagen_assets import downloads
 from imagen_assets.downloads import DownloadError, download
 from imagen_assets.hosts import ResultHosts
 from imagen_assets.imaging import ImageRejected
-from imagen_assets.outcomes import Did
 from imagen_assets.ingest import fetch_and_check
+from imagen_assets.outcomes import Did
 
 pytestmark = [pytest.mark.integration]
 

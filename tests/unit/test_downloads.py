@@ -315,6 +315,47 @@ class EnvironmentProxyTests:
         assert [str(r.url) for r in sent] == [f"http://{PUBLIC}/a.png"]
 
 
+class ResultHostTests:
+    """D1. A host the provider does not serve its results from is refused on its name:
+    nothing is looked up or requested, on the first URL or on a redirect hop."""
+
+    WAVE = ResultHosts.of([".qingbo.dev"], "IMAGEN_ASSETS['PROVIDERS']['wave']['OPTIONS']")
+
+    def test_refuses_an_untrusted_host_before_any_lookup(self):
+        server = Server()
+        resolver = Resolver(evil_test=[PUBLIC])
+
+        with pytest.raises(DownloadError, match=r"refused evil\.test \(untrusted host\)") as no:
+            fetch("http://evil.test/x.png", server, resolver, hosts=self.WAVE)
+
+        assert "IMAGEN_ASSETS['PROVIDERS']['wave']['OPTIONS']" in str(no.value)
+        assert not no.value.transient
+        assert resolver.lookups == []
+        assert server.requests == []
+
+    def test_refuses_a_redirect_to_an_untrusted_host_before_looking_it_up(self):
+        server = Server({"/a.png": redirect("http://evil.test/x.png")})
+        resolver = Resolver(cdn_qingbo_dev=[PUBLIC], evil_test=[PUBLIC])
+
+        with pytest.raises(DownloadError, match="untrusted host"):
+            fetch("https://cdn.qingbo.dev/a.png", server, resolver, hosts=self.WAVE)
+
+        assert [host for host, _ in resolver.lookups] == ["cdn.qingbo.dev"]
+        assert len(server.requests) == 1
+
+    def test_downloads_from_a_trusted_host(self):
+        server = Server({"/a.png": ok(b"fine")})
+
+        result = fetch(
+            "https://cdn.qingbo.dev/a.png",
+            server,
+            Resolver(cdn_qingbo_dev=[PUBLIC]),
+            hosts=self.WAVE,
+        )
+
+        assert result.content == b"fine"
+
+
 class RedirectTests:
     def test_follows_a_redirect_rechecking_and_pinning_the_new_host(self):
         routes = {"/a.png": redirect("https://files.example/b.png"), "/b.png": ok(b"moved")}
