@@ -273,6 +273,22 @@ class ResultHostsCheckTests:
         assert ids(messages) == ["imagen_assets.E036"]
         assert "IMAGEN_ASSETS['PROVIDERS']['wave']['OPTIONS']['RESULT_HOSTS']" in messages[0].msg
 
+    def test_the_example_site_reads_them_from_the_environment(self, settings):
+        config = imagen_assets_from_env(
+            {
+                "IMAGEN_WAVESPEED_RESULT_HOSTS": "files.example.com, .wavespeed.ai",
+                "IMAGEN_WAVE_RESULT_HOSTS": "https://cdn.qingbo.dev/",
+            }
+        )
+
+        assert config["PROVIDERS"]["wavespeed"]["OPTIONS"]["RESULT_HOSTS"] == [
+            "files.example.com",
+            ".wavespeed.ai",
+        ]
+        assert "RESULT_HOSTS" not in imagen_assets_from_env({})["PROVIDERS"]["wave"]["OPTIONS"]
+        settings.IMAGEN_ASSETS = config
+        assert "imagen_assets.E036" in ids(check_settings())
+
     def test_w007_any_host(self, settings):
         messages = run(settings, **with_options("wavespeed", RESULT_HOSTS=["*"]))
 
