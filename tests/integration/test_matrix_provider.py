@@ -178,7 +178,13 @@ class StuckTaskTests:
         assert sandbox.stats["wavespeed_polls"] == polls + 1  # failed without asking
         assert {i.status for i in GeneratedImage.objects.filter(task=task)} == {"failed"}
         settings.IMAGEN_ASSETS["RECONCILE_AFTER"] = 0
-        assert jobs.reconcile() == {"submit": 0, "poll": 0, "complete": 0, "webhook": 0}
+        assert jobs.reconcile() == {
+            "submit": 0,
+            "poll": 0,
+            "complete": 0,
+            "webhook": 0,
+            "sweep": 0,
+        }
 
 
 # -- Q13: RQ says failed, the provider says succeeded ----------------------------------------
