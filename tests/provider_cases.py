@@ -252,6 +252,15 @@ class ProviderContractCases:
         assert f"'{status}'" in str(error)
         assert error.unexpected is True
 
+    def test_an_unknown_status_echoing_the_api_key_is_redacted(self, mock_http):
+        """P6, P9: the unexpected answer is shown on the task, never the key in it."""
+        answer = json_response(200, self.status_answer(status=f"bad {self.api_key}"))
+
+        error = self.fetch_refused(mock_http, answer)
+
+        assert self.api_key not in str(error)
+        assert "[redacted]" in str(error)
+
     def test_refuses_an_answer_about_another_task(self, mock_http):
         url = self.status_url.format("task-other")
         http = mock_http(("GET", url, json_response(200, self.status_answer())))

@@ -130,7 +130,9 @@ class WaveProvider(Provider):
         if task.task_id != task_id:
             raise ProviderError(
                 self.display_name,
-                f"asked for task {task_id!r} but the answer is about {task.task_id!r}",
+                self.redact(
+                    f"asked for task {task_id!r} but the answer is about {task.task_id[:100]!r}"
+                ),
                 status_code=response.status_code,
                 unexpected=True,
             )
@@ -157,7 +159,7 @@ class WaveProvider(Provider):
         if not isinstance(raw_status, str) or raw_status not in STATUSES:
             raise ProviderError(
                 self.display_name,
-                f"task {task_id} has an unknown status {raw_status!r}",
+                self.redact(f"task {task_id[:100]} has an unknown status {repr(raw_status)[:100]}"),
                 status_code=status_code,
                 unexpected=True,
             )

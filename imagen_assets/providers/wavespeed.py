@@ -207,7 +207,10 @@ class WaveSpeedProvider(Provider):
         if task.task_id != task_id:
             raise ProviderError(
                 self.display_name,
-                f"asked for prediction {task_id!r} but the answer is about {task.task_id!r}",
+                self.redact(
+                    f"asked for prediction {task_id!r} but the answer is about "
+                    f"{task.task_id[:100]!r}"
+                ),
                 status_code=response.status_code,
                 unexpected=True,
             )
@@ -261,7 +264,9 @@ class WaveSpeedProvider(Provider):
         if not isinstance(raw_status, str) or raw_status not in STATUSES:
             raise ProviderError(
                 self.display_name,
-                f"prediction {task_id} has an unknown status {raw_status!r}",
+                self.redact(
+                    f"prediction {task_id[:100]} has an unknown status {repr(raw_status)[:100]}"
+                ),
                 status_code=status_code,
                 unexpected=True,
             )
