@@ -214,6 +214,13 @@ def imagen_assets_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         )
         if environ.get(name)
     }
+
+    def result_hosts(name: str) -> dict[str, Any]:
+        """``{"RESULT_HOSTS": [...]}`` from a comma list, or nothing (the app's defaults)."""
+        value = environ.get(name, "")
+        hosts = [host.strip() for host in value.split(",") if host.strip()]
+        return {"RESULT_HOSTS": hosts} if hosts else {}
+
     return {
         "DEFAULT_PROVIDER": environ.get("IMAGEN_DEFAULT_PROVIDER", "sandbox"),
         "PROVIDERS": {
@@ -226,6 +233,7 @@ def imagen_assets_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
                 "OPTIONS": {
                     "API_KEY": environ.get("IMAGEN_WAVE_API_KEY", ""),
                     "BASE_URL": environ.get("IMAGEN_WAVE_BASE_URL") or "https://www.qingbo.dev",
+                    **result_hosts("IMAGEN_WAVE_RESULT_HOSTS"),
                 },
             },
             "wavespeed": {
@@ -235,6 +243,7 @@ def imagen_assets_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
                     "BASE_URL": environ.get("IMAGEN_WAVESPEED_BASE_URL")
                     or "https://api.wavespeed.ai",
                     "WEBHOOK_SECRET": environ.get("IMAGEN_WAVESPEED_WEBHOOK_SECRET", ""),
+                    **result_hosts("IMAGEN_WAVESPEED_RESULT_HOSTS"),
                 },
             },
         },

@@ -10,8 +10,9 @@ from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext as _
 
-from imagen_assets import conf
+from imagen_assets import conf, hosts
 
 ID = "imagen_assets."
 
@@ -226,6 +227,7 @@ def _provider_values(alias: str, options: dict[str, Any]) -> list[checks.CheckMe
                     id=ID + "E032",
                 )
             )
+    errors.extend(_result_hosts(where, options.get("RESULT_HOSTS")))
     configured = options.get("WEBHOOK_SECRET")
     secrets = [configured] if isinstance(configured, str) else list(configured or [])
     for position, secret in enumerate(secrets):
@@ -248,6 +250,51 @@ def _provider_values(alias: str, options: dict[str, Any]) -> list[checks.CheckMe
                 )
             )
     return errors
+
+
+def _result_hosts(where: str, value: Any) -> list[checks.CheckMessage]:
+    """E036 (RESULT_HOSTS is not a list of host patterns) and W007 (it allows any host)."""
+    if value is None:
+        return []
+    setting = f"{where}['RESULT_HOSTS']"
+    hint = _(
+        "List host names ('cdn.example.com'), domains with their subdomains "
+        "('.example.com'), subdomains only ('*.example.com') or IP addresses; no scheme, "
+        "port or path."
+    )
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        return [
+            checks.Error(
+                _("%(setting)s must be a list of host patterns.") % {"setting": setting},
+                hint=hint,
+                id=ID + "E036",
+            )
+        ]
+    found: list[checks.CheckMessage] = []
+    for position, pattern in enumerate(value):
+        wrong = hosts.problem(pattern)
+        if wrong:
+            found.append(
+                checks.Error(
+                    _("%(setting)s[%(position)d] is not a host pattern: %(problem)s.")
+                    % {"setting": setting, "position": position, "problem": wrong},
+                    hint=hint,
+                    id=ID + "E036",
+                )
+            )
+    if hosts.ANY in value:
+        found.append(
+            checks.Warning(
+                _(
+                    "%(setting)s allows any host: result URLs (from the provider's answers "
+                    "and webhooks) may point anywhere public."
+                )
+                % {"setting": setting},
+                hint=_("List the hosts the provider serves its results from instead."),
+                id=ID + "W007",
+            )
+        )
+    return found
 
 
 #: RQ's job timeout when the queue names none.

@@ -1,10 +1,12 @@
 """The guarded download of a provider's output URL.
 
-A result URL comes from outside, so it is treated as hostile: http(s) only; the host is
-resolved once and every address must be public (no private, loopback, link-local, ...)
-unless the host is allow-listed; we then connect to the address we checked, so a second DNS
-answer cannot point us elsewhere; redirects are followed by hand and checked the same way;
-the body is capped in bytes and the whole download in time; environment proxies are ignored.
+A result URL comes from outside, so it is treated as hostile: http(s) only; the host must
+be one the provider serves its results from (:mod:`imagen_assets.hosts`, checked before
+any DNS lookup); it is resolved once and every address must be public (no private,
+loopback, link-local, ...) unless the host is allow-listed; we then connect to the address
+we checked, so a second DNS answer cannot point us elsewhere; redirects are followed by
+hand and checked the same way; the body is capped in bytes and the whole download in time;
+environment proxies are ignored.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import httpx
 from django.utils.translation import gettext as _
 
 from imagen_assets import __version__
+from imagen_assets.hosts import ResultHosts
 from imagen_assets.providers.http import DeadlineTransport, parse_retry_after
 from imagen_assets.providers.http import deadline as total_deadline
 
@@ -93,7 +96,9 @@ def _host_allowed(host: str, allow_hosts: Iterable[str]) -> bool:
     return any(host == allowed.lower().rstrip(".") for allowed in allow_hosts)
 
 
-def _checked_address(url: str, allow_hosts: Iterable[str], resolver: Resolver) -> tuple[str, str]:
+def _checked_address(
+    url: str, hosts: ResultHosts, allow_hosts: Iterable[str], resolver: Resolver
+) -> tuple[str, str]:
     """(host, address to connect to) for ``url``, or :class:`DownloadError`."""
     try:
         parts = urlsplit(url)
@@ -107,6 +112,15 @@ def _checked_address(url: str, allow_hosts: Iterable[str], resolver: Resolver) -
         raise DownloadError("refused a URL without a host")
     if parts.username or parts.password:
         raise DownloadError("refused a URL with credentials in it")
+    if not hosts.allows(host):
+        # Before any lookup or connection (row D1): the name alone decides.
+        raise DownloadError(
+            _(
+                "refused %(host)s (untrusted host): the provider's results are not served "
+                "from there; add it to %(setting)s if they really are"
+            )
+            % {"host": host, "setting": hosts.setting}
+        )
     try:
         addresses = resolver(host, port)
     except gaierror as exc:
@@ -135,11 +149,16 @@ def download(
     *,
     max_bytes: int,
     timeout: float,
+    hosts: ResultHosts,
     allow_hosts: Iterable[str] = (),
     resolver: Resolver = resolve,
     transport: httpx.BaseTransport | None = None,
 ) -> Downloaded:
-    """Fetch ``url`` under the rules above; raise :class:`DownloadError` on any breach."""
+    """Fetch ``url`` under the rules above; raise :class:`DownloadError` on any breach.
+
+    ``hosts``: where the provider serves its results; any other host, on the first request
+    or a redirect, is refused before it is looked up.
+    """
     allow_hosts = list(allow_hosts)
     deadline = time.monotonic() + timeout
     # The deadline transport gives every connect and read at most the time left, so a host
@@ -154,7 +173,7 @@ def download(
         ) as client,
     ):
         for _hop in range(MAX_REDIRECTS + 1):
-            host, address = _checked_address(url, allow_hosts, resolver)
+            host, address = _checked_address(url, hosts, allow_hosts, resolver)
             parts = urlsplit(url)
             ip_host = f"[{address}]" if ":" in address else address
             netloc = ip_host + (f":{parts.port}" if parts.port else "")

@@ -54,7 +54,17 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class ImageRejected(Exception):
-    """The bytes are not an acceptable image; the message is fit for the admin."""
+    """The bytes are not an acceptable image; the message is fit for the admin.
+
+    ``damaged``: the file is a JPEG, PNG or WebP whose data is cut short or corrupt (found
+    by a full decode), as a partial transfer from a CDN would be; downloading it again may
+    give the whole file (row I4). Other refusals (not an image, too large, animated) never
+    change on a second download.
+    """
+
+    def __init__(self, message: str, *, damaged: bool = False) -> None:
+        super().__init__(message)
+        self.damaged = damaged
 
 
 @dataclass(frozen=True)
@@ -220,7 +230,9 @@ def check_image(
     except UnidentifiedImageError:
         raise ImageRejected(_("not a JPEG, PNG or WebP image")) from None
     except (OSError, SyntaxError, ValueError, struct.error) as exc:
-        raise ImageRejected(_("image data is damaged (%(error)s)") % {"error": exc}) from None
+        raise ImageRejected(
+            _("image data is damaged (%(error)s)") % {"error": exc}, damaged=True
+        ) from None
 
 
 def _clean(

@@ -22,7 +22,8 @@ from django.core.exceptions import SuspiciousFileOperation
 from django.utils.translation import gettext as _
 
 from imagen_assets import conf, orphans
-from imagen_assets.downloads import DownloadError, download
+from imagen_assets.downloads import Downloaded, DownloadError, download
+from imagen_assets.hosts import ResultHosts
 from imagen_assets.imaging import CheckedImage, ImageRejected, Provenance, check_image
 from imagen_assets.lifecycle import FileFields
 from imagen_assets.models import GeneratedImage, StoredFile
@@ -32,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 #: Downloads tried within one run before the image is left for the next run (row D10).
 DOWNLOAD_ATTEMPTS = 4
+#: Downloads of a file that arrived damaged (cut short or corrupt), the first included,
+#: before the image is failed (row I4): a CDN may have served a partial file once.
+DAMAGED_DOWNLOADS = 2
 #: Waits between them: full jitter up to 1, 2, 4 s, or the host's Retry-After.
 sleep = time.sleep
 
@@ -50,26 +54,26 @@ class NotStored:
 
 
 def ingest(
-    image: GeneratedImage, url: str, provenance: Provenance | None = None
+    image: GeneratedImage, url: str, hosts: ResultHosts, provenance: Provenance | None = None
 ) -> FileFields | NotStored:
     """Download the output at ``url`` for ``image``, check it and store it with its
     thumbnail. ``image.campaign`` must be loaded (the file names use its slug); ``provenance``
     is written into the clean file. Runs in a
     thread with database access (storing records the file names); :func:`fetch` alone
-    does not need it."""
-    checked = fetch(image, url, provenance)
+    does not need it. ``hosts``: where the task's provider serves its results."""
+    checked = fetch(image, url, hosts, provenance)
     if isinstance(checked, NotStored):
         return checked
     return keep(image, checked)
 
 
 def fetch(
-    image: GeneratedImage, url: str, provenance: Provenance | None = None
+    image: GeneratedImage, url: str, hosts: ResultHosts, provenance: Provenance | None = None
 ) -> CheckedImage | NotStored:
     """Download and check the output at ``url`` for ``image``; no database access, so
     safe in worker threads."""
     try:
-        return fetch_and_check(url, provenance)
+        return fetch_and_check(url, hosts, provenance)
     except DownloadError as exc:
         return NotStored(
             f"Could not store the image: {exc}",
@@ -142,26 +146,57 @@ def _refused(image: GeneratedImage, exc: SuspiciousFileOperation) -> NotStored:
     )
 
 
-def fetch_and_check(url: str, provenance: Provenance | None = None) -> CheckedImage:
+def fetch_and_check(
+    url: str, hosts: ResultHosts, provenance: Provenance | None = None
+) -> CheckedImage:
     """Download one output and validate it.
 
+    ``hosts``: where the task's provider serves its results (any other host is refused
+    before it is looked up, row D1).
     A transient failure (timeout, reset, temporary DNS failure, HTTP 429 or 5xx) is tried
     again, up to :data:`DOWNLOAD_ATTEMPTS` times, with full-jitter backoff or after the
     host's ``Retry-After``, as long as the wait ends within ``DOWNLOAD_TIMEOUT`` of the
     first try; otherwise the last error is raised (still transient, with the host's
     ``retry_after``) and the caller tries again in a later run, until the task's deadline.
+    A file that arrives damaged (cut short or corrupt: ``ImageRejected.damaged``) is
+    downloaded once more (:data:`DAMAGED_DOWNLOADS`), then refused with the reason (I4).
     """
+    for download_number in range(1, DAMAGED_DOWNLOADS + 1):
+        downloaded = _download(url, hosts)
+        try:
+            return check_image(
+                downloaded.content,
+                max_pixels=conf.get("MAX_IMAGE_PIXELS"),
+                thumbnail_size=conf.get("THUMBNAIL_SIZE"),
+                provenance=provenance,
+            )
+        except ImageRejected as exc:
+            if not exc.damaged:
+                raise
+            if download_number == DAMAGED_DOWNLOADS:
+                raise ImageRejected(
+                    _("%(reason)s, in each of %(count)d downloads")
+                    % {"reason": exc, "count": DAMAGED_DOWNLOADS},
+                    damaged=True,
+                ) from None
+            logger.info("Downloaded a damaged image (%s); downloading it once more", exc)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _download(url: str, hosts: ResultHosts) -> Downloaded:
+    """:func:`download` with the retries of transient failures described above."""
     timeout = conf.get("DOWNLOAD_TIMEOUT")
     deadline = time.monotonic() + timeout
-    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+    attempt = 1
+    while True:
         try:
-            downloaded = download(
+            return download(
                 url,
                 max_bytes=conf.get("DOWNLOAD_MAX_BYTES"),
                 timeout=timeout,
+                hosts=hosts,
                 allow_hosts=conf.get("DOWNLOAD_ALLOW_HOSTS"),
             )
-            break
         except DownloadError as exc:
             if not exc.transient or attempt == DOWNLOAD_ATTEMPTS:
                 raise
@@ -172,12 +207,7 @@ def fetch_and_check(url: str, provenance: Provenance | None = None) -> CheckedIm
                 raise
             logger.info("Download failed (%s); trying again in %.1f s", exc, wait)
             sleep(wait)
-    return check_image(
-        downloaded.content,
-        max_pixels=conf.get("MAX_IMAGE_PIXELS"),
-        thumbnail_size=conf.get("THUMBNAIL_SIZE"),
-        provenance=provenance,
-    )
+            attempt += 1
 
 
 def file_names(image: GeneratedImage, checked: CheckedImage) -> list[str]:

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from imagen_assets import breaker, conf, ingest, lifecycle, orphans, queueing
+from imagen_assets.hosts import ResultHosts
 from imagen_assets.imaging import Provenance
 from imagen_assets.ingest import NotStored
 from imagen_assets.models import GenerationTask, WebhookEvent
@@ -48,6 +49,10 @@ ORPHAN_GRACE_SECONDS = 60
 # for the clocks of different hosts. Less, and a read released early is refused as "not
 # due" and nothing reads the task again until the reconciler does.
 POLL_SLACK_SECONDS = 1.5
+# Status reads in a row whose answer cannot be read (not JSON, a missing field, an unknown
+# status) before the task fails (docs/reliability.md P6): a provider mid-deploy or a proxy's
+# error page may answer oddly once or twice.
+UNEXPECTED_READS = 3
 
 
 def _skipped(why: Why) -> Outcome:
@@ -324,6 +329,8 @@ def poll(task_id: int, reschedule: bool = True) -> Outcome:
         if exc.key_refused:
             lifecycle.fail_task(task_id, str(exc), "api_key")
             return _failed(Why.KEY_REFUSED)
+        if exc.unexpected:
+            return _unexpected_answer(task, exc, reschedule)
         if not exc.retryable:
             lifecycle.fail_task(task_id, str(exc), exc.error_code)
             return _failed()
@@ -337,6 +344,32 @@ def poll(task_id: int, reschedule: bool = True) -> Outcome:
     if not task.is_terminal and reschedule:
         _schedule_poll(task_id, poll_delay(task.polls))
     return Outcome(Did.READ, detail=task.status)
+
+
+def _unexpected_answer(task: GenerationTask, exc: ProviderError, reschedule: bool) -> Outcome:
+    """A status read got an answer that cannot be read (P6): read again later, as for a
+    transient failure, until :data:`UNEXPECTED_READS` in a row; then the task fails saying
+    what was unexpected (the provider's words are redacted of the API key already)."""
+    reads = lifecycle.note_unexpected_read(
+        task.pk,
+        lambda count: (
+            _("%(error)s (unexpected answer %(count)d of %(limit)d in a row)")
+            % {"error": exc, "count": count, "limit": UNEXPECTED_READS}
+        ),
+    )
+    if not reads:
+        return _skipped(Why.TERMINAL)
+    if reads >= UNEXPECTED_READS:
+        lifecycle.fail_task(
+            task.pk,
+            _("Unexpected provider response: %(error)s (%(count)d reads in a row).")
+            % {"error": exc, "count": reads},
+            "unexpected_response",
+        )
+        return _failed(Why.UNEXPECTED_ANSWER)
+    if reschedule:
+        _schedule_poll(task.pk, poll_delay(task.polls + 1))
+    return Outcome(Did.READ_FAILED, Why.UNEXPECTED_ANSWER, detail=str(exc))
 
 
 def _deadline_passed(task: GenerationTask) -> bool:
@@ -386,12 +419,13 @@ def complete(task_id: int) -> Outcome:
     for image in todo:
         image.campaign = task.campaign  # upload_to reads the slug; no query per thread
     provenance = _provenance(task)
+    hosts = _result_hosts(task)
     # Downloads and checks in parallel threads (no database there; decoding is bounded by
     # imaging.DECODING's pixel budget); each file is then stored here, its name recorded
     # before it is written (imagen_assets.orphans).
     with ThreadPoolExecutor(max_workers=max(1, min(4, len(todo)))) as pool:
         checked = list(
-            pool.map(lambda img: ingest.fetch(img, outputs[img.index].url, provenance), todo)
+            pool.map(lambda img: ingest.fetch(img, outputs[img.index].url, hosts, provenance), todo)
         )
     results = ingest.keep_all(list(zip(todo, checked, strict=True)))
     del checked  # the bytes: only the stored names are needed from here
@@ -447,6 +481,18 @@ def complete(task_id: int) -> Outcome:
         left = conf.get("TASK_TIMEOUT") - elapsed
         queueing.enqueue(complete, task_id, delay=max(5.0, min(delay, left + 1)))
     return Outcome(Did.STORED, stored=stored, withheld=len(missing), retrying=retrying)
+
+
+def _result_hosts(task: GenerationTask) -> ResultHosts:
+    """Where the task's provider serves its results (row D1). A provider no longer in the
+    settings trusts no host: its images fail naming the setting to fix."""
+    try:
+        with get_provider(task.provider) as provider:
+            return provider.result_hosts()
+    except ImproperlyConfigured:
+        return ResultHosts.of(
+            (), f"IMAGEN_ASSETS['PROVIDERS'][{task.provider!r}]['OPTIONS']['RESULT_HOSTS']"
+        )
 
 
 def _provenance(task: GenerationTask) -> Provenance:

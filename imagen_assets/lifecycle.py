@@ -36,7 +36,7 @@ provider to answer again (no attempt counted). A running task carries its read s
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -173,8 +173,11 @@ def apply_state(task_id: int, state: ProviderTask, *, counted_poll: bool) -> Gen
         if counted_poll:
             task.polls += 1
         current = task.status_enum
+        if not current.terminal and unexpected_reads(task.error_code):
+            # A sane answer ends a run of unexpected ones (P6 counts them in a row).
+            task.error_code = task.error_message = ""
         if current.terminal or state.status.rank < current.rank:
-            task.save(update_fields=["polls", "updated_at"])
+            task.save(update_fields=["polls", "error_code", "error_message", "updated_at"])
             return task
         if state.progress is not None:
             task.progress = max(task.progress, min(100, max(0, state.progress)))
@@ -237,6 +240,33 @@ def _images_follow(task_id: int, status: TaskStatus, message: str, now: datetime
 
 
 # -- reads -----------------------------------------------------------------------------------
+
+
+#: ``error_code`` of an open task whose last reads got answers that could not be read,
+#: ``unexpected:<reads in a row>`` (row P6); cleared by the next sane answer.
+UNEXPECTED_PREFIX = "unexpected:"
+
+
+def unexpected_reads(error_code: str) -> int:
+    """How many status reads in a row got an unexpected answer, from the task's code."""
+    count = error_code.removeprefix(UNEXPECTED_PREFIX)
+    return int(count) if error_code.startswith(UNEXPECTED_PREFIX) and count.isdigit() else 0
+
+
+def note_unexpected_read(task_id: int, message: Callable[[int], str]) -> int:
+    """One more status read whose answer could not be read (row P6): counted, and kept on
+    the open task with ``message(reads in a row)``. Returns how many in a row now; 0 when
+    the task has ended meanwhile."""
+    with transaction.atomic():
+        task = GenerationTask.objects.select_for_update().filter(pk=task_id).first()
+        if task is None or task.status_enum.terminal:
+            return 0
+        count = unexpected_reads(task.error_code) + 1
+        task.polls += 1
+        task.error_code = f"{UNEXPECTED_PREFIX}{count}"
+        task.error_message = message(count)
+        task.save(update_fields=["polls", "error_code", "error_message", "updated_at"])
+    return count
 
 
 def count_read(task_id: int) -> None:

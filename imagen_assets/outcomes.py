@@ -45,6 +45,7 @@ class Why(StrEnum):
     TIMEOUT = "timeout"
     PROVIDER_DOWN = "provider not answering"
     KEY_REFUSED = "API key refused"
+    UNEXPECTED_ANSWER = "unexpected provider response"
 
 
 @dataclass(frozen=True)

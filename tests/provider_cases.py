@@ -243,13 +243,23 @@ class ProviderContractCases:
         assert http.last.url.raw_path == urlsplit(url).path.encode()
 
     @pytest.mark.parametrize("status", ["paused", "warming-up"])
-    def test_names_an_unknown_status_and_does_not_retry(self, mock_http, status):
+    def test_names_an_unknown_status_as_an_unexpected_answer(self, mock_http, status):
+        """P6: the poll job reads again a few times, then fails the task (jobs.poll)."""
         answer = json_response(200, self.status_answer(status=status))
 
         error = self.fetch_refused(mock_http, answer)
 
         assert f"'{status}'" in str(error)
-        assert error.retryable is False
+        assert error.unexpected is True
+
+    def test_an_unknown_status_echoing_the_api_key_is_redacted(self, mock_http):
+        """P6, P9: the unexpected answer is shown on the task, never the key in it."""
+        answer = json_response(200, self.status_answer(status=f"bad {self.api_key}"))
+
+        error = self.fetch_refused(mock_http, answer)
+
+        assert self.api_key not in str(error)
+        assert "[redacted]" in str(error)
 
     def test_refuses_an_answer_about_another_task(self, mock_http):
         url = self.status_url.format("task-other")
@@ -262,6 +272,7 @@ class ProviderContractCases:
         error = self.fetch_refused(mock_http, json_response(200, [1, 2]))
 
         assert "not an object" in str(error)
+        assert error.unexpected is True
 
     # -- errors ------------------------------------------------------------------------------
 

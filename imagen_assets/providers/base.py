@@ -27,10 +27,12 @@ from dataclasses import replace
 from decimal import Decimal
 from enum import Enum
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import httpx
 from django.core.exceptions import ImproperlyConfigured
 
+from imagen_assets.hosts import ResultHosts
 from imagen_assets.imagen_sizes import ASPECT_RATIOS, SIZES_1K
 from imagen_assets.providers.errors import WebhookError
 from imagen_assets.providers.http import HTTPBackend
@@ -63,12 +65,15 @@ class Provider(HTTPBackend):
 
     #: Every OPTIONS key this backend understands.
     option_names: ClassVar[frozenset[str]] = frozenset(
-        {"API_KEY", "BASE_URL", "DEADLINE", "MODEL", "PRICE_PER_IMAGE", "TIMEOUT"}
+        {"API_KEY", "BASE_URL", "DEADLINE", "MODEL", "PRICE_PER_IMAGE", "RESULT_HOSTS", "TIMEOUT"}
     )
     #: OPTIONS that must be non-empty for the provider to be usable.
     required_options: ClassVar[frozenset[str]] = frozenset({"API_KEY"})
     #: OPTIONS values used when settings leave them out.
     default_options: ClassVar[Mapping[str, Any]] = {}
+    #: Where the vendor serves its result files (:mod:`imagen_assets.hosts` patterns), used
+    #: when ``OPTIONS["RESULT_HOSTS"]`` is not set; the API's own host is always added.
+    result_hosts_default: ClassVar[tuple[str, ...]] = ()
     #: The aspect ratios the API takes.
     aspect_ratios: ClassVar[tuple[str, ...]] = ASPECT_RATIOS
     #: The most images one provider task may produce; larger requests are split.
@@ -150,6 +155,20 @@ class Provider(HTTPBackend):
     @property
     def price_per_image(self) -> Decimal:
         return Decimal(str(self.options.get("PRICE_PER_IMAGE", "0")))
+
+    def result_hosts(self) -> ResultHosts:
+        """The hosts this provider's result URLs may point at (row D1): ``RESULT_HOSTS``
+        (or :attr:`result_hosts_default`), plus the host of ``BASE_URL``, which is trusted
+        with the API key already (and is where the sandbox serves its images)."""
+        configured = self.options.get("RESULT_HOSTS")
+        if isinstance(configured, str):  # one host given bare (check E036 says so)
+            configured = [configured]
+        patterns = list(self.result_hosts_default if configured is None else configured)
+        api_host = urlsplit(self.base_url).hostname
+        if api_host:
+            patterns.append(api_host)
+        setting = f"IMAGEN_ASSETS['PROVIDERS'][{self.alias!r}]['OPTIONS']['RESULT_HOSTS']"
+        return ResultHosts.of((str(pattern) for pattern in patterns), setting)
 
     def output_size(self, aspect_ratio: str) -> tuple[int, int]:
         """Pixel size this provider returns for ``aspect_ratio``."""

@@ -9,7 +9,10 @@ class ProviderError(Exception):
     ``retryable`` marks refusals worth trying again later (429, 5xx, the network);
     ``ambiguous`` marks a call that may have been acted on although no answer came back
     (a read timeout after sending): a submit may then only be repeated when the provider
-    takes an idempotency key. ``alias`` is the provider's key in ``IMAGEN_ASSETS["PROVIDERS"]``,
+    takes an idempotency key. ``unexpected`` marks a 2xx answer that could not be read
+    (not JSON, not an object, a missing field, an unknown status, an answer about another
+    task): on a status read it is transient for a few reads in a row, then the task fails
+    (docs/reliability.md P6). ``alias`` is the provider's key in ``IMAGEN_ASSETS["PROVIDERS"]``,
     so a refused API key can say which setting to check (never the key itself).
     """
 
@@ -23,9 +26,11 @@ class ProviderError(Exception):
         retryable: bool = False,
         retry_after: float | None = None,
         ambiguous: bool = False,
+        unexpected: bool = False,
         alias: str = "",
     ) -> None:
         self.provider = provider
+        self.unexpected = unexpected
         self.alias = alias
         self.ambiguous = ambiguous
         self.message = message

@@ -294,6 +294,7 @@ class HTTPBackend:
                 self.display_name,
                 f"unexpected HTTP status (expected {', '.join(map(str, sorted(accepted)))})",
                 status_code=response.status_code,
+                unexpected=True,
             )
 
     def json(self, response: httpx.Response) -> Any:
@@ -306,4 +307,5 @@ class HTTPBackend:
                 "answered with a body that is not JSON",
                 status_code=response.status_code,
                 retryable=True,
+                unexpected=True,
             ) from None

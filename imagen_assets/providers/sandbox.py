@@ -23,5 +23,7 @@ class SandboxProvider(WaveSpeedProvider):
         "API_KEY": "sandbox",
         "PRICE_PER_IMAGE": "0",
     }
+    # Its images are served from its own host (BASE_URL's, always allowed).
+    result_hosts_default: ClassVar[tuple[str, ...]] = ()
     required_options = frozenset()
     local_only = True

@@ -65,6 +65,9 @@ class WaveProvider(Provider):
         "PRICE_PER_IMAGE": "0.0425",
     }
     webhook_auth = WebhookAuth.URL_TOKEN
+    # UNCONFIRMED (docs/providers.md §1): the docs' example result is on cdn.qingbo.dev; the
+    # API is on www.qingbo.dev or api.qingbo.ai. The vendor's two domains, subdomains too.
+    result_hosts_default: ClassVar[tuple[str, ...]] = (".qingbo.dev", ".qingbo.ai")
     idempotent_submit = True  # Idempotency-Key: same key within 24 h = same task, billed once
     # imagen-4.0 has no negative prompt, and Wave rejects unknown root parameters.
     supports_negative_prompt = False
@@ -127,8 +130,11 @@ class WaveProvider(Provider):
         if task.task_id != task_id:
             raise ProviderError(
                 self.display_name,
-                f"asked for task {task_id!r} but the answer is about {task.task_id!r}",
+                self.redact(
+                    f"asked for task {task_id!r} but the answer is about {task.task_id[:100]!r}"
+                ),
                 status_code=response.status_code,
+                unexpected=True,
             )
         return task
 
@@ -139,16 +145,23 @@ class WaveProvider(Provider):
                 self.display_name,
                 "answered with JSON that is not an object",
                 status_code=status_code,
+                unexpected=True,
             )
         task_id = data.get("task_id", task_id)
         if not isinstance(task_id, str) or not task_id:
-            raise ProviderError(self.display_name, "answer has no task_id", status_code=status_code)
+            raise ProviderError(
+                self.display_name,
+                "answer has no task_id",
+                status_code=status_code,
+                unexpected=True,
+            )
         raw_status = data.get("status")
         if not isinstance(raw_status, str) or raw_status not in STATUSES:
             raise ProviderError(
                 self.display_name,
-                f"task {task_id} has an unknown status {raw_status!r}",
+                self.redact(f"task {task_id[:100]} has an unknown status {repr(raw_status)[:100]}"),
                 status_code=status_code,
+                unexpected=True,
             )
         status = STATUSES[raw_status]
         error_code = error_message = ""

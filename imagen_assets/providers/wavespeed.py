@@ -87,6 +87,13 @@ class WaveSpeedProvider(Provider):
         "PRICE_PER_IMAGE": "0.04",
     }
     webhook_auth = WebhookAuth.SIGNATURE
+    # UNCONFIRMED (docs/providers.md §2.10): the docs' example outputs are on the CloudFront
+    # distribution below, other pages show cdn.wavespeed.ai; the vendor's domain is trusted
+    # with its subdomains. Not *.cloudfront.net: anyone can serve files from there.
+    result_hosts_default: ClassVar[tuple[str, ...]] = (
+        "d2p7pge43lyniu.cloudfront.net",
+        ".wavespeed.ai",
+    )
     api_path = "/api/v3"
 
     def __init__(
@@ -200,8 +207,12 @@ class WaveSpeedProvider(Provider):
         if task.task_id != task_id:
             raise ProviderError(
                 self.display_name,
-                f"asked for prediction {task_id!r} but the answer is about {task.task_id!r}",
+                self.redact(
+                    f"asked for prediction {task_id!r} but the answer is about "
+                    f"{task.task_id[:100]!r}"
+                ),
                 status_code=response.status_code,
+                unexpected=True,
             )
         return task
 
@@ -213,6 +224,7 @@ class WaveSpeedProvider(Provider):
                 self.display_name,
                 "answered with JSON that is not an object",
                 status_code=response.status_code,
+                unexpected=True,
             )
         code = payload.get("code")
         if code is not None and str(code) != "200":
@@ -234,6 +246,7 @@ class WaveSpeedProvider(Provider):
                 self.display_name,
                 "answer has no 'data' object",
                 status_code=response.status_code,
+                unexpected=True,
             )
         return data
 
@@ -242,14 +255,20 @@ class WaveSpeedProvider(Provider):
         task_id = data.get("id")
         if not isinstance(task_id, str) or not task_id:
             raise ProviderError(
-                self.display_name, "prediction has no 'id' string", status_code=status_code
+                self.display_name,
+                "prediction has no 'id' string",
+                status_code=status_code,
+                unexpected=True,
             )
         raw_status = data.get("status")
         if not isinstance(raw_status, str) or raw_status not in STATUSES:
             raise ProviderError(
                 self.display_name,
-                f"prediction {task_id} has an unknown status {raw_status!r}",
+                self.redact(
+                    f"prediction {task_id[:100]} has an unknown status {repr(raw_status)[:100]}"
+                ),
                 status_code=status_code,
+                unexpected=True,
             )
         status = STATUSES[raw_status]
         error_code = error_message = ""
@@ -272,6 +291,7 @@ class WaveSpeedProvider(Provider):
                 self.display_name,
                 f"prediction {task_id} has malformed 'outputs' (not a list of URLs)",
                 status_code=status_code,
+                unexpected=True,
             ) from None
         return ProviderTask(
             task_id=task_id,

@@ -1,4 +1,4 @@
-"""The guarded download against real loopback servers (docs/reliability.md D3-D8, I3, I7).
+"""The guarded download against real loopback servers (docs/reliability.md D1, D3-D9, I3, I4).
 
 The unit tests (tests/unit/test_downloads.py) drive :func:`imagen_assets.downloads.download`
 through ``httpx.MockTransport``; here the same function talks real HTTP to servers on
@@ -9,7 +9,9 @@ client used while a server streamed 100 MB.
 
 from __future__ import annotations
 
+import copy
 import io
+import json
 import socket
 import threading
 import tracemalloc
@@ -25,8 +27,10 @@ from PIL import Image
 
 from imagen_assets import downloads
 from imagen_assets.downloads import DownloadError, download
+from imagen_assets.hosts import ResultHosts
 from imagen_assets.imaging import ImageRejected
 from imagen_assets.ingest import fetch_and_check
+from imagen_assets.outcomes import Did
 
 pytestmark = [pytest.mark.integration]
 
@@ -174,8 +178,12 @@ def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
+#: Result hosts letting every host through, for the tests of the other rules (D1 has its own).
+ANY_HOST = ResultHosts.of(["*"], "RESULT_HOSTS")
+
+
 def fetch(url: str, **kwargs: Any) -> downloads.Downloaded:
-    options: dict[str, Any] = {"max_bytes": MiB, "timeout": 20.0}
+    options: dict[str, Any] = {"max_bytes": MiB, "timeout": 20.0, "hosts": ANY_HOST}
     options.update(kwargs)
     return download(url, **options)
 
@@ -518,7 +526,7 @@ class LyingContentTypeTests:
         server.serve(f"/{kind}.png", HOSTILE_BODIES[kind])
 
         with pytest.raises(ImageRejected, match="not a JPEG, PNG or WebP image"):
-            fetch_and_check(server.url(f"/{kind}.png"))
+            fetch_and_check(server.url(f"/{kind}.png"), ANY_HOST)
         assert len(server.requests) == 1
 
 
@@ -550,7 +558,7 @@ class ExpiredURLTests:
         from imagen_assets.models import Campaign, GeneratedImage
         from tests.factories import running_wavespeed_task
 
-        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "DOWNLOAD_ALLOW_HOSTS": ["127.0.0.1"]}
+        trust_the_loopback_host(settings)
         server.paths["/expired.png"] = Served(
             status,
             {"Content-Type": "application/xml", "Content-Length": str(len(S3_EXPIRED))},
@@ -571,4 +579,173 @@ class ExpiredURLTests:
         assert f"answered HTTP {status}: the result URL expired" in image.error_message
         assert not image.file
         assert [path for path, _ in server.requests] == ["/expired.png"]
+        assert enqueued == []
+
+
+def trust_the_loopback_host(settings: Any, **providers_options: Any) -> None:
+    """The test settings with 127.0.0.1 trusted: a private address we download from, and a
+    host the WaveSpeed provider serves its results from."""
+    config = copy.deepcopy(settings.IMAGEN_ASSETS)
+    config["DOWNLOAD_ALLOW_HOSTS"] = ["127.0.0.1"]
+    options = config["PROVIDERS"]["wavespeed"]["OPTIONS"]
+    options["RESULT_HOSTS"] = ["127.0.0.1"]
+    options.update(providers_options)
+    settings.IMAGEN_ASSETS = config
+
+
+# -- D1: a result URL on a host the provider does not serve from -----------------------------
+
+
+class UntrustedHostTests:
+    """D1. A loopback fake WaveSpeed (its API host, 127.0.0.1, is trusted) answers a status
+    read with a completed prediction whose output is on ``evil.test``: the poll finishes the
+    task and ``complete`` refuses the image on the host's name, before the system resolver
+    is asked about it (the ``lookups`` fixture counts every name it is asked) or anything
+    connects to it; the same on a redirect hop from the trusted host."""
+
+    def poll_a_completed_prediction(
+        self, server: LoopbackServer, settings: Any, output_url: str, task_id: str
+    ) -> Any:
+        from imagen_assets import jobs
+        from imagen_assets.models import Campaign
+        from tests.factories import running_wavespeed_task
+
+        # The provider's API is this server; RESULT_HOSTS is left at WaveSpeed's defaults.
+        config = copy.deepcopy(settings.IMAGEN_ASSETS)
+        config["DOWNLOAD_ALLOW_HOSTS"] = ["127.0.0.1"]
+        options = config["PROVIDERS"]["wavespeed"]["OPTIONS"]
+        options.update(BASE_URL=server.url(""), API_KEY="d1-key")
+        options.pop("RESULT_HOSTS", None)
+        settings.IMAGEN_ASSETS = config
+        answer = json.dumps(
+            {
+                "code": 200,
+                "message": "success",
+                "data": {"id": task_id, "status": "completed", "outputs": [output_url]},
+            }
+        ).encode()
+        server.serve(
+            f"/api/v3/predictions/{task_id}/result", answer, **{"Content-Type": "application/json"}
+        )
+        campaign = Campaign.objects.create(name="Untrusted", slug=f"untrusted-{task_id}")
+        task = running_wavespeed_task(campaign, task_id)
+        outcome = jobs.poll(task.pk, reschedule=False)
+        return task.images.get(), outcome
+
+    def test_a_result_on_another_host_fails_the_image_before_any_lookup(
+        self,
+        server: LoopbackServer,
+        settings: Any,
+        db: None,
+        enqueued: list[Any],
+        lookups: list[str],
+    ) -> None:
+        image, outcome = self.poll_a_completed_prediction(
+            server, settings, "http://evil.test/x.png", "d1-direct"
+        )
+
+        image.refresh_from_db()
+        assert (outcome.did, outcome.stored) == (Did.STORED, 0), outcome  # poll -> complete
+        assert image.status == image.Status.FAILED
+        assert "refused evil.test (untrusted host)" in image.error_message
+        assert "IMAGEN_ASSETS['PROVIDERS']['wavespeed']['OPTIONS']['RESULT_HOSTS']" in (
+            image.error_message
+        )
+        assert "evil.test" not in lookups
+        assert [path for path, _ in server.requests] == ["/api/v3/predictions/d1-direct/result"]
+        assert enqueued == []  # refused, not left to try again
+
+    def test_a_redirect_to_another_host_is_refused_before_any_lookup(
+        self,
+        server: LoopbackServer,
+        settings: Any,
+        db: None,
+        enqueued: list[Any],
+        lookups: list[str],
+    ) -> None:
+        server.redirect("/out.png", "http://evil.test/x.png")
+
+        image, _outcome = self.poll_a_completed_prediction(
+            server, settings, server.url("/out.png"), "d1-redirect"
+        )
+
+        image.refresh_from_db()
+        assert image.status == image.Status.FAILED
+        assert "refused evil.test (untrusted host)" in image.error_message
+        assert "evil.test" not in lookups
+        assert [path for path, _ in server.requests][-1] == "/out.png"
+
+
+# -- I4: a file cut short --------------------------------------------------------------------
+
+
+def jpeg_bytes(size: tuple[int, int] = (256, 256)) -> bytes:
+    """A noisy JPEG: cutting it short really damages it."""
+    buffer = io.BytesIO()
+    Image.effect_noise(size, 64).convert("RGB").save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+class DamagedFileTests:
+    """I4. A result host serves a JPEG cut in half (as a CDN with a partial object might);
+    the full decode finds it damaged, the file is downloaded once more: stored when the
+    second copy is whole, FAILED with the reason after exactly two GETs when it is not."""
+
+    def complete_with(
+        self, server: LoopbackServer, settings: Any, bodies: list[bytes], task_id: str
+    ) -> Any:
+        from imagen_assets import jobs
+        from imagen_assets.models import Campaign
+        from tests.factories import running_wavespeed_task
+
+        trust_the_loopback_host(settings)
+        served = iter(bodies)
+        server.paths["/out.jpg"] = Served(
+            200, {"Content-Type": "image/jpeg"}, lambda: iter([next(served)])
+        )
+        campaign = Campaign.objects.create(name="Damaged", slug=f"damaged-{task_id}")
+        task = running_wavespeed_task(
+            campaign,
+            task_id,
+            status="succeeded",
+            outputs=[{"url": server.url("/out.jpg"), "nsfw": False}],
+        )
+        outcome = jobs.complete(task.pk)
+        return task.images.get(), outcome
+
+    def test_a_truncated_file_then_the_whole_one_is_stored(
+        self,
+        server: LoopbackServer,
+        settings: Any,
+        db: None,
+        enqueued: list[Any],
+        tmp_path: Any,
+    ) -> None:
+        settings.MEDIA_ROOT = str(tmp_path)
+        whole = jpeg_bytes()
+
+        image, outcome = self.complete_with(
+            server, settings, [whole[: len(whole) // 2], whole], "i4-once"
+        )
+
+        image.refresh_from_db()
+        assert outcome.stored == 1, image.error_message
+        assert image.status == image.Status.SUCCEEDED
+        assert [path for path, _ in server.requests] == ["/out.jpg", "/out.jpg"]
+
+    def test_a_file_truncated_every_time_fails_after_two_downloads(
+        self, server: LoopbackServer, settings: Any, db: None, enqueued: list[Any]
+    ) -> None:
+        whole = jpeg_bytes()
+        cut = whole[: len(whole) // 2]
+
+        image, outcome = self.complete_with(server, settings, [cut, cut, cut], "i4-always")
+
+        image.refresh_from_db()
+        assert outcome.stored == 0
+        assert image.status == image.Status.FAILED
+        assert "image data is damaged" in image.error_message
+        assert "in each of 2 downloads" in image.error_message
+        assert not image.file
+        assert [path for path, _ in server.requests] == ["/out.jpg", "/out.jpg"]
         assert enqueued == []

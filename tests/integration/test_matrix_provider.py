@@ -32,7 +32,7 @@ from rq.job import Job, JobStatus
 from campaigns.settings import imagen_files_root
 from imagen_assets import downloads, jobs, services
 from imagen_assets.jobs import Did, Why
-from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
+from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, ProviderHealth
 from imagen_assets.providers import get_provider
 from imagen_assets.status import TaskStatus
 from tests.conftest import wait_for
@@ -178,7 +178,13 @@ class StuckTaskTests:
         assert sandbox.stats["wavespeed_polls"] == polls + 1  # failed without asking
         assert {i.status for i in GeneratedImage.objects.filter(task=task)} == {"failed"}
         settings.IMAGEN_ASSETS["RECONCILE_AFTER"] = 0
-        assert jobs.reconcile() == {"submit": 0, "poll": 0, "complete": 0, "webhook": 0}
+        assert jobs.reconcile() == {
+            "submit": 0,
+            "poll": 0,
+            "complete": 0,
+            "webhook": 0,
+            "sweep": 0,
+        }
 
 
 # -- Q13: RQ says failed, the provider says succeeded ----------------------------------------
@@ -418,6 +424,21 @@ def _with_id(value: Any, task_id: str) -> Any:
     return value
 
 
+def said_it_failed(value: Any, task: GenerationTask) -> bool:
+    """The answer reports a failure: an error envelope, or a failed prediction of ours."""
+    if not isinstance(value, dict):
+        return False
+    code = value.get("code")
+    if code is not None and str(code) != "200":
+        return True
+    data = value.get("data")
+    return (
+        isinstance(data, dict)
+        and data.get("id") == task.provider_task_id
+        and data.get("status") in ("failed", "timeout")
+    )
+
+
 class UnexpectedAnswerTests:
     def test_any_answer_leaves_the_task_open_or_failed_with_a_reason_and_never_crashes(
         self,
@@ -431,7 +452,10 @@ class UnexpectedAnswerTests:
         JSON, missing fields, unknown statuses, wrong types, error codes); one task per
         answer. ``poll`` never raises; the task is still open (to be read again) or has
         ended with a reason; an image is never stored from an answer that is not a
-        completed prediction with usable URLs."""
+        completed prediction with usable URLs. An answer that cannot be read leaves the
+        task open until it has come ``UNEXPECTED_READS`` times in a row, then fails it as
+        an unexpected provider response; a task fails on the first read only when the
+        answer reports a failure."""
         settings.IMAGEN_ASSETS["PROVIDERS"]["wavespeed"]["OPTIONS"]["BASE_URL"] = scripted.url
         # Output URLs here are made up: no real DNS lookups for them.
         real = socket.getaddrinfo
@@ -457,6 +481,8 @@ class UnexpectedAnswerTests:
         @example(answer=(200, b"<html>gateway</html>"))
         def check(answer: tuple[int, Any]) -> None:
             status, value = answer
+            # Each answer is its own story: 500s of earlier examples do not open the breaker.
+            ProviderHealth.objects.all().delete()
             task = running_wavespeed_task(campaign, f"p6-{next(count)}")
             body = (
                 value
@@ -488,6 +514,20 @@ class UnexpectedAnswerTests:
                 assert image.status != GeneratedImage.Status.SUCCEEDED  # no URL here serves one
                 if image.status == GeneratedImage.Status.FAILED:
                     assert image.error_message.strip()
+            if outcome.why is Why.UNEXPECTED_ANSWER:
+                # An answer that cannot be read is transient for a few reads in a row, then
+                # the task fails saying what was unexpected.
+                assert status == 200
+                for read in range(2, jobs.UNEXPECTED_READS + 1):
+                    assert not task.is_terminal, (read, task.status)
+                    outcome = jobs.poll(task.pk, reschedule=False)
+                    task.refresh_from_db()
+                assert outcome.did is Did.FAILED, outcome
+                assert task.status == TaskStatus.FAILED
+                assert task.error_message.startswith("Unexpected provider response: ")
+            elif status == 200 and task.status == TaskStatus.FAILED:
+                # Failed on the first read only when the provider said so.
+                assert said_it_failed(_with_id(value, task.provider_task_id), task), value
 
         check()
 

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from imagen_assets import breaker, services
 from imagen_assets.downloads import DownloadError, download
+from imagen_assets.hosts import ResultHosts
 from imagen_assets.models import Campaign, GenerationTask, ProviderHealth
 from imagen_assets.providers import GenerationParams, Provider, ProviderError
 from imagen_assets.providers.wave import WaveProvider
@@ -413,7 +414,11 @@ class DownloadDripTests:
 
             with pytest.raises(DownloadError) as caught:
                 download(
-                    server.url + "/out.png", max_bytes=10**6, timeout=1.0, allow_hosts=["127.0.0.1"]
+                    server.url + "/out.png",
+                    max_bytes=10**6,
+                    timeout=1.0,
+                    hosts=ResultHosts.of(["127.0.0.1"], "RESULT_HOSTS"),
+                    allow_hosts=["127.0.0.1"],
                 )
 
             assert caught.value.transient

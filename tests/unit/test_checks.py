@@ -258,6 +258,50 @@ class WarningCheckTests:
         assert run(settings, **imagen_settings(SITE_URL=None, NOTIFICATIONS=False)) == []
 
 
+class ResultHostsCheckTests:
+    """D1: RESULT_HOSTS must be a list of host patterns (E036); '*' is allowed, with a
+    warning (W007)."""
+
+    @pytest.mark.parametrize(
+        "value",
+        ["cdn.qingbo.dev", ["https://cdn.qingbo.dev/"], ["cdn.*.dev"], [".dev"], [42]],
+        ids=["a-string", "a-url", "inner-wildcard", "a-whole-tld", "not-a-string"],
+    )
+    def test_e036_a_malformed_entry(self, settings, value):
+        messages = run(settings, **with_options("wave", RESULT_HOSTS=value))
+
+        assert ids(messages) == ["imagen_assets.E036"]
+        assert "IMAGEN_ASSETS['PROVIDERS']['wave']['OPTIONS']['RESULT_HOSTS']" in messages[0].msg
+
+    def test_the_example_site_reads_them_from_the_environment(self, settings):
+        config = imagen_assets_from_env(
+            {
+                "IMAGEN_WAVESPEED_RESULT_HOSTS": "files.example.com, .wavespeed.ai",
+                "IMAGEN_WAVE_RESULT_HOSTS": "https://cdn.qingbo.dev/",
+            }
+        )
+
+        assert config["PROVIDERS"]["wavespeed"]["OPTIONS"]["RESULT_HOSTS"] == [
+            "files.example.com",
+            ".wavespeed.ai",
+        ]
+        assert "RESULT_HOSTS" not in imagen_assets_from_env({})["PROVIDERS"]["wave"]["OPTIONS"]
+        settings.IMAGEN_ASSETS = config
+        assert "imagen_assets.E036" in ids(check_settings())
+
+    def test_w007_any_host(self, settings):
+        messages = run(settings, **with_options("wavespeed", RESULT_HOSTS=["*"]))
+
+        assert ids(messages) == ["imagen_assets.W007"]
+        assert messages[0].level == django_checks.WARNING
+
+    def test_well_formed_patterns_are_accepted(self, settings):
+        config = with_options(
+            "wave", RESULT_HOSTS=["cdn.qingbo.dev", ".qingbo.ai", "*.example.com", "10.0.0.7"]
+        )
+        assert run(settings, **config) == []
+
+
 class LimitCheckTests:
     """E030, E032, E033: limits that must be positive numbers (docs/reliability.md C1)."""
 

@@ -10,6 +10,10 @@ import pytest
 
 from imagen_assets import downloads
 from imagen_assets.downloads import DownloadError, download
+from imagen_assets.hosts import ResultHosts
+
+#: Result hosts that let every host through, for the tests of the other rules.
+ANY_HOST = ResultHosts.of(["*"], "RESULT_HOSTS")
 
 PUBLIC = "93.184.216.34"
 PUBLIC_V6 = "2606:2800:220:1:248:1893:25c8:1946"
@@ -57,6 +61,7 @@ class Server:
 def fetch(url: str, server: Server, resolver: Resolver, **kwargs) -> downloads.Downloaded:
     kwargs.setdefault("max_bytes", 1000)
     kwargs.setdefault("timeout", 10.0)
+    kwargs.setdefault("hosts", ANY_HOST)
     return download(url, transport=server.transport, resolver=resolver, **kwargs)
 
 
@@ -245,6 +250,7 @@ class PinningTests:
         server = Server({"/a.png": ok()})
         download(
             "https://cdn.example/a.png",
+            hosts=ANY_HOST,
             max_bytes=100,
             timeout=5,
             transport=server.transport,
@@ -299,6 +305,7 @@ class EnvironmentProxyTests:
 
         download(
             "http://cdn.example/a.png",
+            hosts=ANY_HOST,
             max_bytes=100,
             timeout=5,
             resolver=Resolver(cdn_example=[PUBLIC]),
@@ -306,6 +313,47 @@ class EnvironmentProxyTests:
 
         assert built == [None]
         assert [str(r.url) for r in sent] == [f"http://{PUBLIC}/a.png"]
+
+
+class ResultHostTests:
+    """D1. A host the provider does not serve its results from is refused on its name:
+    nothing is looked up or requested, on the first URL or on a redirect hop."""
+
+    WAVE = ResultHosts.of([".qingbo.dev"], "IMAGEN_ASSETS['PROVIDERS']['wave']['OPTIONS']")
+
+    def test_refuses_an_untrusted_host_before_any_lookup(self):
+        server = Server()
+        resolver = Resolver(evil_test=[PUBLIC])
+
+        with pytest.raises(DownloadError, match=r"refused evil\.test \(untrusted host\)") as no:
+            fetch("http://evil.test/x.png", server, resolver, hosts=self.WAVE)
+
+        assert "IMAGEN_ASSETS['PROVIDERS']['wave']['OPTIONS']" in str(no.value)
+        assert not no.value.transient
+        assert resolver.lookups == []
+        assert server.requests == []
+
+    def test_refuses_a_redirect_to_an_untrusted_host_before_looking_it_up(self):
+        server = Server({"/a.png": redirect("http://evil.test/x.png")})
+        resolver = Resolver(cdn_qingbo_dev=[PUBLIC], evil_test=[PUBLIC])
+
+        with pytest.raises(DownloadError, match="untrusted host"):
+            fetch("https://cdn.qingbo.dev/a.png", server, resolver, hosts=self.WAVE)
+
+        assert [host for host, _ in resolver.lookups] == ["cdn.qingbo.dev"]
+        assert len(server.requests) == 1
+
+    def test_downloads_from_a_trusted_host(self):
+        server = Server({"/a.png": ok(b"fine")})
+
+        result = fetch(
+            "https://cdn.qingbo.dev/a.png",
+            server,
+            Resolver(cdn_qingbo_dev=[PUBLIC]),
+            hosts=self.WAVE,
+        )
+
+        assert result.content == b"fine"
 
 
 class RedirectTests:
@@ -589,7 +637,13 @@ class TransientAnswerTests:
             raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
 
         with pytest.raises(DownloadError, match="temporary DNS failure") as caught:
-            download("https://cdn.example/a.png", max_bytes=10, timeout=5, resolver=no_answer)
+            download(
+                "https://cdn.example/a.png",
+                max_bytes=10,
+                timeout=5,
+                hosts=ANY_HOST,
+                resolver=no_answer,
+            )
 
         assert caught.value.transient is True
 
@@ -598,7 +652,13 @@ class TransientAnswerTests:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
         with pytest.raises(DownloadError, match=r"could not resolve cdn\.example") as caught:
-            download("https://cdn.example/a.png", max_bytes=10, timeout=5, resolver=no_such_name)
+            download(
+                "https://cdn.example/a.png",
+                max_bytes=10,
+                timeout=5,
+                hosts=ANY_HOST,
+                resolver=no_such_name,
+            )
 
         assert caught.value.transient is False
 

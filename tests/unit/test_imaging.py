@@ -165,6 +165,20 @@ class RefusedContentTests:
         with pytest.raises(ImageRejected, match="damaged"):
             check(data[: len(data) // 2])
 
+    @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+    def test_only_damaged_data_is_flagged_as_worth_downloading_again(self, fmt):
+        """I4: a cut-short file is ``damaged`` (a second download may be whole); a file
+        that is not an image at all is not."""
+        data = image_bytes(fmt, size=(256, 256))
+
+        with pytest.raises(ImageRejected) as cut:
+            check(data[: len(data) // 2])
+        with pytest.raises(ImageRejected) as other:
+            check(b"<html><body>Access denied</body></html>")
+
+        assert cut.value.damaged is True
+        assert other.value.damaged is False
+
 
 class DecompressionBombTests:
     def test_refuses_an_image_over_max_pixels_from_its_header_alone(self):

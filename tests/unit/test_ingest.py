@@ -13,11 +13,14 @@ from unit_helpers import image_bytes, make_campaign, make_task
 
 from imagen_assets import ingest
 from imagen_assets.downloads import Downloaded, DownloadError
-from imagen_assets.imaging import Provenance, check_image
+from imagen_assets.hosts import ResultHosts
+from imagen_assets.imaging import ImageRejected, Provenance, check_image
 from imagen_assets.lifecycle import FileFields
 from tests import hostile_images as hostile
 
 pytestmark = pytest.mark.django_db
+
+CDN = ResultHosts.of(["cdn.test"], "RESULT_HOSTS")
 
 
 def checked_png() -> Any:
@@ -93,7 +96,7 @@ class FetchRetryTests:
 
     def run(self, cdn: Script, *answers: bytes | DownloadError) -> Any:
         cdn.answers.extend(answers)
-        return ingest.fetch_and_check("https://cdn.test/a.png")
+        return ingest.fetch_and_check("https://cdn.test/a.png", CDN)
 
     def test_a_host_answering_503_twice_then_the_image_is_stored(
         self, cdn: Script, slept: list[float]
@@ -138,6 +141,43 @@ class FetchRetryTests:
         assert len(cdn.calls) == ingest.DOWNLOAD_ATTEMPTS
         assert len(slept) == ingest.DOWNLOAD_ATTEMPTS - 1
 
+    def test_a_damaged_file_is_downloaded_once_more_and_kept_when_whole(
+        self, cdn: Script, slept: list[float]
+    ) -> None:
+        """I4: a CDN served a partial file once; the second download is whole."""
+        whole = image_bytes("JPEG", (64, 48))
+
+        checked = self.run(cdn, whole[: len(whole) // 2], whole)
+
+        assert (checked.width, checked.height) == (64, 48)
+        assert len(cdn.calls) == 2
+
+    def test_a_file_damaged_in_both_downloads_is_refused_with_the_reason(
+        self, cdn: Script, slept: list[float]
+    ) -> None:
+        whole = image_bytes("PNG", (64, 48))
+        cut = whole[: len(whole) // 2]
+
+        with pytest.raises(ImageRejected, match=r"damaged .*, in each of 2 downloads") as caught:
+            self.run(cdn, cut, cut)
+
+        assert caught.value.damaged is True
+        assert len(cdn.calls) == ingest.DAMAGED_DOWNLOADS == 2
+
+    @pytest.mark.parametrize(
+        "body",
+        [b"<html>Access denied</html>", image_bytes("GIF")],
+        ids=["not-an-image", "other-format"],
+    )
+    def test_a_refused_file_that_is_not_damaged_is_not_downloaded_again(
+        self, cdn: Script, slept: list[float], body: bytes
+    ) -> None:
+        with pytest.raises(ImageRejected) as caught:
+            self.run(cdn, body)
+
+        assert caught.value.damaged is False
+        assert len(cdn.calls) == 1
+
     def test_an_expired_url_is_not_tried_again(self, cdn: Script, slept: list[float]) -> None:
         expired = DownloadError("cdn.test answered HTTP 403: the result URL expired")
 
@@ -154,7 +194,7 @@ class FetchRetryTests:
             DownloadError("cdn.test answered HTTP 429", transient=True, retry_after=900)
         )
 
-        result = ingest.ingest(image, "https://cdn.test/a.png")
+        result = ingest.ingest(image, "https://cdn.test/a.png", CDN)
 
         assert result == ingest.NotStored(
             "Could not store the image: cdn.test answered HTTP 429", transient=True, retry_after=900

@@ -645,6 +645,12 @@ class InterruptedSubmitTests:
         assert enqueued == []
 
 
+def poll_now(task: GenerationTask) -> Outcome:
+    """The scheduled read, run when it is due."""
+    GenerationTask.objects.filter(pk=task.pk).update(next_poll_at=None)
+    return jobs.poll(task.pk)
+
+
 class PollJobTests:
     def test_a_read_queued_before_the_next_one_is_due_does_nothing(
         self, campaign, use_http, enqueued
@@ -884,6 +890,67 @@ class PollJobTests:
         assert "not found" in task.error_message.lower()
         assert enqueued == []
 
+    @both_shapes
+    def test_an_unknown_status_is_read_again_then_fails_as_an_unexpected_response(
+        self, campaign, shape, use_http, enqueued
+    ):
+        """P6. An answer that cannot be read (here an unknown status) keeps the task open
+        and schedules the next read, for UNEXPECTED_READS - 1 reads in a row; the next one
+        fails the task saying what was unexpected."""
+        task = running_task(campaign, shape)
+        use_http(*[("GET", shape.status_url, shape.state("paused"))] * jobs.UNEXPECTED_READS)
+
+        for read in range(1, jobs.UNEXPECTED_READS):
+            outcome = poll_now(task)
+            assert (outcome.did, outcome.why) == (Did.READ_FAILED, Why.UNEXPECTED_ANSWER)
+            assert reload(task).status == "submitted"
+            assert reload(task).error_code == f"unexpected:{read}"
+            assert f"of {jobs.UNEXPECTED_READS} in a row" in reload(task).error_message
+        assert [call.func for call in enqueued] == [jobs.poll] * (jobs.UNEXPECTED_READS - 1)
+
+        assert poll_now(task) == Outcome(Did.FAILED, Why.UNEXPECTED_ANSWER)
+
+        task = reload(task)
+        assert task.status == "failed"
+        assert task.error_code == "unexpected_response"
+        assert task.error_message.startswith("Unexpected provider response: ")
+        assert "unknown status 'paused'" in task.error_message
+        assert task.polls == jobs.UNEXPECTED_READS
+        assert images_of(task)[0].status == "failed"
+        assert len(enqueued) == jobs.UNEXPECTED_READS - 1  # no read after the last
+
+    def test_only_unexpected_answers_in_a_row_count(self, campaign, use_http, enqueued):
+        """P6. A sane answer between two runs of unexpected ones starts the count again."""
+        task = running_task(campaign, WAVESPEED)
+        odd = ("GET", WAVESPEED.status_url, json_response(200, {"code": 200, "data": []}))
+        sane = ("GET", WAVESPEED.status_url, WAVESPEED.state("processing"))
+        limit = jobs.UNEXPECTED_READS
+        use_http(*[odd] * (limit - 1), sane, *[odd] * (limit - 1))
+
+        for _read in range(limit - 1):
+            poll_now(task)
+        assert poll_now(task) == Outcome(Did.READ, detail="processing")
+        assert (reload(task).error_code, reload(task).error_message) == ("", "")
+        for _read in range(limit - 1):
+            assert poll_now(task).why is Why.UNEXPECTED_ANSWER
+
+        task = reload(task)
+        assert task.status == "processing"
+        assert task.error_code == f"unexpected:{limit - 1}"
+        assert "answer has no 'data' object" in task.error_message
+
+    def test_a_body_that_is_not_json_counts_as_unexpected_too(self, campaign, use_http, enqueued):
+        task = running_task(campaign, WAVESPEED)
+        page = httpx.Response(200, content=b"<html>maintenance</html>")
+        use_http(*[("GET", WAVESPEED.status_url, page)] * jobs.UNEXPECTED_READS)
+
+        outcomes = [poll_now(task) for _read in range(jobs.UNEXPECTED_READS)]
+
+        assert [o.did for o in outcomes] == [Did.READ_FAILED] * (jobs.UNEXPECTED_READS - 1) + [
+            Did.FAILED
+        ]
+        assert "a body that is not JSON" in reload(task).error_message
+
     def test_a_transient_read_error_retries_later(self, campaign, use_http, enqueued):
         task = running_task(campaign, WAVESPEED)
         use_http(("GET", WAVESPEED.status_url, httpx.Response(503, headers={"Retry-After": "20"})))
@@ -972,7 +1039,11 @@ class CompleteJobTests:
 
         image = images_of(task)[0]
         assert image.status == "failed"
-        assert "Could not store the image: could not resolve metadata.internal" in (
+        # Not a host WaveSpeed serves results from: refused on its name (D1), not looked up.
+        assert image.error_message.startswith(
+            "Could not store the image: refused metadata.internal (untrusted host)"
+        )
+        assert "IMAGEN_ASSETS['PROVIDERS']['wavespeed']['OPTIONS']['RESULT_HOSTS']" in (
             image.error_message
         )
         assert cdn.requests == []

@@ -38,11 +38,20 @@ def imagen_settings(**overrides: Any) -> dict[str, Any]:
         "PROVIDERS": {
             "wave": {
                 "BACKEND": WAVE_BACKEND,
-                "OPTIONS": {"API_KEY": WAVE_KEY, "BASE_URL": WAVE_BASE},
+                "OPTIONS": {
+                    "API_KEY": WAVE_KEY,
+                    "BASE_URL": WAVE_BASE,
+                    "RESULT_HOSTS": [CDN_HOST],
+                },
             },
             "wavespeed": {
                 "BACKEND": WS_BACKEND,
-                "OPTIONS": {"API_KEY": WS_KEY, "BASE_URL": WS_BASE, "WEBHOOK_SECRET": WS_SECRET},
+                "OPTIONS": {
+                    "API_KEY": WS_KEY,
+                    "BASE_URL": WS_BASE,
+                    "WEBHOOK_SECRET": WS_SECRET,
+                    "RESULT_HOSTS": [CDN_HOST],
+                },
             },
         },
         "WEBHOOK_BASE_URL": None,
