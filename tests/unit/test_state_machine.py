@@ -17,7 +17,6 @@ Each example runs in a transaction that is rolled back, on SQLite.
 from __future__ import annotations
 
 import itertools
-import os
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -361,7 +360,15 @@ class PipelineMachine(RuleBasedStateMachine):
     # -- rules: people ------------------------------------------------------------------------
 
     @precondition(lambda self: GenerationTask.objects.count() < 5)
-    @rule(count=st.integers(1, 6))
+    @rule(
+        count=st.integers(1, 6),
+        first_submit=st.sampled_from(["ok", "ok", "unavailable", "timeout", "killed"]),
+    )
+    def request_images_and_the_first_submit(self, count: int, first_submit: str) -> None:
+        """A request; what the next submit meets at the provider (also a rule of its own)."""
+        self.remote.next_submit = first_submit
+        self.request_images(count)
+
     def request_images(self, count: int) -> None:
         with self.committed():
             tasks = services.request_images(
@@ -728,7 +735,7 @@ def test_any_sequence_keeps_the_invariants_and_everything_ends_in_time(
     run_state_machine_as_test(
         PipelineMachine,
         settings=settings(
-            max_examples=int(os.environ.get("S5_EXAMPLES", "100")),
+            max_examples=100,
             stateful_step_count=30,
             deadline=None,
             database=None,
