@@ -5,10 +5,17 @@ APIs, and the ``wave`` and ``wavespeed`` aliases are pointed at it unless you se
 real keys. It makes an owner and two reviewers (fresh passwords each run, printed in the
 banner), generates the sample campaign's images as the owner and submits it, so the demo
 opens on a campaign in review. Ctrl-C stops every process it started.
+
+Stopping survives impatience: the first Ctrl-C (or SIGTERM, SIGHUP) starts the shutdown,
+later ones are only acknowledged. The processes are asked to stop (SIGTERM to each one's
+group), then SIGKILLed with whatever they started, work horses included; on Linux the demo is
+also the subreaper of its descendants and its children die with it even if it is SIGKILLed.
+"Stopped everything the demo started" is printed only once nothing it started still runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shlex
@@ -18,20 +25,22 @@ import sys
 import time
 from pathlib import Path
 
+from campaigns import stack
 from campaigns.settings import imagen_files_root
 from campaigns.stack import (
     BASE_DIR,
+    Process,
     StackError,
     manage,
     port_open,
-    running,
     start_redis,
     start_sandbox,
     start_web,
     start_worker,
 )
 
-RUN_DIR = BASE_DIR / ".run"
+# Everything the demo keeps (database, media, Redis socket, logs, demo.env).
+RUN_DIR = Path(os.environ.get("DEMO_RUN_DIR") or BASE_DIR / ".run").resolve()
 WEB_PORT = int(os.environ.get("DEMO_PORT", "8000"))
 SANDBOX_PORT = int(os.environ.get("DEMO_SANDBOX_PORT", "8765"))
 # Seconds the sample images may take (the sandbox answers in about 3).
@@ -124,7 +133,8 @@ def demo_env(redis_url: str) -> dict[str, str]:
 
 
 def run(argv: list[str], env: dict[str, str]) -> None:
-    subprocess.run(argv, cwd=BASE_DIR, env=env, check=True)
+    # In the demo's process group, so a Ctrl-C reaches it as well; dies with the demo.
+    subprocess.run(argv, cwd=BASE_DIR, env=env, check=True, preexec_fn=stack.die_with_parent())
 
 
 def _move_public_images(env: dict[str, str]) -> None:
@@ -145,85 +155,160 @@ def _move_public_images(env: dict[str, str]) -> None:
         print(f"Moved {moved} file(s) of earlier demo runs to {new.parent}.", flush=True)
 
 
+class _Signals:
+    """SIGINT, SIGTERM and SIGHUP stop the demo. The first one raises KeyboardInterrupt
+    wherever the demo is; once it is stopping, further ones (make and the terminal both pass
+    a Ctrl-C on; an impatient second Ctrl-C; a SIGTERM from a supervisor) are acknowledged
+    and nothing else, so they cannot cut the clean-up short."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.told = False
+
+    def install(self) -> None:
+        # Installed even where the shell started us with SIGINT ignored.
+        for signum in self.SIGNALS:
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if not self.stopping:
+            self.stopping = True
+            raise KeyboardInterrupt
+        if not self.told:
+            self.told = True
+            # os.write: print() is not safe inside a signal handler (it may interrupt one).
+            os.write(2, b"\nStill stopping what the demo started; a moment.\n")
+
+
 def main() -> int:
-    # Ctrl-C and SIGTERM both stop the demo (a shell may start us with SIGINT ignored).
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
-    RUN_DIR.mkdir(exist_ok=True)
+    signals = _Signals()
+    signals.install()
+    # Orphans (a work horse whose worker died first) come to us, not to init: still ours.
+    stack.become_subreaper()
+    started: list[Process] = []
+    code = 1
+    try:
+        try:
+            code = _start_and_wait(started)
+        except KeyboardInterrupt:
+            code = 0
+    finally:
+        left = _shut_down(signals, started)
+    if left:
+        names = ", ".join(f"{pid}" for pid, _ in left)
+        print(f"\nCould not stop these processes the demo started: {names}.", file=sys.stderr)
+        return 1
+    if started:
+        print("\nStopped everything the demo started.")
+    return code
+
+
+def _start_and_wait(started: list[Process]) -> int:
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
     logs = RUN_DIR / "logs"
     logs.mkdir(exist_ok=True)
     for port, what in ((WEB_PORT, "DEMO_PORT"), (SANDBOX_PORT, "DEMO_SANDBOX_PORT")):
         if port_open("127.0.0.1", port):
             print(f"Port {port} is in use; stop what uses it or set {what}.", file=sys.stderr)
             return 1
-    print("Starting Redis ...", flush=True)
-    redis, redis_url = start_redis(RUN_DIR / "redis")
-    env = demo_env(redis_url)
-    _move_public_images(env)
-    passwords = {name: secrets.token_urlsafe(9) for name in ("demo", OWNER, *REVIEWERS)}
     try:
-        with running(redis):
-            run(manage("migrate", "--noinput", "-v", "0"), env)
-            run(manage("shell", "-v", "0", "-c", f"PASSWORDS = {passwords!r}\n{SETUP}"), env)
-            # The policy through the command line, as the admin: two of the Reviewers.
-            run(
-                manage(
-                    "imagen_campaign",
-                    CAMPAIGN,
-                    "--policy",
-                    "--required-approvals",
-                    "2",
-                    "--reviewer-group",
-                    REVIEWER_GROUP,
-                    "--no-self-approval",
-                    "--user",
-                    "demo",
-                ),
-                env,
-            )
-            print("Starting the sandbox provider, a worker and the web server ...", flush=True)
-            sandbox = start_sandbox(
-                SANDBOX_PORT,
-                env,
-                logs / "sandbox.log",
-                "--latency",
-                "3",
-                "--webhook-secret",
-                SANDBOX_SECRET,
-            )
-            worker = start_worker(env, logs / "worker.log")
-            web = start_web(WEB_PORT, env, logs / "web.log")
-            with running(sandbox, worker, web):
-                run(manage("imagen_reconcile", "--schedule"), env)
-                print("Generating the sample images as the owner ...", flush=True)
-                run(
-                    manage(
-                        "imagen_generate",
-                        "--campaign",
-                        CAMPAIGN,
-                        "--prompt",
-                        "A picnic blanket on a hill of spring flowers at sunrise",
-                        "--count",
-                        "4",
-                        "--user",
-                        OWNER,
-                        "--wait",
-                        "--timeout",
-                        str(GENERATE_TIMEOUT),
-                    ),
-                    env,
-                )
-                run(manage("imagen_campaign", CAMPAIGN, "--submit", "--user", OWNER), env)
-                _write_env_file(env)
-                _banner(passwords)
-                _wait(sandbox, worker, web)
+        print("Starting Redis ...", flush=True)
+        _redis, redis_url = start_redis(RUN_DIR / "redis", started=started)
+        env = demo_env(redis_url)
+        _move_public_images(env)
+        passwords = {name: secrets.token_urlsafe(9) for name in ("demo", OWNER, *REVIEWERS)}
+        run(manage("migrate", "--noinput", "-v", "0"), env)
+        run(manage("shell", "-v", "0", "-c", f"PASSWORDS = {passwords!r}\n{SETUP}"), env)
+        # The policy through the command line, as the admin: two of the Reviewers.
+        run(
+            manage(
+                "imagen_campaign",
+                CAMPAIGN,
+                "--policy",
+                "--required-approvals",
+                "2",
+                "--reviewer-group",
+                REVIEWER_GROUP,
+                "--no-self-approval",
+                "--user",
+                "demo",
+            ),
+            env,
+        )
+        print("Starting the sandbox provider, a worker and the web server ...", flush=True)
+        sandbox = start_sandbox(
+            SANDBOX_PORT,
+            env,
+            logs / "sandbox.log",
+            "--latency",
+            "3",
+            "--webhook-secret",
+            SANDBOX_SECRET,
+            started=started,
+        )
+        worker = start_worker(env, logs / "worker.log", started=started)
+        web = start_web(WEB_PORT, env, logs / "web.log", started=started)
+        run(manage("imagen_reconcile", "--schedule"), env)
+        print("Generating the sample images as the owner ...", flush=True)
+        run(
+            manage(
+                "imagen_generate",
+                "--campaign",
+                CAMPAIGN,
+                "--prompt",
+                "A picnic blanket on a hill of spring flowers at sunrise",
+                "--count",
+                "4",
+                "--user",
+                OWNER,
+                "--wait",
+                "--timeout",
+                str(GENERATE_TIMEOUT),
+            ),
+            env,
+        )
+        run(manage("imagen_campaign", CAMPAIGN, "--submit", "--user", OWNER), env)
+        _write_env_file(env)
+        _banner(passwords)
+        _wait(sandbox, worker, web)
     except (StackError, subprocess.CalledProcessError) as exc:
         print(f"\nThe demo could not start: {exc}\nLogs: {logs}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        pass
-    print("\nStopped everything the demo started.")
     return 0
+
+
+def _shut_down(signals: _Signals, started: list[Process]) -> list[stack.Identity]:
+    """Stop what the demo started; returns what still runs after that (nothing, normally)."""
+    while True:
+        try:
+            signals.stopping = True  # from here on a signal cannot interrupt us
+            return _stop_everything(started)
+        except KeyboardInterrupt:  # the first signal came just before the line above
+            continue
+
+
+def _stop_everything(started: list[Process]) -> list[stack.Identity]:
+    redis = [process for process in started if process.name == "redis"]
+    # The site, the worker and the sandbox together (a busy worker gets 10 s to finish its
+    # job), then Redis, which the worker needs to sign off.
+    stack.stop_all([process for process in started if process not in redis], timeout=10)
+    stack.stop_all(redis, timeout=5)
+    # Anything still below us (started while the demo was being interrupted, or orphaned
+    # and given to us as their subreaper): SIGKILL, then collect their exit status.
+    me = os.getpid()
+    with contextlib.suppress(StackError):
+        stack.wait_until(lambda: not _kill_descendants(me), 5, "the demo's processes")
+    stack.reap()
+    return stack.descendants(me)
+
+
+def _kill_descendants(pid: int) -> list[stack.Identity]:
+    below = stack.descendants(pid)
+    stack.kill_all(below)
+    stack.reap()
+    return below
 
 
 ENV_FILE = RUN_DIR / "demo.env"
@@ -235,6 +320,11 @@ def _write_env_file(env: dict[str, str]) -> None:
     names = [*ENV_NAMES, *sorted(name for name in env if name.startswith("IMAGEN_"))]
     ENV_FILE.touch(mode=0o600)
     ENV_FILE.write_text("".join(f"{name}={shlex.quote(env[name])}\n" for name in names))
+
+
+def _shown(path: Path) -> Path:
+    """``path`` relative to the project when it is inside it (the default run directory)."""
+    return path.relative_to(BASE_DIR) if path.is_relative_to(BASE_DIR) else path
 
 
 def _banner(passwords: dict[str, str]) -> None:
@@ -257,7 +347,7 @@ def _banner(passwords: dict[str, str]) -> None:
         f"  both reviewers (the owner may not approve them), then one of them signs\n"
         f"  the campaign off.\n\n"
         f"  From another terminal, against this demo:\n"
-        f"    set -a; . {ENV_FILE.relative_to(BASE_DIR)}; set +a\n"
+        f"    set -a; . {_shown(ENV_FILE)}; set +a\n"
         f"    .venv/bin/python manage.py imagen_status --campaign {CAMPAIGN}\n"
         f"    .venv/bin/python manage.py imagen_review ID... --approve --user {REVIEWERS[0]}\n"
         f"    .venv/bin/python manage.py imagen_campaign {CAMPAIGN} --approve "
@@ -266,14 +356,6 @@ def _banner(passwords: dict[str, str]) -> None:
         f"{line}\n",
         flush=True,
     )
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    # Once: a second signal (make and the terminal both pass one on) must not cut the
-    # clean-up short and leave the sandbox or the worker running.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
 
 
 def _wait(*processes: object) -> None:

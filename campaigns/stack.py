@@ -3,12 +3,16 @@ provider, RQ workers and the web server.
 
 Used by ``make demo`` (``python -m campaigns.demo``), by the test-suite's fixtures and by the
 benchmarks, so all three run the same processes the same way. Every process is started in
-its own session so that stopping it stops its children too.
+its own session so that stopping it stops its children too, and (on Linux) dies with the
+process that started it, even a SIGKILLed one. Stopping also reaches what left the group: an
+RQ work horse puts itself in a group of its own (``os.setpgrp``), so the children a process
+has when it is stopped are found through ``/proc`` and killed if they outlive it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -17,6 +21,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -56,9 +61,115 @@ def port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+# -- process trees (Linux /proc; elsewhere only the processes started here are known) ----
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+#: A process as the kernel knows it: its pid and its start time (clock ticks since boot), so
+#: that a pid used again by a newer process is never mistaken for it.
+Identity = tuple[int, int]
+
+
+def _stat(pid: int) -> tuple[int, str, int] | None:
+    """(parent pid, state letter, start time) of ``pid``, or None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # "pid (comm) S ppid ...": the fields after the last ")" (comm may hold one).
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), fields[0].decode(), int(fields[19])
+
+
+def identity(pid: int) -> Identity | None:
+    found = _stat(pid)
+    return (pid, found[2]) if found else None
+
+
+def is_alive(process: Identity) -> bool:
+    """True while that very process runs (a zombie, dead but not reaped, does not)."""
+    found = _stat(process[0])
+    return found is not None and found[2] == process[1] and found[1] not in ("Z", "X")
+
+
+def descendants(pid: int) -> list[Identity]:
+    """Every live process below ``pid`` (children, theirs, ...), whatever its session or
+    group; empty where there is no ``/proc``."""
+    if not os.path.isdir("/proc/self"):
+        return []
+    children: dict[int, list[Identity]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            found = _stat(int(entry))
+            if found is not None and found[1] not in ("Z", "X"):
+                children.setdefault(found[0], []).append((int(entry), found[2]))
+    result: list[Identity] = []
+    below = [pid]
+    while below:
+        for child in children.get(below.pop(), []):
+            result.append(child)
+            below.append(child[0])
+    return result
+
+
+def kill_all(processes: list[Identity]) -> None:
+    """SIGKILL each of ``processes`` that still runs (checked by start time, pid by pid)."""
+    for process in processes:
+        if is_alive(process):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(process[0], signal.SIGKILL)
+
+
+def become_subreaper() -> bool:
+    """Make this process the one orphaned descendants are given to (Linux), instead of init:
+    a process whose parent died stays in :func:`descendants` and can still be stopped."""
+    if _LIBC is None:
+        return False
+    one, zero = ctypes.c_ulong(1), ctypes.c_ulong(0)
+    return bool(_LIBC.prctl(ctypes.c_ulong(PR_SET_CHILD_SUBREAPER), one, zero, zero, zero) == 0)
+
+
+def reap() -> None:
+    """Collect the exit status of any child that ended (orphans a subreaper was given)."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` for ``subprocess``: the child is SIGKILLed when this process dies
+    (``PR_SET_PDEATHSIG``), even by SIGKILL. None where that is not available (not Linux) or
+    not wanted: Linux signals the child when the *thread* that started it ends, so from
+    another thread than the main one the child could die early."""
+    if _LIBC is None or threading.current_thread() is not threading.main_thread():
+        return None
+    # Everything the child calls is looked up here, before the fork; prctl takes unsigned
+    # longs (a bare int would leave the upper half of the register unset).
+    prctl, getppid, kill, getpid = _LIBC.prctl, os.getppid, os.kill, os.getpid
+    parent, sigkill = os.getpid(), int(signal.SIGKILL)
+    option, argument, zero = (
+        ctypes.c_ulong(PR_SET_PDEATHSIG),
+        ctypes.c_ulong(sigkill),
+        ctypes.c_ulong(0),
+    )
+
+    def preexec() -> None:
+        prctl(option, argument, zero, zero, zero)
+        if getppid() != parent:  # the parent died before prctl: nothing would signal us
+            kill(getpid(), sigkill)
+
+    return preexec
+
+
 @dataclass
 class Process:
-    """A child process in its own session, with its output in a log file."""
+    """A child process in its own session, with its output in a log file.
+
+    On Linux, started from the main thread, it is SIGKILLed when the process that started it
+    dies, so not even a SIGKILLed parent leaves it behind (:func:`die_with_parent`).
+    """
 
     name: str
     argv: list[str]
@@ -68,15 +179,20 @@ class Process:
 
     def start(self) -> Self:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.popen = subprocess.Popen(
-            self.argv,
-            cwd=BASE_DIR,
-            env=dict(self.env) if self.env is not None else None,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        try:
+            self.popen = subprocess.Popen(
+                self.argv,
+                cwd=BASE_DIR,
+                env=dict(self.env) if self.env is not None else None,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=die_with_parent(),
+            )
+        finally:
+            if not isinstance(log, int):
+                log.close()  # the child has its own copy
         return self
 
     @property
@@ -92,30 +208,26 @@ class Process:
         group: an RQ work horse calls ``os.setpgrp()``, so signalling our group misses it."""
         if not self.alive():
             return []
-        return descendants(self.pid)
+        return [pid for pid, _start in descendants(self.pid)]
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the process's group (itself and the children that stayed in it)."""
+        if self.popen is not None and self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.popen.pid, signum)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the whole process group, then SIGKILL what is left after ``timeout``
-        (descendants in other groups, such as a work horse, included)."""
-        if self.popen is None or self.popen.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGTERM)
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        """SIGTERM the whole process group, then SIGKILL what is left after ``timeout``,
+        children that left the group (an RQ work horse) included."""
+        stop_all([self], timeout)
 
     def kill(self) -> None:
-        """SIGKILL the process and everything under it at once, a work horse in its own
-        process group included (a crash of the whole machine, for reliability tests)."""
+        """SIGKILL the whole group at once, and the children that left it (a crash, for
+        reliability tests)."""
         if self.popen is not None and self.popen.poll() is None:
-            children = self.descendants()
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            for pid in children:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            below = descendants(self.popen.pid)
+            self.signal(signal.SIGKILL)
+            kill_all(below)
             self.popen.wait(5)
 
     def log_tail(self, lines: int = 40) -> str:
@@ -124,36 +236,44 @@ class Process:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def _stat(pid: int) -> tuple[int, str] | None:
-    """(parent pid, state letter) of ``pid`` from /proc, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            # "pid (comm) S ppid ...": fields after the last ")".
-            fields = stat.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return int(fields[1]), fields[0].decode()
-
-
 def process_alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie, killed but not reaped, does not)."""
-    found = _stat(pid)
-    return found is not None and found[1] != "Z"
+    found = identity(pid)
+    return found is not None and is_alive(found)
 
 
-def descendants(pid: int) -> list[int]:
-    """Live processes under ``pid`` (children, their children, ...), from /proc (Linux)."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (found := _stat(int(entry))) and found[1] != "Z":
-            parents.setdefault(found[0], []).append(int(entry))
-    result: list[int] = []
-    todo = [pid]
-    while todo:
-        children = parents.get(todo.pop(), [])
-        result.extend(children)
-        todo.extend(children)
-    return result
+def stop_all(processes: list[Process], timeout: float = 10.0) -> list[Identity]:
+    """Stop ``processes`` together: SIGTERM to each group, up to ``timeout`` seconds for all
+    of them to end, then SIGKILL to what is left, and to every process that was below one of
+    them when they were asked to stop (or later, while they still ran), whatever its group.
+    Returns what still runs after that (nothing, unless a process ignores SIGKILL's effects,
+    such as one stuck in the kernel)."""
+    running = [process for process in processes if process.alive()]
+    below: set[Identity] = set()
+    for process in running:
+        below.update(descendants(process.pid))
+        process.signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while running and time.monotonic() < deadline:
+        for process in running:
+            below.update(descendants(process.pid))
+        running = [process for process in running if process.alive()]
+        if running:
+            time.sleep(0.05)
+    for process in running:
+        below.update(descendants(process.pid))
+        process.signal(signal.SIGKILL)
+    kill_all(sorted(below))
+    for process in processes:
+        if process.popen is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.popen.wait(5)
+    left = [
+        found
+        for found in [identity(p.pid) for p in processes if p.alive()] + sorted(below)
+        if found is not None and is_alive(found)
+    ]
+    return left
 
 
 # -- Redis -----------------------------------------------------------------------------------
@@ -174,12 +294,18 @@ def redis_server_binary() -> str:
 
 
 def start_redis(
-    workdir: Path, *, log: bool = True, appendonly: bool = False
+    workdir: Path,
+    *,
+    log: bool = True,
+    appendonly: bool = False,
+    started: list[Process] | None = None,
 ) -> tuple[Process, str]:
     """A private redis-server on a unix socket in ``workdir``; returns it and its URL.
 
     No persistence, unless ``appendonly``: then an append-only file in ``workdir``, synced
-    every second, which a server started again in the same ``workdir`` reloads."""
+    every second, which a server started again in the same ``workdir`` reloads.
+    ``started``, if given, gets the process as soon as it runs, before it is waited for (so
+    whoever is interrupted during the wait still knows what to stop); so in the others."""
     workdir.mkdir(parents=True, exist_ok=True)
     sock = workdir / "redis.sock"
     with contextlib.suppress(FileNotFoundError):
@@ -206,7 +332,8 @@ def start_redis(
             "noeviction",
         ],
         log_path=workdir / "redis.log" if log else None,
-    ).start()
+    )
+    _start(process, started)
     url = f"unix://{quote(str(sock))}?db=0"
     wait_until(sock.exists, 10, "redis-server")
     wait_until(lambda: _redis_ping(url), 10, "redis-server")
@@ -388,22 +515,47 @@ def manage(*args: str) -> list[str]:
     return [sys.executable, MANAGE, *args]
 
 
-def start_sandbox(port: int, env: Mapping[str, str], log_path: Path | None, *extra: str) -> Process:
+def _start(process: Process, started: list[Process] | None) -> Process:
+    if started is not None:
+        started.append(process)  # first, so that an interruption in start() finds it too
+    return process.start()
+
+
+def start_sandbox(
+    port: int,
+    env: Mapping[str, str],
+    log_path: Path | None,
+    *extra: str,
+    started: list[Process] | None = None,
+) -> Process:
     process = Process(
         "sandbox", manage("imagen_sandbox", "--port", str(port), *extra), env, log_path
-    ).start()
+    )
+    _start(process, started)
     wait_until(lambda: port_open("127.0.0.1", port), 20, "the sandbox provider server")
     return process
 
 
-def start_worker(env: Mapping[str, str], log_path: Path | None, queue: str = "default") -> Process:
-    return Process("worker", manage("rqworker", "--with-scheduler", queue), env, log_path).start()
+def start_worker(
+    env: Mapping[str, str],
+    log_path: Path | None,
+    queue: str = "default",
+    *,
+    started: list[Process] | None = None,
+) -> Process:
+    process = Process("worker", manage("rqworker", "--with-scheduler", queue), env, log_path)
+    return _start(process, started)
 
 
-def start_web(port: int, env: Mapping[str, str], log_path: Path | None) -> Process:
-    process = Process(
-        "web", manage("runserver", "--noreload", f"127.0.0.1:{port}"), env, log_path
-    ).start()
+def start_web(
+    port: int,
+    env: Mapping[str, str],
+    log_path: Path | None,
+    *,
+    started: list[Process] | None = None,
+) -> Process:
+    process = Process("web", manage("runserver", "--noreload", f"127.0.0.1:{port}"), env, log_path)
+    _start(process, started)
     wait_until(lambda: port_open("127.0.0.1", port), 30, "the Django server")
     return process
 
@@ -413,8 +565,7 @@ def running(*processes: Process) -> Iterator[None]:
     try:
         yield
     finally:
-        for process in reversed(processes):
-            process.stop()
+        stop_all(list(processes))
 
 
 if __name__ == "__main__":
