@@ -293,7 +293,10 @@ class PipelineMachine(RuleBasedStateMachine):
         self.queue: list[QueuedJob] = []
         self.numbers = itertools.count()
         _current_queue[0] = self
+        # Rolled back after each example. Marked as a test case's block, as Django's
+        # TestCase marks its own, so the durable block recording file names may open in it.
         self.atomic = transaction.atomic()
+        self.atomic._from_testcase = True  # type: ignore[attr-defined]
         self.atomic.__enter__()
         # What each row was last seen as, and when it ended (by the clock).
         self.task_seen: dict[int, TaskStatus] = {}
@@ -701,7 +704,7 @@ def model_world(monkeypatch: pytest.MonkeyPatch, settings: Any, tmp_path: Path) 
         PROVIDERS={
             ALIAS: {
                 "BACKEND": f"{__name__}.ModelProvider",
-                "OPTIONS": {"TIMEOUT": PROVIDER_TIMEOUT},
+                "OPTIONS": {"TIMEOUT": PROVIDER_TIMEOUT, "RESULT_HOSTS": [CDN_HOST]},
             }
         },
         **TIMINGS,
