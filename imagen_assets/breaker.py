@@ -109,6 +109,16 @@ def admit(
     return Wait(until=until, name=name, since=health.failing_since or health.updated_at)
 
 
+def release_probe(alias: str, *, now: datetime | None = None) -> None:
+    """A caller :func:`admit` let through ended without calling ``alias`` (it lost its
+    claim, refused the attempt, or raised before the call): if it held the half-open probe,
+    hand the probe on at once instead of leaving the provider "not answering" until the
+    probe's claim lapses. Nothing changes when the breaker is closed or open."""
+    ProviderHealth.objects.filter(provider=alias, state=BreakerState.HALF_OPEN).update(
+        state=BreakerState.OPEN, retry_at=now or timezone.now()
+    )
+
+
 def _health(alias: str) -> ProviderHealth | None:
     return ProviderHealth.objects.filter(provider=alias).first()
 

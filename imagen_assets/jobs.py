@@ -154,38 +154,46 @@ def submit(task_id: int) -> Outcome:
         wait = breaker.admit(task.provider, provider.display_name, probe_seconds=attempt_seconds)
         if wait is not None:
             return _submit_waits(task, wait)
-        lease = timezone.now() + timedelta(seconds=attempt_seconds)
-        if not lifecycle.claim_submit(task_id, lease):
-            return _skipped(Why.ALREADY_SUBMITTED)
-        task = GenerationTask.objects.get(pk=task_id)
-        refused = _refuse_attempt(task, provider)
-        if refused is not None:
-            return refused
-        url = callback_url(task, provider)
-        params = _params(task)
+        called = False
         try:
-            body = provider.request_body(params, callback_url=_redact(url, task))
-        except ValueError as exc:  # settings changed since the request was validated
-            lifecycle.fail_task(
-                task_id, f"{provider.display_name} cannot take this request: {exc}", "invalid"
-            )
-            return _failed(Why.INVALID_REQUEST)
-        if url:
-            # A failure is not fatal: the webhook view tries again, and polling still works.
+            lease = timezone.now() + timedelta(seconds=attempt_seconds)
+            if not lifecycle.claim_submit(task_id, lease):
+                return _skipped(Why.ALREADY_SUBMITTED)
+            task = GenerationTask.objects.get(pk=task_id)
+            refused = _refuse_attempt(task, provider)
+            if refused is not None:
+                return refused
+            url = callback_url(task, provider)
+            params = _params(task)
             try:
-                provider.prepare_webhooks()
+                body = provider.request_body(params, callback_url=_redact(url, task))
+            except ValueError as exc:  # settings changed since the request was validated
+                lifecycle.fail_task(
+                    task_id, f"{provider.display_name} cannot take this request: {exc}", "invalid"
+                )
+                return _failed(Why.INVALID_REQUEST)
+            if url:
+                # A failure is not fatal: the webhook view tries again, and polling still works.
+                try:
+                    provider.prepare_webhooks()
+                except ProviderError as exc:
+                    logger.warning("Could not prepare %s webhooks: %s", task.provider, exc)
+            # From here until the outcome is known, a crash leaves the attempt marked.
+            lifecycle.mark_submit_started(task_id, lease)
+            try:
+                result = provider.submit(
+                    params, idempotency_key=str(task.idempotency_key), callback_url=url
+                )
             except ProviderError as exc:
-                logger.warning("Could not prepare %s webhooks: %s", task.provider, exc)
-        # From here until the outcome is known, a crash leaves the attempt marked.
-        lifecycle.mark_submit_started(task_id, lease)
-        try:
-            result = provider.submit(
-                params, idempotency_key=str(task.idempotency_key), callback_url=url
-            )
-        except ProviderError as exc:
-            breaker.record(task.provider, exc)
-            return _submit_failed(task, exc, idempotent=provider.idempotent_submit)
-        breaker.record(task.provider, None)
+                breaker.record(task.provider, exc)
+                called = True
+                return _submit_failed(task, exc, idempotent=provider.idempotent_submit)
+            breaker.record(task.provider, None)
+            called = True
+        finally:
+            if not called:
+                # Ended without calling the provider: a probe it held goes to the next job.
+                breaker.release_probe(task.provider)
     delay = poll_delay(0)
     if not lifecycle.record_submitted(task_id, lease, result.task_id, body, delay):
         logger.error(
@@ -321,6 +329,10 @@ def poll(task_id: int, reschedule: bool = True) -> Outcome:
                 state = provider.fetch(task.provider_task_id)
             except ProviderError as exc:
                 breaker.record(task.provider, exc)
+                raise
+            except BaseException:
+                # No answer recorded: a probe it held goes to the next job.
+                breaker.release_probe(task.provider)
                 raise
             breaker.record(task.provider, None)
     except ImproperlyConfigured as exc:

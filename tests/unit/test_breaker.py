@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.utils import timezone
 from unit_helpers import WS_BASE, WS_KEY, fixture, json_response, make_campaign, make_task
 
-from imagen_assets import breaker, jobs
+from imagen_assets import breaker, conf, jobs
 from imagen_assets.jobs import Did, Outcome, Why
 from imagen_assets.models import GenerationTask, ProviderHealth
 from imagen_assets.providers import ProviderError
@@ -347,6 +347,32 @@ class JobsWaitTests:
 
         assert jobs.submit(held.pk) == Outcome(Did.SKIPPED, Why.ALREADY_SUBMITTED)
         assert ProviderHealth.objects.get(provider="wavespeed").state == BreakerState.OPEN
+
+    def test_a_submit_that_ends_without_calling_hands_the_probe_on(
+        self, campaign, use_http, enqueued, settings
+    ):
+        ProviderHealth.objects.create(
+            provider="wavespeed",
+            state=BreakerState.OPEN,
+            failures=3,
+            failing_since=timezone.now() - timedelta(minutes=2),
+            retry_at=timezone.now() - timedelta(seconds=1),
+        )
+        # Refused before any call: too many attempts already.
+        spent = make_task(
+            campaign,
+            provider="wavespeed",
+            attempts=conf.get("SUBMIT_MAX_ATTEMPTS") + 1,
+        )
+        use_http()
+
+        assert jobs.submit(spent.pk).did == Did.FAILED
+        health = ProviderHealth.objects.get(provider="wavespeed")
+        # Not left half-open (the provider shown as not answering) until the claim lapses:
+        # the next job may probe at once.
+        assert health.state == BreakerState.OPEN
+        assert health.retry_at <= timezone.now()
+        assert breaker.admit("wavespeed", "WaveSpeed AI", probe_seconds=60) is None
 
 
 class KeyRefusedJobTests:
