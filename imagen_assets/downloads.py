@@ -104,14 +104,17 @@ def _checked_address(
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        raise DownloadError("refused a malformed URL") from None
+        raise DownloadError(_("refused a malformed URL")) from None
     if parts.scheme not in ("http", "https"):
-        raise DownloadError(f"refused a {parts.scheme or 'schemeless'} URL; only http(s) is used")
+        raise DownloadError(
+            _("refused a %(scheme)s URL; only http(s) is used")
+            % {"scheme": parts.scheme or _("schemeless")}
+        )
     host = parts.hostname
     if not host:
-        raise DownloadError("refused a URL without a host")
+        raise DownloadError(_("refused a URL without a host"))
     if parts.username or parts.password:
-        raise DownloadError("refused a URL with credentials in it")
+        raise DownloadError(_("refused a URL with credentials in it"))
     if not hosts.allows(host):
         # Before any lookup or connection (row D1): the name alone decides.
         raise DownloadError(
@@ -129,17 +132,20 @@ def _checked_address(
                 _("could not resolve %(host)s (temporary DNS failure)") % {"host": host},
                 transient=True,
             ) from None
-        raise DownloadError(f"could not resolve {host} ({type(exc).__name__})") from None
+        raise _unresolved(host, exc) from None
     except (OSError, UnicodeError) as exc:
-        raise DownloadError(f"could not resolve {host} ({type(exc).__name__})") from None
+        raise _unresolved(host, exc) from None
     if not addresses:
-        raise DownloadError(f"could not resolve {host}")
+        raise DownloadError(_("could not resolve %(host)s") % {"host": host})
     if not _host_allowed(host, allow_hosts):
         for address in addresses:
             if not _is_public(address):
                 raise DownloadError(
-                    f"refused {host}: it resolves to a non-public address ({address}); "
-                    "add the host to IMAGEN_ASSETS['DOWNLOAD_ALLOW_HOSTS'] if it is trusted"
+                    _(
+                        "refused %(host)s: it resolves to a non-public address (%(address)s); "
+                        "add the host to IMAGEN_ASSETS['DOWNLOAD_ALLOW_HOSTS'] if it is trusted"
+                    )
+                    % {"host": host, "address": address}
                 )
     return host, addresses[0]
 
@@ -183,7 +189,7 @@ def download(
             headers = {"Host": parts.netloc.rsplit("@", 1)[-1], "Accept-Encoding": "identity"}
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise DownloadError(f"gave up after {timeout:.0f} s", transient=True)
+                raise _gave_up(timeout)
             try:
                 with client.stream(
                     "GET",
@@ -203,13 +209,17 @@ def download(
                     encoding = response.headers.get("Content-Encoding", "").strip().lower()
                     if encoding not in ("", "identity"):
                         raise DownloadError(
-                            f"{host} sent an encoded body ({encoding[:40]}); only plain image "
-                            "bytes are accepted"
+                            _(
+                                "%(host)s sent an encoded body (%(encoding)s); only plain "
+                                "image bytes are accepted"
+                            )
+                            % {"host": host, "encoding": encoding[:40]}
                         )
                     declared = response.headers.get("Content-Length")
                     if declared and declared.isdigit() and int(declared) > max_bytes:
                         raise DownloadError(
-                            f"file is {int(declared):,} bytes, over the {max_bytes:,} byte limit"
+                            _("file is %(size)s bytes, over the %(limit)s byte limit")
+                            % {"size": f"{int(declared):,}", "limit": f"{max_bytes:,}"}
                         )
                     chunks: list[bytes] = []
                     size = 0
@@ -218,19 +228,38 @@ def download(
                     for chunk in response.iter_bytes():
                         size += len(chunk)
                         if size > max_bytes:
-                            raise DownloadError(f"file is over the {max_bytes:,} byte limit")
+                            raise DownloadError(
+                                _("file is over the %(limit)s byte limit")
+                                % {"limit": f"{max_bytes:,}"}
+                            )
                         if time.monotonic() > deadline:
-                            raise DownloadError(f"gave up after {timeout:.0f} s", transient=True)
+                            raise _gave_up(timeout)
                         chunks.append(chunk)
                     content_type = response.headers.get("Content-Type", "").split(";")[0]
                     return Downloaded(b"".join(chunks), content_type.strip().lower(), url)
             except httpx.TimeoutException:
-                raise DownloadError(f"{host} timed out", transient=True) from None
+                raise DownloadError(
+                    _("%(host)s timed out") % {"host": host}, transient=True
+                ) from None
             except httpx.HTTPError as exc:
                 raise DownloadError(
-                    f"could not fetch from {host} ({type(exc).__name__})", transient=True
+                    _("could not fetch from %(host)s (%(error)s)")
+                    % {"host": host, "error": type(exc).__name__},
+                    transient=True,
                 ) from None
-        raise DownloadError(f"more than {MAX_REDIRECTS} redirects")
+        raise DownloadError(_("more than %(count)d redirects") % {"count": MAX_REDIRECTS})
+
+
+def _gave_up(timeout: float) -> DownloadError:
+    return DownloadError(
+        _("gave up after %(seconds)s s") % {"seconds": f"{timeout:.0f}"}, transient=True
+    )
+
+
+def _unresolved(host: str, exc: BaseException) -> DownloadError:
+    return DownloadError(
+        _("could not resolve %(host)s (%(error)s)") % {"host": host, "error": type(exc).__name__}
+    )
 
 
 def _answer_error(host: str, response: httpx.Response) -> DownloadError:

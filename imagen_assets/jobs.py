@@ -139,7 +139,10 @@ def submit(task_id: int) -> Outcome:
     )
     if task is None or task.status != TaskStatus.QUEUED or task.provider_task_id:
         return _skipped(Why.ALREADY_SUBMITTED)
-    if task.submit_lease_until is not None and task.submit_lease_until > timezone.now():
+    # The same slack as for reads: RQ releases a delayed job up to a second early, and the
+    # run may be on a host whose clock is a little behind the one that set the lease.
+    slack = timedelta(seconds=POLL_SLACK_SECONDS)
+    if task.submit_lease_until is not None and task.submit_lease_until - slack > timezone.now():
         # Another run holds the claim, or a retry is not due yet: this run could not claim
         # it, so it must not take the breaker's one probe either.
         return _skipped(Why.ALREADY_SUBMITTED)

@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 import django_rq
+from redis import ConnectionPool, Redis
 from redis.exceptions import RedisError
 from rq import Queue
 from rq.exceptions import NoSuchJobError
@@ -171,8 +172,20 @@ def eviction_policy() -> str | None:
     """The queue's Redis ``maxmemory-policy`` (e.g. ``noeviction``), or None when Redis
     cannot be reached or will not say (``CONFIG`` disabled, as on some hosted services)."""
     try:
-        value = get_queue().connection.config_get("maxmemory-policy").get("maxmemory-policy")
-    except RedisError:
+        pool = get_queue().connection.connection_pool
+        # Its own short timeouts: asked at every startup, it must not hang one on a Redis
+        # that does not answer, whatever the site configured.
+        kwargs = {**pool.connection_kwargs, "socket_timeout": 2, "socket_connect_timeout": 2}
+        probe = Redis(
+            connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs)
+        )
+        try:
+            value = probe.config_get("maxmemory-policy").get("maxmemory-policy")
+        finally:
+            probe.connection_pool.disconnect()
+    except (RedisError, OSError, ValueError, TypeError, KeyError):
+        # Unreachable, CONFIG disabled, or settings Redis cannot use (a malformed URL
+        # option): another check or the first enqueue says so, not this one.
         return None
     if isinstance(value, bytes):
         value = value.decode()

@@ -104,15 +104,19 @@ def webhook(request: HttpRequest, provider: str, token: str | None = None) -> Js
         return _refuse("unknown provider", 404)
     with backend:
         task = None
-        if token is not None:
-            task = (
-                GenerationTask.objects.filter(provider=provider, callback_token=token)
-                .only(*_TASK_FIELDS)
-                .first()
-            )
+        try:
+            if token is not None:
+                task = (
+                    GenerationTask.objects.filter(provider=provider, callback_token=token)
+                    .only(*_TASK_FIELDS)
+                    .first()
+                )
+            closed = _closed_to_callbacks(task)
+        except OperationalError:
+            logger.exception("Could not look up the task of a %s webhook", provider)
+            return _refuse("cannot record webhooks right now", 503)
         try:
             backend.check_callback_url(None if token is None else task is not None)
-            closed = _closed_to_callbacks(task)
             if task is not None and closed:
                 return _dropped(provider, task, closed)
             body = _read_body(request, conf.get("WEBHOOK_MAX_BODY"))

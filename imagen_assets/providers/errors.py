@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
+
 
 class ProviderError(Exception):
     """A provider call failed. The message is safe to show in the admin: no secrets.
@@ -45,13 +47,22 @@ class ProviderError(Exception):
             setting = (
                 f"IMAGEN_ASSETS['PROVIDERS'][{self.alias!r}]['OPTIONS']['API_KEY']"
                 if self.alias
-                else "the provider's API_KEY option"
+                else _("the provider's API_KEY option")
             )
-            said = f" {self.provider} said: {self.message}" if self.message else ""
-            return (
-                f"{self.provider} refused the API key (HTTP {self.status_code}): "
-                f"check {setting}.{said}"
-            )
+            refused = _(
+                "%(provider)s refused the API key (HTTP %(status)s): check %(setting)s."
+            ) % {
+                "provider": self.provider,
+                "status": self.status_code,
+                "setting": setting,
+            }
+            if not self.message:
+                return refused
+            said = _("%(provider)s said: %(message)s") % {
+                "provider": self.provider,
+                "message": self.message,
+            }
+            return f"{refused} {said}"
         where = f"HTTP {self.status_code}" if self.status_code else "no HTTP answer"
         code = f" [{self.code}]" if self.code else ""
         return f"{self.provider}: {where}{code}: {self.message}"

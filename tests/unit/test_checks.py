@@ -465,6 +465,17 @@ class RedisEvictionCheckTests:
 
         assert check_redis_keeps_jobs() == []
 
+    @pytest.mark.parametrize(
+        "url",
+        ["redis://127.0.0.1:1/0", "redis://127.0.0.1:1/0?socket_timeout=abc"],
+        ids=["nothing listening", "a malformed option"],
+    )
+    def test_w020_says_nothing_and_never_raises_when_redis_cannot_be_asked(self, settings, url):
+        settings.RQ_QUEUES = {"default": {"URL": url}}
+
+        assert queueing.eviction_policy() is None
+        assert check_redis_keeps_jobs() == []
+
     def test_the_w020_check_is_registered_with_django(self, monkeypatch):
         monkeypatch.setattr(queueing, "eviction_policy", lambda: "allkeys-lru")
 

@@ -538,6 +538,23 @@ class WaveCallbackTests(WebhookViewContractCases):
         assert event.event_id == hashlib.sha256(body).hexdigest()
         assert event.payload == json.loads(body)  # kept for support
 
+    def test_a_database_that_is_down_when_the_token_is_looked_up_is_a_503(
+        self, client, task, enqueued, monkeypatch
+    ):
+        from django.db import OperationalError
+
+        from imagen_assets.models import GenerationTask
+
+        def down(*args, **kwargs):
+            raise OperationalError("could not connect to server")
+
+        monkeypatch.setattr(GenerationTask.objects, "filter", down)
+
+        response = post(client, self.url(task.callback_token), self.body())
+
+        assert response.status_code == 503  # the sender retries; never a 500
+        assert_nothing_recorded(enqueued)
+
     def test_a_body_naming_another_task_is_a_400(self, client, task, enqueued):
         response = post(client, self.url(task.callback_token), self.body("task-someone-else"))
 
