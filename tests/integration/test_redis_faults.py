@@ -72,9 +72,24 @@ def in_flight(campaign: Campaign, url: str, count: int) -> list[GenerationTask]:
 
 
 def assert_finished_once(
-    tasks: list[GenerationTask], count: int, submits: int, sandbox: Any, env: dict[str, str]
+    tasks: list[GenerationTask],
+    count: int,
+    submits: int,
+    sandbox: Any,
+    env: dict[str, str],
+    worker: Any,
 ) -> None:
-    images = wait_all_finished(tasks, timeout=60)
+    # 150 s: well inside the 180 s the recovery must take (benchmarks.recovery measures it,
+    # about 30 s), well short of the 405 s an idle stock worker stays blocked.
+    try:
+        images = wait_all_finished(tasks, timeout=150)
+    except AssertionError as exc:
+        rows = list(
+            GenerationTask.objects.filter(pk__in=[t.pk for t in tasks]).values_list(
+                "pk", "status", "polls", "next_poll_at", "updated_at"
+            )
+        )
+        raise AssertionError(f"{exc}\ntasks: {rows}\nworker log:\n{worker.log_tail(80)}") from None
     assert [i.status for i in images] == [GeneratedImage.Status.SUCCEEDED] * count
     assert sandbox.stats["wavespeed_submits"] - submits == len(tasks)  # none submitted twice
     for task in GenerationTask.objects.filter(pk__in=[t.pk for t in tasks]):
@@ -108,7 +123,7 @@ class RedisRestartTests:
         server.start()  # empty: no persistence
         assert scheduled_polls(server.url) == set()
 
-        assert_finished_once(tasks, 8, submits, sandbox, env)
+        assert_finished_once(tasks, 8, submits, sandbox, env, worker)
         assert worker.alive()
         assert "registering again and restoring the jobs" in worker.log_tail(400)
 
@@ -144,7 +159,7 @@ class RedisRestartTests:
         assert client.get(queueing.JOBS_MARKER_KEY)  # so nothing is restored twice
         client.close()
 
-        assert_finished_once(tasks, 8, submits, sandbox, env)
+        assert_finished_once(tasks, 8, submits, sandbox, env, worker)
         assert "restoring the jobs" not in worker.log_tail(400)
 
 
