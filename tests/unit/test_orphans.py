@@ -448,6 +448,7 @@ class FinishedRunTests:
         monkeypatch: pytest.MonkeyPatch,
         jobs_over: list[set[str]],
         tmp_path: Path,
+        enqueued: Any,
     ) -> None:
         self.known, self.over = {"job-dead", "job-running"}, {"job-dead"}
         dead = self._orphan(monkeypatch, "job-dead")
@@ -458,6 +459,8 @@ class FinishedRunTests:
         }
         age_records(orphans.MIN_AGE + 1)
         assert orphans.due()
+        assert jobs.reconcile()["sweep"] == 1
+        assert [c.func for c in enqueued] == [jobs.sweep_files]
 
         assert sweep() == {dead.file: Action.DELETED, dead.thumbnail: Action.DELETED}
         assert jobs_over == [{"job-dead", "job-running"}]  # one question per batch
@@ -489,13 +492,14 @@ class FinishedRunTests:
         assert files_on_disk(tmp_path) == []
 
     def test_a_record_younger_than_the_minimum_age_is_not_looked_at(
-        self, monkeypatch: pytest.MonkeyPatch, jobs_over: list[set[str]]
+        self, monkeypatch: pytest.MonkeyPatch, jobs_over: list[set[str]], enqueued: Any
     ) -> None:
         self.known, self.over = {"job-dead"}, {"job-dead"}
         self._orphan(monkeypatch, "job-dead")
         age_records(orphans.MIN_AGE - 5)
 
         assert not orphans.due()
+        assert jobs.reconcile()["sweep"] == 0
         assert sweep() == {}
         assert jobs_over == []
 
