@@ -3,8 +3,8 @@ do, and when a batch of dead runs left files behind.
 
 In-process, on a temporary SQLite file and local file storage: 100 000 image rows that
 own their file names (no files: the sweep never reads them), 500 records of runs still
-writing (inside their grace), and ``--orphans`` recorded files on disk that no row owns,
-past their grace. Prints
+writing (inside their grace, half of them of RQ jobs: younger than ``orphans.MIN_AGE``),
+and ``--orphans`` recorded files on disk that no row owns, past their grace. Prints
 
 - the check the reconciler makes every run (``orphans.due()``) with nothing due, against
   a bound of 5 ms;
@@ -112,6 +112,8 @@ def add_records(orphans_count: int, in_flight: int) -> None:
             name=f"imagen/benchmark/writing-{n}.jpg",
             kind=StoredFile.Kind.ORIGINAL,
             created_at=now,
+            # Half of them from RQ jobs, so the check looks at both of its conditions.
+            job_id=f"benchmark-job-{n // 8}" if n % 2 else "",
         )
         for n in range(in_flight)
     ]

@@ -778,8 +778,8 @@ class StoredFile(models.Model):
     its files (deletes their records in the transaction that gives the image its file
     names); a run that fails or loses a race deletes its files and then their records.
     What is left is found by the sweep (:mod:`imagen_assets.orphans`), which deletes a
-    file once its record is older than ``ORPHAN_GRACE`` and no image owns it. Exports are
-    never recorded, so never swept.
+    file no image owns once its record is older than ``ORPHAN_GRACE``, or sooner once the
+    RQ job that wrote it (``job_id``) is over. Exports are never recorded, so never swept.
     """
 
     class Kind(models.TextChoices):
@@ -792,6 +792,9 @@ class StoredFile(models.Model):
     #: deleted image, whose run may still be writing).
     image_id = models.PositiveBigIntegerField(_("image"), null=True, blank=True)
     created_at = models.DateTimeField(_("recorded"), default=timezone.now, db_index=True)
+    #: The RQ job whose run writes the file; blank when no RQ job does (a management
+    #: command, a web request). Once that job is over the sweep need not wait for the grace.
+    job_id = models.CharField(_("job"), max_length=200, blank=True, default="")
 
     class Meta:
         verbose_name = _("stored file record")

@@ -4,19 +4,24 @@ files no image owns.
 How a file's record moves (:class:`~imagen_assets.models.StoredFile`)::
 
     record()      committed in its own transaction BEFORE the storage write, so a worker
-                  killed mid-write leaves a record of what it may have left behind
+                  killed mid-write leaves a record of what it may have left behind; with
+                  the id of the RQ job writing it (blank outside RQ)
     adopt()       the run that stores the image deletes its files' records in the
                   transaction that gives the image their names (lifecycle.finish_image)
     remove()      a run that failed or lost a race deletes its files, then their records
                   (a file that could not be deleted keeps its record, for the sweep)
     release()     a deleted image's files are recorded again; removed once it commits
-    sweep()       deletes each file whose record is older than ``ORPHAN_GRACE`` and that
-                  no image owns, then its record
+    sweep()       deletes each file that no image owns and whose record is older than
+                  ``ORPHAN_GRACE``, or older than ``MIN_AGE`` with its job over; then
+                  its record
 
 The sweep works from the records only: it never lists the storage, so it never touches a
 file it did not record (exports, files of other apps sharing the bucket). It never races a
 write either: the grace is longer than a run of ``complete()`` may take (the job timeout),
-and the record is the lock between a late run and the sweep. The sweep holds a record
+and a record of an RQ job is taken before the grace only once Redis says that job is over
+(finished, failed, stopped or cancelled: a work horse killed mid-store is marked failed by
+RQ), asked after the record is held; a job Redis does not know waits for the grace. The
+record is the lock between a late run and the sweep. The sweep holds a record
 (``SELECT ... FOR UPDATE``, or SQLite's write lock once it deleted it) while it checks
 ownership and deletes the file; :func:`adopt` deletes the same record, so it either came
 first (the sweep then sees the image owning the file and keeps it) or finds the record gone
@@ -35,7 +40,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from imagen_assets import conf
+from imagen_assets import conf, queueing
 from imagen_assets.models import GeneratedImage, StoredFile
 from imagen_assets.storage import delete_files
 
@@ -43,6 +48,11 @@ logger = logging.getLogger(__name__)
 
 #: Records handled per transaction by the sweep.
 BATCH = 200
+
+#: Seconds a record of an RQ job whose run is over waits before the sweep takes it (at
+#: most ``ORPHAN_GRACE``): the run that wrote it ended, so there is no write to race; this
+#: only keeps the reconciler from asking Redis about every run that just began.
+MIN_AGE = 60
 
 
 class FilesSwept(RuntimeError):
@@ -58,10 +68,11 @@ def record(entries: Sequence[tuple[str, StoredFile.Kind, int | None]]) -> None:
     if not entries:
         return
     now = timezone.now()
+    job_id = queueing.current_job_id()
     with transaction.atomic(durable=True):
         StoredFile.objects.bulk_create(
             [
-                StoredFile(name=name, kind=kind, image_id=image_id, created_at=now)
+                StoredFile(name=name, kind=kind, image_id=image_id, created_at=now, job_id=job_id)
                 for name, kind, image_id in entries
             ]
         )
@@ -129,9 +140,26 @@ def cutoff(now: datetime | None = None) -> datetime:
     return (now or timezone.now()) - timedelta(seconds=float(conf.get("ORPHAN_GRACE")))
 
 
+def _candidates(now: datetime) -> Q:
+    """The records the sweep looks at: past their grace, or of an RQ job and older than
+    :data:`MIN_AGE` (taken only if that job is over, :func:`_ready`)."""
+    grace = float(conf.get("ORPHAN_GRACE"))
+    early = now - timedelta(seconds=min(float(MIN_AGE), grace))
+    return Q(created_at__lt=cutoff(now)) | (Q(created_at__lt=early) & ~Q(job_id=""))
+
+
 def due() -> bool:
-    """Whether any record is past its grace (one indexed query)."""
-    return StoredFile.objects.filter(created_at__lt=cutoff()).exists()
+    """Whether the sweep may have work: a record past its grace, or one of an RQ job older
+    than :data:`MIN_AGE` (one query; whether that job is over, the sweep asks Redis)."""
+    return StoredFile.objects.filter(_candidates(timezone.now())).exists()
+
+
+def _ready(records: list[StoredFile], limit: datetime) -> list[StoredFile]:
+    """Of ``records`` (held), those the sweep may take: past their grace (``limit``), or
+    written by an RQ job that is over (one round trip to Redis for them all)."""
+    early = [r.job_id for r in records if r.created_at >= limit and r.job_id]
+    over = queueing.jobs_over(early) if early else set()
+    return [r for r in records if r.created_at < limit or r.job_id in over]
 
 
 def _owned(names: Iterable[str], image_ids: Iterable[int | None]) -> set[str]:
@@ -155,24 +183,32 @@ def _owned(names: Iterable[str], image_ids: Iterable[int | None]) -> set[str]:
 
 
 def sweep(*, dry_run: bool = False, now: datetime | None = None) -> Iterator[Swept]:
-    """Delete every recorded file past its grace that no image owns, with its record; drop
-    the records of owned files. Yields what it did with each record, a batch at a time
-    (each batch one transaction). ``dry_run`` changes nothing and says what it would do.
+    """Delete every recorded file that no image owns, with its record, once the record is
+    past its grace or the RQ job that wrote it is over; drop the records of owned files.
+    Yields what it did with each record, a batch at a time (each batch one transaction).
+    ``dry_run`` changes nothing and says what it would do.
 
     Safe to run at any time, also twice at once (a record held by one sweep is skipped by
     the other)."""
+    now = now or timezone.now()
     limit = cutoff(now)
+    candidates = _candidates(now)
     last = 0
     while True:
         with transaction.atomic():
             records = list(
                 StoredFile.objects.select_for_update(skip_locked=True)
-                .filter(created_at__lt=limit, pk__gt=last)
+                .filter(candidates, pk__gt=last)
                 .order_by("pk")[:BATCH]
             )
             if not records:
                 return
             last = records[-1].pk
+            # Asked once the records are held: a run that wrote one of them and was still
+            # going would show as started, so "over" means no write of it can be racing.
+            records = _ready(records, limit)
+            if not records:
+                continue
             if dry_run:
                 owned = _owned((r.name for r in records), (r.image_id for r in records))
                 done = [

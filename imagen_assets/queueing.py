@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -80,6 +80,36 @@ def enqueue(
         )
         return False
     return True
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+#: A job in one of these states runs no more: it returned, raised, was stopped or
+#: cancelled, or its work horse died (RQ marks it failed: the worker that forked it, or
+#: the cleanup of the started-job registry once that worker is gone too).
+OVER = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
+
+
+def current_job_id() -> str:
+    """The id of the RQ job this code runs in; "" outside one (a management command, a
+    web request, a thread of its own)."""
+    job = get_current_job()
+    return job.id if job is not None else ""
+
+
+def jobs_over(job_ids: Iterable[str]) -> set[str]:
+    """Which of ``job_ids`` are certainly over (:data:`OVER`), asked in one round trip. A
+    job Redis does not hold is not among them (Redis may have lost it while it ran), nor
+    is any when Redis cannot be reached."""
+    ids = sorted({job_id for job_id in job_ids if job_id})
+    if not ids:
+        return set()
+    try:
+        jobs = Job.fetch_many(ids, connection=get_queue().connection)
+    except (RedisError, NoSuchJobError, ValueError) as exc:  # the last two: a hash RQ cannot read
+        logger.warning("Could not ask Redis which jobs are over (%s)", type(exc).__name__)
+        return set()
+    return {job.id for job in jobs if job is not None and job.get_status(refresh=False) in OVER}
 
 
 # -- the reconciler's chain ------------------------------------------------------------------

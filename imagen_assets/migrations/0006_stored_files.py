@@ -19,6 +19,7 @@ class Migration(migrations.Migration):
                 ('kind', models.CharField(choices=[('original', 'Original'), ('thumbnail', 'Thumbnail')], max_length=20, verbose_name='kind')),
                 ('image_id', models.PositiveBigIntegerField(blank=True, null=True, verbose_name='image')),
                 ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, verbose_name='recorded')),
+                ('job_id', models.CharField(blank=True, default='', max_length=200, verbose_name='job')),
             ],
             options={
                 'verbose_name': 'stored file record',

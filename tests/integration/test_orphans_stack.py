@@ -1,6 +1,8 @@
 """Orphan files with real parts: a real ``rqworker`` and its work horse SIGKILLed in the
-middle of storing, a new worker finishing the rows, then the sweep (I8, I9); and, on
-PostgreSQL, the sweep racing a run that is taking its files."""
+middle of storing, a new worker finishing the rows, then the reconciler's sweep removing
+the dead run's files once RQ marked its job failed, long before ``ORPHAN_GRACE`` (I8, I9);
+which jobs Redis says are over; and, on PostgreSQL, the sweep racing a run that is taking
+its files."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import json
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +22,7 @@ from django.core.management import call_command
 from django.db import connection, connections, transaction
 
 from campaigns.settings import imagen_files_root
-from imagen_assets import ingest, jobs, lifecycle, orphans, services
+from imagen_assets import ingest, jobs, lifecycle, orphans, queueing, services
 from imagen_assets.imaging import check_image
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, StoredFile
 from imagen_assets.orphans import Action
@@ -86,6 +89,9 @@ class KilledWorkerTests:
         assert len(left) == 8, left  # what the dead run wrote, none of it on a row
         assert sorted(StoredFile.objects.values_list("name", flat=True)) == left
         assert GeneratedImage.objects.filter(task=task).unfinished().count() == 4
+        # Each record names the RQ job of the run that wrote it.
+        [dead_job] = set(StoredFile.objects.values_list("job_id", flat=True))
+        assert dead_job and queueing.jobs_over([dead_job]) == set()  # still "started"
 
         start_worker()
         settings.IMAGEN_ASSETS["RECONCILE_AFTER"] = 0
@@ -95,17 +101,81 @@ class KilledWorkerTests:
         assert len(files_on_disk(stack_env)) == 16
         assert StoredFile.objects.count() == 8  # the new run's records were adopted
 
-        settings.IMAGEN_ASSETS["ORPHAN_GRACE"] = 0
-        rows = sweep_command()
-
-        assert sorted(row["name"] for row in rows) == left
-        assert {(row["ok"], row["action"]) for row in rows} == {(True, "deleted")}
+        # No grace override: ORPHAN_GRACE stays an hour. The new worker's maintenance
+        # marks the dead horse's job failed (its worker's heartbeat lapsed), after which
+        # the reconciler queues the sweep and the new worker deletes the dead run's files.
+        assert settings.IMAGEN_ASSETS.get("ORPHAN_GRACE", 3600) == 3600
         owned = sorted(name for i in images for name in (i.file.name, i.thumbnail.name))
-        assert files_on_disk(stack_env) == owned  # one original and one thumbnail per row
-        assert StoredFile.objects.count() == 0
+        last_reconcile = [0.0]
+
+        def swept() -> bool:
+            if time.monotonic() - last_reconcile[0] > 5:
+                last_reconcile[0] = time.monotonic()
+                jobs.reconcile()  # what the reconciler's chain runs every interval
+            return files_on_disk(stack_env) == owned and not StoredFile.objects.exists()
+
+        # RQ's heartbeat ttl (90 s) + its maintenance interval (30 s) + MIN_AGE, with room.
+        wait_for(swept, 300, "the dead run's files to be swept")
+        assert queueing.jobs_over([dead_job]) == {dead_job}  # RQ: failed
         for image in images:
             assert image.file.storage.exists(image.file.name)
             assert image.thumbnail.storage.exists(image.thumbnail.name)
+
+    def test_the_sweep_command_deletes_them_past_the_grace(
+        self,
+        campaign: Campaign,
+        settings: Any,
+        stack_env: dict[str, str],
+    ) -> None:
+        """The same files from ``imagen_sweep``, a run of no RQ job: past the grace."""
+        image = GeneratedImage.objects.create(
+            task=GenerationTask.objects.create(
+                campaign=campaign,
+                provider="sandbox",
+                model="m",
+                prompt="p",
+                aspect_ratio="1:1",
+                num_images=1,
+                status="succeeded",
+            ),
+            campaign=campaign,
+            index=0,
+        )
+        result = ingest.store(image, _png())  # a run that dies before the image takes them
+        assert set(StoredFile.objects.values_list("job_id", flat=True)) == {""}
+        assert sweep_command() == []
+
+        settings.IMAGEN_ASSETS["ORPHAN_GRACE"] = 0
+        rows = sweep_command()
+
+        assert sorted(row["name"] for row in rows) == sorted([result.file, result.thumbnail])
+        assert {(row["ok"], row["action"]) for row in rows} == {(True, "deleted")}
+        assert files_on_disk(stack_env) == [] and StoredFile.objects.count() == 0
+
+
+class JobsOverTests:
+    def test_redis_says_which_jobs_are_over(self, stack_env: dict[str, str]) -> None:
+        """finished, failed, stopped, canceled are over; a job still to run or running is
+        not, nor one Redis does not hold (it may have lost it while it ran)."""
+        from rq.job import JobStatus
+
+        queue = queueing.get_queue()
+        ids = {}
+        for status in JobStatus:
+            job = queue.enqueue("imagen_assets.jobs.sweep_files")  # no worker runs here
+            job.set_status(status)
+            ids[status.value] = job.id
+
+        over = queueing.jobs_over([*ids.values(), "never-queued", ""])
+
+        assert "never-queued" not in over and "" not in over
+
+        assert {name for name, job_id in ids.items() if job_id in over} == {
+            "finished",
+            "failed",
+            "stopped",
+            "canceled",
+        }
 
 
 # -- the sweep racing a run, on PostgreSQL -----------------------------------------------------

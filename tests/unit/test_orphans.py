@@ -16,7 +16,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from unit_helpers import image_bytes, make_campaign, make_task
 
-from imagen_assets import exports, ingest, jobs, orphans
+from imagen_assets import exports, ingest, jobs, orphans, queueing
 from imagen_assets.downloads import Downloaded
 from imagen_assets.imaging import check_image
 from imagen_assets.jobs import Did, Outcome
@@ -412,6 +412,124 @@ class DeletedImageTests:
         age_records(4000)
         assert sweep() == dict.fromkeys(names, Action.DELETED)
         assert files_on_disk(tmp_path) == []
+
+
+class FinishedRunTests:
+    """A record of an RQ job whose run is over is swept before the grace; a run that may
+    still be writing (started, queued, or a job Redis lost) waits for the grace."""
+
+    @pytest.fixture
+    def jobs_over(self, monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
+        """queueing.jobs_over, strict: answers for the jobs of ``self.over``, fails on a
+        question it was not expected to get (records past their grace, or without a job)."""
+        asked: list[set[str]] = []
+
+        def over(job_ids: Any) -> set[str]:
+            ids = set(job_ids)
+            assert ids and ids <= self.known, f"unexpected question for jobs {ids}"
+            asked.append(ids)
+            return ids & self.over
+
+        monkeypatch.setattr(queueing, "jobs_over", over)
+        return asked
+
+    known: set[str] = set()
+    over: set[str] = set()
+
+    def _orphan(self, monkeypatch: pytest.MonkeyPatch, job_id: str) -> Any:
+        """What a run of the RQ job ``job_id`` wrote before it died."""
+        with monkeypatch.context() as patch:
+            patch.setattr(queueing, "current_job_id", lambda: job_id)
+            image = make_task(make_campaign(job_id), status="succeeded").images.get()
+            return ingest.store(image, checked_png())
+
+    def test_a_record_of_a_job_that_is_over_goes_before_the_grace(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        jobs_over: list[set[str]],
+        tmp_path: Path,
+        enqueued: Any,
+    ) -> None:
+        self.known, self.over = {"job-dead", "job-running"}, {"job-dead"}
+        dead = self._orphan(monkeypatch, "job-dead")
+        running = self._orphan(monkeypatch, "job-running")
+        assert set(StoredFile.objects.values_list("job_id", flat=True)) == {
+            "job-dead",
+            "job-running",
+        }
+        age_records(orphans.MIN_AGE + 1)
+        assert orphans.due()
+        assert jobs.reconcile()["sweep"] == 1
+        assert [c.func for c in enqueued] == [jobs.sweep_files]
+
+        assert sweep() == {dead.file: Action.DELETED, dead.thumbnail: Action.DELETED}
+        assert jobs_over == [{"job-dead", "job-running"}]  # one question per batch
+        assert files_on_disk(tmp_path) == sorted([running.file, running.thumbnail])
+        assert sorted(StoredFile.objects.values_list("name", flat=True)) == sorted(
+            [running.file, running.thumbnail]
+        )
+
+    def test_the_real_statuses_that_count_as_over(self) -> None:
+        assert {s.value for s in queueing.OVER} == {"finished", "failed", "stopped", "canceled"}
+
+    def test_a_job_still_running_queued_or_unknown_waits_for_the_grace(
+        self, monkeypatch: pytest.MonkeyPatch, jobs_over: list[set[str]], tmp_path: Path
+    ) -> None:
+        self.known, self.over = {"job-started", "job-queued", "job-lost"}, set()
+        results = [self._orphan(monkeypatch, job) for job in sorted(self.known)]
+        age_records(3599)  # ORPHAN_GRACE is 3600
+
+        assert sweep() == {}
+        assert len(jobs_over) == 1
+        assert len(files_on_disk(tmp_path)) == 6 and StoredFile.objects.count() == 6
+
+        jobs_over.clear()
+        later = timezone.now() + timedelta(seconds=2)
+        assert sweep(now=later) == {
+            name: Action.DELETED for r in results for name in (r.file, r.thumbnail)
+        }
+        assert jobs_over == []  # past the grace: Redis is not asked
+        assert files_on_disk(tmp_path) == []
+
+    def test_a_record_younger_than_the_minimum_age_is_not_looked_at(
+        self, monkeypatch: pytest.MonkeyPatch, jobs_over: list[set[str]], enqueued: Any
+    ) -> None:
+        self.known, self.over = {"job-dead"}, {"job-dead"}
+        self._orphan(monkeypatch, "job-dead")
+        age_records(orphans.MIN_AGE - 5)
+
+        assert not orphans.due()
+        assert jobs.reconcile()["sweep"] == 0
+        assert sweep() == {}
+        assert jobs_over == []
+
+    def test_a_record_without_a_job_waits_for_the_grace_without_asking_redis(
+        self, jobs_over: list[set[str]]
+    ) -> None:
+        """A management command's run (no RQ job): the grace as before."""
+        self.known, self.over = set(), set()
+        image = make_task(make_campaign(), status="succeeded").images.get()
+        ingest.store(image, checked_png())
+        assert StoredFile.objects.filter(job_id="").count() == 2
+        age_records(3000)
+
+        assert not orphans.due()
+        assert sweep() == {}
+        assert jobs_over == []
+
+    def test_an_owned_file_of_a_finished_job_is_kept(
+        self, monkeypatch: pytest.MonkeyPatch, jobs_over: list[set[str]]
+    ) -> None:
+        self.known, self.over = {"job-done"}, {"job-done"}
+        result = self._orphan(monkeypatch, "job-done")
+        image = GeneratedImage.objects.get(task__campaign__slug="job-done")
+        GeneratedImage.objects.filter(pk=image.pk).update(
+            file=result.file, thumbnail=result.thumbnail
+        )
+        age_records(orphans.MIN_AGE + 1)
+
+        assert sweep() == {result.file: Action.OWNED, result.thumbnail: Action.OWNED}
+        assert default_storage.exists(result.file)
 
 
 class SweepJobTests:

@@ -23,9 +23,10 @@ class Command(BaseCommand):
     help = (
         "Delete the image files that no image owns (left by a worker that died while "
         "storing, or that could not clean up), once their record is older than "
-        "ORPHAN_GRACE seconds. Works from the names recorded before each write, never by "
-        "listing the storage: exports and other files are never touched. Exits 1 when a "
-        "file could not be deleted (it is tried again next time)."
+        "ORPHAN_GRACE seconds, or sooner once the RQ job that wrote them is over. Works "
+        "from the names recorded before each write, never by listing the storage: exports "
+        "and other files are never touched. Exits 1 when a file could not be deleted (it is "
+        "tried again next time)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
