@@ -11,11 +11,9 @@ import io
 import json
 import logging
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from campaigns.settings import imagen_files_root
 from imagen_assets import jobs
 from imagen_assets.models import Campaign, GeneratedImage, WebhookEvent
 from tests.factories import running_wavespeed_task, signed_wavespeed_headers, wait_all_finished
+from tests.loopback import LoopbackServer
 
 pytestmark = [pytest.mark.integration]
 
@@ -48,35 +47,15 @@ def signed(settings: Any, sandbox: Any) -> str:
     return str(sandbox.webhook_secret)
 
 
-class PNGServer:
+class PNGServer(LoopbackServer):
     """A loopback file server with one PNG; counts the downloads."""
 
     def __init__(self) -> None:
         buffer = io.BytesIO()
         Image.new("RGB", (40, 30), (0, 90, 160)).save(buffer, "PNG")
         body = buffer.getvalue()
-        self.hits = 0
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                owner.hits += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "image/png")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/out.png"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(lambda path: (200, "image/png", body))
+        self.url += "/out.png"
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from imagen_assets.providers import get_provider
 from imagen_assets.status import TaskStatus
 from tests.conftest import wait_for
 from tests.factories import running_wavespeed_task, wait_all_finished
+from tests.loopback import LoopbackServer
 
 pytestmark = [pytest.mark.integration]
 
@@ -330,32 +330,12 @@ class CrashBeforeSavingTests:
 # -- P6: whatever the provider answers -------------------------------------------------------
 
 
-class ScriptedProvider:
+class ScriptedProvider(LoopbackServer):
     """A loopback "WaveSpeed" whose result endpoint answers what the test last set."""
 
     def __init__(self) -> None:
         self.answer: tuple[int, bytes] = (200, b"{}")
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                status, body = owner.answer
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(lambda path: (self.answer[0], "application/json", self.answer[1]))
 
 
 @pytest.fixture
