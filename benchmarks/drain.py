@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from urllib.request import urlopen
 from campaigns.settings import imagen_files_root
 from campaigns.stack import (
     Process,
+    bench_env,
     free_port,
     manage,
     running,
@@ -71,19 +71,7 @@ def main() -> int:
     redis, redis_url = start_redis(work / "redis")
     sandbox_port, web_port = free_port(), free_port()
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{work / 'db.sqlite3'}"),
-        "REDIS_URL": redis_url,
-        "MEDIA_ROOT": str(work / "media"),
-        "IMAGEN_SANDBOX_URL": sandbox_url,
-        "IMAGEN_DOWNLOAD_ALLOW_HOSTS": "127.0.0.1",
-        "IMAGEN_WAVE_API_KEY": "bench",
-        "IMAGEN_WAVE_BASE_URL": sandbox_url,
-        "IMAGEN_WAVESPEED_API_KEY": "bench",
-        "IMAGEN_WAVESPEED_BASE_URL": sandbox_url,
-        "IMAGEN_LOG_LEVEL": "WARNING",
-    }
+    env = bench_env(work, redis_url, sandbox_url, "WARNING")
     if args.webhooks:
         env["IMAGEN_WEBHOOK_BASE_URL"] = f"http://127.0.0.1:{web_port}"
     subprocess.run(manage("migrate", "-v", "0"), env=env, check=True)

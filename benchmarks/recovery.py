@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,15 @@ import time
 import urllib.request
 from pathlib import Path
 
-from campaigns.stack import free_port, manage, running, start_redis, start_sandbox, start_worker
+from campaigns.stack import (
+    bench_env,
+    free_port,
+    manage,
+    running,
+    start_redis,
+    start_sandbox,
+    start_worker,
+)
 
 
 def sandbox_submits(url: str) -> int:
@@ -51,19 +58,7 @@ def main() -> int:
     redis, redis_url = start_redis(work / "redis")
     sandbox_port = free_port()
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{work / 'db.sqlite3'}"),
-        "REDIS_URL": redis_url,
-        "MEDIA_ROOT": str(work / "media"),
-        "IMAGEN_SANDBOX_URL": sandbox_url,
-        "IMAGEN_DOWNLOAD_ALLOW_HOSTS": "127.0.0.1",
-        "IMAGEN_WAVE_API_KEY": "bench",
-        "IMAGEN_WAVE_BASE_URL": sandbox_url,
-        "IMAGEN_WAVESPEED_API_KEY": "bench",
-        "IMAGEN_WAVESPEED_BASE_URL": sandbox_url,
-        "IMAGEN_LOG_LEVEL": "INFO",
-    }
+    env = bench_env(work, redis_url, sandbox_url, "INFO")
     env.pop("IMAGEN_WEBHOOK_BASE_URL", None)  # polling only
     subprocess.run(manage("migrate", "-v", "0"), env=env, check=True)
     sandbox = start_sandbox(sandbox_port, env, work / "sandbox.log", "--latency", str(args.latency))

@@ -37,6 +37,24 @@ class StackError(RuntimeError):
     """A part could not be started; the message says what to install or check."""
 
 
+def bench_env(work: Path, redis_url: str, sandbox_url: str, log_level: str) -> dict[str, str]:
+    """The example site's environment for a benchmark in ``work``: its Redis, a SQLite file
+    there unless ``DATABASE_URL`` is set, and both providers pointed at the sandbox."""
+    return {
+        **os.environ,
+        "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{work / 'db.sqlite3'}"),
+        "REDIS_URL": redis_url,
+        "MEDIA_ROOT": str(work / "media"),
+        "IMAGEN_SANDBOX_URL": sandbox_url,
+        "IMAGEN_DOWNLOAD_ALLOW_HOSTS": "127.0.0.1",
+        "IMAGEN_WAVE_API_KEY": "bench",
+        "IMAGEN_WAVE_BASE_URL": sandbox_url,
+        "IMAGEN_WAVESPEED_API_KEY": "bench",
+        "IMAGEN_WAVESPEED_BASE_URL": sandbox_url,
+        "IMAGEN_LOG_LEVEL": log_level,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
