@@ -134,7 +134,11 @@ def demo_env(redis_url: str) -> dict[str, str]:
 
 def run(argv: list[str], env: dict[str, str]) -> None:
     # In the demo's process group, so a Ctrl-C reaches it as well; dies with the demo.
-    subprocess.run(argv, cwd=BASE_DIR, env=env, check=True, preexec_fn=stack.die_with_parent())
+    _check_interrupted()
+    try:
+        subprocess.run(argv, cwd=BASE_DIR, env=env, check=True, preexec_fn=stack.die_with_parent())
+    finally:
+        _check_interrupted()
 
 
 def _move_public_images(env: dict[str, str]) -> None:
@@ -182,8 +186,20 @@ class _Signals:
             os.write(2, b"\nStill stopping what the demo started; a moment.\n")
 
 
+#: The demo's signal state. A KeyboardInterrupt raised by the handler can be lost (raised
+#: inside an at-fork hook while a child is being started, Python only prints "Exception
+#: ignored"), so the demo also looks at ``SIGNALS.stopping`` between its steps.
+SIGNALS = _Signals()
+
+
+def _check_interrupted() -> None:
+    """Raise KeyboardInterrupt if a stop signal came, even one whose exception was lost."""
+    if SIGNALS.stopping:
+        raise KeyboardInterrupt
+
+
 def main() -> int:
-    signals = _Signals()
+    signals = SIGNALS
     signals.install()
     # Orphans (a work horse whose worker died first) come to us, not to init: still ours.
     stack.become_subreaper()
@@ -274,6 +290,8 @@ def _start_and_wait(started: list[Process]) -> int:
         _banner(passwords)
         _wait(sandbox, worker, web)
     except (StackError, subprocess.CalledProcessError) as exc:
+        if SIGNALS.stopping:  # a step cut short by the Ctrl-C: not a failure
+            return 0
         print(f"\nThe demo could not start: {exc}\nLogs: {logs}", file=sys.stderr)
         return 1
     return 0
@@ -365,6 +383,7 @@ def _wait(*processes: object) -> None:
                 name = process.name  # type: ignore[attr-defined]
                 print(f"\nThe {name} process stopped; see {Path(RUN_DIR / 'logs')}.")
                 return
+        _check_interrupted()
         time.sleep(0.5)
 
 

@@ -117,6 +117,10 @@ class Demo:
         assert self.popen is not None
         try:
             code = self.popen.wait(EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"the demo still runs {EXIT_TIMEOUT:g} s after the signals\n{self.describe()}"
+            ) from None
         finally:
             self._watching.clear()
             if self._watcher is not None:
