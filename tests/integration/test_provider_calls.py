@@ -15,12 +15,11 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from imagen_assets import breaker, services
@@ -34,6 +33,7 @@ from imagen_assets.sandbox import SandboxConfig, SandboxServer
 from imagen_assets.status import BreakerState, TaskStatus
 from tests.conftest import apply_env_settings, wait_for
 from tests.factories import wait_all_finished
+from tests.integration.test_concurrency import at_once
 
 pytestmark = [pytest.mark.integration]
 
@@ -322,24 +322,6 @@ class BreakerStackTests:
         health = ProviderHealth.objects.get(provider="wavespeed")
         assert health.key_refused_at is not None
         assert health.state == BreakerState.CLOSED
-
-
-def at_once(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Each call in its own thread (so its own database connection), released together;
-    each result or the exception it raised."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], Any]) -> Any:
-        try:
-            barrier.wait(10)
-            return call()
-        except Exception as exc:
-            return exc
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
 
 
 @pytest.mark.postgres
