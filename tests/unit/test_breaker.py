@@ -213,6 +213,17 @@ def open_breaker(alias: str = "wavespeed") -> None:
     )
 
 
+def cooled_down_breaker(alias: str = "wavespeed") -> None:
+    """An open breaker whose cool-down has just ended: the next caller may probe."""
+    ProviderHealth.objects.create(
+        provider=alias,
+        state=BreakerState.OPEN,
+        failures=3,
+        failing_since=timezone.now() - timedelta(minutes=2),
+        retry_at=timezone.now() - timedelta(seconds=1),
+    )
+
+
 def reload(task: GenerationTask) -> GenerationTask:
     return GenerationTask.objects.get(pk=task.pk)
 
@@ -314,13 +325,7 @@ class JobsWaitTests:
         assert ProviderHealth.objects.get(provider="wavespeed").state == BreakerState.OPEN
 
     def test_a_successful_submit_closes_a_half_open_breaker(self, campaign, use_http, enqueued):
-        ProviderHealth.objects.create(
-            provider="wavespeed",
-            state=BreakerState.OPEN,
-            failures=3,
-            failing_since=timezone.now() - timedelta(minutes=2),
-            retry_at=timezone.now() - timedelta(seconds=1),
-        )
+        cooled_down_breaker()
         task = make_task(campaign, provider="wavespeed")
         use_http(("POST", WS_SUBMIT, json_response(200, fixture("wavespeed/submit_created.json"))))
 
@@ -331,13 +336,7 @@ class JobsWaitTests:
     def test_an_early_run_of_a_held_submit_does_not_take_the_probe(
         self, campaign, use_http, enqueued
     ):
-        ProviderHealth.objects.create(
-            provider="wavespeed",
-            state=BreakerState.OPEN,
-            failures=3,
-            failing_since=timezone.now() - timedelta(minutes=2),
-            retry_at=timezone.now() - timedelta(seconds=1),
-        )
+        cooled_down_breaker()
         held = make_task(
             campaign,
             provider="wavespeed",
@@ -351,13 +350,7 @@ class JobsWaitTests:
     def test_a_submit_that_ends_without_calling_hands_the_probe_on(
         self, campaign, use_http, enqueued, settings
     ):
-        ProviderHealth.objects.create(
-            provider="wavespeed",
-            state=BreakerState.OPEN,
-            failures=3,
-            failing_since=timezone.now() - timedelta(minutes=2),
-            retry_at=timezone.now() - timedelta(seconds=1),
-        )
+        cooled_down_breaker()
         # Refused before any call: too many attempts already.
         spent = make_task(
             campaign,
