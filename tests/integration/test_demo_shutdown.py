@@ -140,8 +140,23 @@ class Demo:
         return left()
 
     def ports_in_use(self) -> list[int]:
-        return [port for port in (self.web_port, self.sandbox_port) if
-                stack.port_open("127.0.0.1", port)]  # fmt: skip
+        """The demo's ports that the next start could not listen on, after a bounded wait.
+
+        A process killed with SIGKILL reads as gone (its main thread a zombie) a moment
+        before its last thread has exited and the kernel has closed its sockets, so the
+        ports get the same short wait as the processes. The check is the next start's own
+        ``bind`` (with ``SO_REUSEADDR``, as both servers set it), not a ``connect``: on a
+        port of the ephemeral range a connect to nothing can, rarely, connect to itself.
+        """
+
+        def in_use() -> list[int]:
+            return [port for port in (self.web_port, self.sandbox_port) if
+                    not _can_listen(port)]  # fmt: skip
+
+        deadline = time.monotonic() + 5
+        while in_use() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return in_use()
 
     def cleanup(self) -> None:
         """After a failed test: nothing of it may survive into the next one."""
@@ -150,6 +165,17 @@ class Demo:
             self.popen.wait(10)
         self._watching.clear()
         stack.kill_all(list(self.seen))
+
+
+def _can_listen(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+        except OSError:
+            return False
+        return True
 
 
 def unix_socket_listens(path: Path) -> bool:
