@@ -223,6 +223,54 @@ class Campaign(models.Model):
         return self.images.approved()
 
 
+class GenerationRequest(models.Model):
+    """One ask of a marketer (the generate form, a command, "Generate again"): the tasks
+    it made and their images belong together, so a request reads "3 of 8 ready"."""
+
+    class Origin(models.TextChoices):
+        NEW = "new", _("New request")
+        RETRY = "retry", _("Retry")
+        MORE_LIKE_THIS = "more_like_this", _("More like this")
+        OTHER_PROVIDER = "other_provider", _("Same seed elsewhere")
+        BATCH = "batch", _("Batch")
+
+    campaign = models.ForeignKey(
+        Campaign, verbose_name=_("campaign"), on_delete=models.CASCADE, related_name="requests"
+    )
+    prompt = models.TextField(
+        _("prompt"), blank=True, help_text=_("What the marketer wrote, before the brand's words.")
+    )
+    count = models.PositiveIntegerField(_("images asked for"), default=0)
+    origin = models.CharField(
+        _("origin"), max_length=20, choices=Origin.choices, default=Origin.NEW
+    )
+    source_image = models.ForeignKey(
+        "GeneratedImage",
+        verbose_name=_("made from"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("requested by"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("requested"), default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("generation request")
+        verbose_name_plural = _("generation requests")
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return _("Request #%(id)s") % {"id": self.pk}
+
+
 class GenerationTask(models.Model):
     """One call to a provider: everything sent, everything learned, and what it cost."""
 
@@ -230,6 +278,17 @@ class GenerationTask(models.Model):
 
     campaign = models.ForeignKey(
         Campaign, verbose_name=_("campaign"), on_delete=models.CASCADE, related_name="tasks"
+    )
+    request = models.ForeignKey(
+        GenerationRequest,
+        verbose_name=_("request"),
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="tasks",
+        help_text=_(
+            "The ask that made this task (empty for tasks made before requests were kept)."
+        ),
     )
     provider = models.CharField(_("provider"), max_length=50)
     model = models.CharField(_("model"), max_length=100)

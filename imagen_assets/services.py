@@ -21,7 +21,13 @@ from django.utils.translation import gettext as _
 from imagen_assets import activity, conf, jobs, queueing
 from imagen_assets import review as review_rules
 from imagen_assets.activity import Actor
-from imagen_assets.models import Campaign, GeneratedImage, GenerationTask, ReviewDecision
+from imagen_assets.models import (
+    Campaign,
+    GeneratedImage,
+    GenerationRequest,
+    GenerationTask,
+    ReviewDecision,
+)
 from imagen_assets.providers import GenerationParams, Provider, get_provider
 from imagen_assets.review import ReviewError as ReviewError  # re-exported: public
 from imagen_assets.status import Decision
@@ -158,8 +164,10 @@ def request_images(
     seed: int | None = None,
     negative_prompt: str | None = None,
     user: User | None = None,
+    origin: str = GenerationRequest.Origin.NEW,
+    source_image: GeneratedImage | None = None,
 ) -> list[GenerationTask]:
-    """Create the tasks and image rows for ``count`` images and queue their submission.
+    """Create the request, the tasks and image rows for ``count`` images and queue their submission.
 
     Rows are committed before any job is queued, the campaign's budget is checked under a
     row lock (so two concurrent requests cannot both spend the last dollar), and each task
@@ -223,6 +231,14 @@ def request_images(
                             "budget": f"{locked.budget:.2f}",
                         }
                     )
+            request = GenerationRequest.objects.create(
+                campaign=locked,
+                prompt=prompt,
+                count=count,
+                origin=origin,
+                source_image=source_image,
+                requested_by_id=user_id,
+            )
             tasks = []
             for position, size in enumerate(sizes):
                 task_seed = (seed + position) % (SEED_MAX + 1)
@@ -235,6 +251,7 @@ def request_images(
                 )
                 tasks.append(
                     GenerationTask(
+                        request=request,
                         campaign=locked,
                         provider=backend.alias,
                         model=backend.model,
