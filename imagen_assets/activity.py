@@ -8,6 +8,7 @@ shared links) records it here, inside its own transaction. Actions by a user als
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,42 @@ def record_system(campaign_id: int, verb: Verb, image_ids: list[int], *, note: s
         )
         for image_id in image_ids
     )
+
+
+def record_many(
+    campaign_id: int, verb: Verb, actor: Actor, image_ids: list[int], *, note: str = ""
+) -> None:
+    """One row per image for what ``actor`` did to several images at once (a cancel), and
+    for a user one ``LogEntry`` on the campaign; ``activity_recorded`` is sent per row."""
+    if actor.user is None:
+        record_system(campaign_id, verb, image_ids, note=note)
+        return
+    for image_id in image_ids:
+        row = Activity.objects.create(
+            campaign_id=campaign_id,
+            image_id=image_id,
+            verb=verb,
+            actor_id=actor.user_id,
+            actor_label=actor.label[:254],
+            note=note,
+        )
+        if signals.activity_recorded.has_listeners(Activity):
+            transaction.on_commit(_announce(row))
+    message = str(Verb(verb).label)
+    LogEntry.objects.log_actions(
+        user_id=actor.user_id,
+        queryset=[Campaign.objects.get(pk=campaign_id)],
+        action_flag=CHANGE,
+        change_message=f"{message}: {note}" if note else message,
+        single_object=True,
+    )
+
+
+def _announce(row: Activity) -> Callable[[], None]:
+    def send() -> None:
+        signals.activity_recorded.send_robust(Activity, activity=row)
+
+    return send
 
 
 def record(

@@ -182,7 +182,8 @@ def submit(task_id: int) -> Outcome:
                 except ProviderError as exc:
                     logger.warning("Could not prepare %s webhooks: %s", task.provider, exc)
             # From here until the outcome is known, a crash leaves the attempt marked.
-            lifecycle.mark_submit_started(task_id, lease)
+            if not lifecycle.mark_submit_started(task_id, lease):
+                return _skipped(Why.CLAIM_LOST)  # cancelled since the claim: nothing sent
             try:
                 result = provider.submit(
                     params, idempotency_key=str(task.idempotency_key), callback_url=url
@@ -199,6 +200,8 @@ def submit(task_id: int) -> Outcome:
                 breaker.release_probe(task.provider)
     delay = poll_delay(0)
     if not lifecycle.record_submitted(task_id, lease, result.task_id, body, delay):
+        if _cancelled_while_submitting(task_id, result.task_id):
+            return _skipped(Why.CLAIM_LOST)
         logger.error(
             "Task %s: its submit claim was lost (lease expired or the task was failed) before "
             "%s answered; provider task %s is an orphan",
@@ -215,6 +218,38 @@ def submit(task_id: int) -> Outcome:
             return Outcome(Did.SUBMITTED, detail=result.task_id, then=complete(task_id))
     queueing.enqueue(poll, task_id, delay=delay)
     return submitted
+
+
+def _cancelled_while_submitting(task_id: int, provider_task_id: str) -> bool:
+    """A person cancelled the task while its submit was under way, and the provider took
+    it: ask the provider to cancel it too when it can, and keep its id on our task with
+    what the provider may still charge. False when the task was not cancelled."""
+    task = GenerationTask.objects.filter(pk=task_id, status=TaskStatus.CANCELLED).first()
+    if task is None:
+        return False
+    refunded = False
+    try:
+        with get_provider(task.provider) as provider:
+            name = provider.display_name
+            if provider.supports_cancel:
+                refunded = provider.cancel(provider_task_id)
+    except (ImproperlyConfigured, ProviderError) as exc:
+        name = task.provider
+        logger.warning("Task %s: could not cancel %s upstream: %s", task_id, provider_task_id, exc)
+    if refunded:
+        message = _(
+            "Cancelled while it was being sent; %(provider)s cancelled it too, so nothing is "
+            "charged."
+        ) % {"provider": name}
+        lifecycle.note_cancel_outcome(task_id, message, refunded=True)
+    else:
+        message = _(
+            "Cancelled while it was being sent; %(provider)s had already taken it and may "
+            "still charge up to $%(cost)s for it. Its result will not be stored."
+        ) % {"provider": name, "cost": f"{task.estimated_cost:.2f}"}
+    lifecycle.note_late_submit(task_id, provider_task_id, message)
+    logger.info("Task %s was cancelled during its submit (refunded: %s)", task_id, refunded)
+    return True
 
 
 def _submit_waits(task: GenerationTask, wait: breaker.Wait) -> Outcome:

@@ -16,11 +16,14 @@ The legal transitions (the vocabulary is in :mod:`imagen_assets.status`)::
                        -> succeeded                  apply_state (a signed or read state)
            queued|submitted|processing
                        -> failed | cancelled         apply_state, fail_task
+                       -> cancelled                  cancel_task (a person's cancel)
     image  queued      -> processing                 with its task (apply_state)
            (ready: review_status none -> pending, the first review round; the review
            itself is imagen_assets.review's)
            queued|processing
-                       -> failed | cancelled         with its task (apply_state, fail_task)
+                       -> failed | cancelled         with its task (apply_state, fail_task,
+                                                     cancel_task)
+                       -> cancelled                  cancel_images (its task still open)
            queued|processing (task succeeded)
                        -> succeeded | failed         finish_image (its file stored, or not)
                        -> filtered                   withhold_images (the provider sent
@@ -50,6 +53,8 @@ from imagen_assets import activity, orphans, signals
 from imagen_assets.models import GeneratedImage, GenerationTask
 from imagen_assets.providers.types import ProviderTask
 from imagen_assets.status import (
+    CANCELLED_MAY_BILL,
+    CANCELLED_UNBILLED,
     IMAGE_STATUS_FOR_TASK,
     OPEN_IMAGE_STATUSES,
     OPEN_TASK_STATUSES,
@@ -77,11 +82,16 @@ def claim_submit(task_id: int, lease: datetime) -> bool:
     )
 
 
-def mark_submit_started(task_id: int, lease: datetime) -> None:
+def mark_submit_started(task_id: int, lease: datetime) -> bool:
     """Note that the provider call is under way: if the worker dies before the outcome is
-    known, the next attempt finds this and knows the provider may have been billed."""
-    GenerationTask.objects.filter(pk=task_id, submit_lease_until=lease).update(
-        submit_started_at=timezone.now()
+    known, the next attempt finds this and knows the provider may have been billed.
+
+    False (and nothing is to be sent) when the task is no longer queued under this claim:
+    a person cancelled it after the claim was taken."""
+    return bool(
+        GenerationTask.objects.filter(
+            pk=task_id, status=TaskStatus.QUEUED, submit_lease_until=lease
+        ).update(submit_started_at=timezone.now())
     )
 
 
@@ -159,6 +169,161 @@ def fail_task(task_id: int, message: str, code: str = "", *, cancelled: bool = F
     if updated:
         logger.warning("Task %s %s: %s", task_id, status, message)
     return bool(updated)
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """What :func:`cancel_task` did: the images it cancelled, and whether the task may
+    have reached its provider (its provider task id, empty when it never got one)."""
+
+    image_ids: list[int]
+    campaign_id: int
+    provider_task_id: str
+    may_bill: bool
+
+
+def cancel_task(task_id: int, message: str, actor: activity.Actor) -> Cancelled | None:
+    """``open -> cancelled`` for the task and its open images, at a person's request.
+
+    The row is locked first, so a completion racing the cancel (``apply_state`` locks it
+    too) ends one way only: whichever commits first wins and the other changes nothing.
+    None when the task has already ended. A task that may have reached its provider (it
+    has a provider id, or a submit holds its claim) is recorded as
+    :data:`~imagen_assets.status.CANCELLED_MAY_BILL` with an unknown cost; one that
+    cannot have is :data:`~imagen_assets.status.CANCELLED_UNBILLED`, cost 0.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        task = (
+            GenerationTask.objects.select_for_update()
+            .filter(pk=task_id, status__in=OPEN_TASK_STATUSES)
+            .first()
+        )
+        if task is None:
+            return None
+        lease = task.submit_lease_until
+        may_bill = bool(
+            task.provider_task_id
+            or task.submit_started_at is not None
+            or (lease is not None and lease > now)
+        )
+        task.status = TaskStatus.CANCELLED
+        task.error_message = message
+        task.error_code = CANCELLED_MAY_BILL if may_bill else CANCELLED_UNBILLED
+        task.completed_at = now
+        task.submit_lease_until = task.submit_started_at = task.next_poll_at = None
+        task.cost = None if may_bill else Decimal(0)
+        task.save(
+            update_fields=[
+                "status",
+                "error_message",
+                "error_code",
+                "completed_at",
+                "submit_lease_until",
+                "submit_started_at",
+                "next_poll_at",
+                "cost",
+                "updated_at",
+            ]
+        )
+        ids = _cancel_open_images(task_id, message, actor, now)
+        signals.send_on_commit(
+            signals.task_failed,
+            GenerationTask,
+            task_id=task_id,
+            status=TaskStatus.CANCELLED,
+            reason=message,
+        )
+    logger.info("Task %s cancelled by %s (may bill: %s)", task_id, actor.label, may_bill)
+    return Cancelled(ids, task.campaign_id, task.provider_task_id, may_bill)
+
+
+def note_cancel_outcome(task_id: int, message: str, *, refunded: bool) -> bool:
+    """After :func:`cancel_task`, what the provider said to our cancel: ``refunded`` (it
+    cancelled the task before starting it: nothing is charged) or not (the message says
+    what it may still charge). Only a cancelled task's reason and cost change."""
+    fields: dict[str, Any] = {"error_message": message, "updated_at": timezone.now()}
+    if refunded:
+        fields.update(error_code=CANCELLED_UNBILLED, cost=Decimal(0))
+    updated = GenerationTask.objects.filter(pk=task_id, status=TaskStatus.CANCELLED).update(
+        **fields
+    )
+    if updated:
+        GeneratedImage.objects.filter(task_id=task_id, status=ImageStatus.CANCELLED).update(
+            error_message=message, updated_at=fields["updated_at"]
+        )
+    return bool(updated)
+
+
+def note_late_submit(task_id: int, provider_task_id: str, message: str) -> bool:
+    """A submit that was under way when a person cancelled the task got its answer: the
+    provider's task id is kept on the cancelled task (so support can find what the provider
+    may bill) with what was done about it."""
+    return bool(
+        GenerationTask.objects.filter(
+            pk=task_id, status=TaskStatus.CANCELLED, provider_task_id=""
+        ).update(
+            provider_task_id=provider_task_id[:200],
+            error_message=message,
+            updated_at=timezone.now(),
+        )
+    )
+
+
+def cancel_images(image_ids: Sequence[int], message: str, actor: activity.Actor) -> list[int]:
+    """``open -> cancelled`` for some images of one task that goes on (its other images are
+    still wanted). Under the task's row lock: once the task has succeeded (its images are
+    being stored, and paid for) nothing is cancelled, and a completion waiting for the lock
+    finds these images no longer open and stores nothing for them. Returns the ids moved."""
+    if not image_ids:
+        return []
+    now = timezone.now()
+    with transaction.atomic():
+        task_ids = set(
+            GeneratedImage.objects.filter(pk__in=image_ids).values_list("task_id", flat=True)
+        )
+        if len(task_ids) != 1:
+            raise ValueError("cancel_images takes images of one task")
+        (task_id,) = task_ids
+        task = (
+            GenerationTask.objects.select_for_update()
+            .filter(pk=task_id, status__in=OPEN_TASK_STATUSES)
+            .first()
+        )
+        if task is None:
+            return []
+        moved = _cancel_open_images(task_id, message, actor, now, only=image_ids)
+    return moved
+
+
+def _cancel_open_images(
+    task_id: int,
+    message: str,
+    actor: activity.Actor,
+    now: datetime,
+    only: Sequence[int] | None = None,
+) -> list[int]:
+    """Cancel the task's open images (``only`` these), logged as the actor's and signalled
+    on commit; inside the caller's transaction, which holds the task's row lock."""
+    images = GeneratedImage.objects.filter(task_id=task_id, status__in=OPEN_IMAGE_STATUSES)
+    if only is not None:
+        images = images.filter(pk__in=list(only))
+    rows = list(images.select_for_update().values_list("pk", "campaign_id"))
+    ids = [pk for pk, _campaign in rows]
+    GeneratedImage.objects.filter(pk__in=ids, status__in=OPEN_IMAGE_STATUSES).update(
+        status=ImageStatus.CANCELLED, error_message=message, completed_at=now, updated_at=now
+    )
+    if rows:
+        activity.record_many(rows[0][1], activity.Verb.CANCELLED, actor, ids, note=message)
+    for image_id in ids:
+        signals.send_on_commit(
+            signals.image_failed,
+            GeneratedImage,
+            image_id=image_id,
+            status=ImageStatus.CANCELLED,
+            reason=message,
+        )
+    return ids
 
 
 def apply_state(task_id: int, state: ProviderTask, *, counted_poll: bool) -> GenerationTask:

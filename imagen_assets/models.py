@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 
 from imagen_assets.imagen_sizes import ASPECT_RATIOS
 from imagen_assets.status import (
+    CANCELLED_MAY_BILL,
     FAILED_IMAGE_STATUSES,
     OPEN_IMAGE_STATUSES,
     OPEN_TASK_STATUSES,
@@ -46,10 +47,13 @@ MONEY = models.DecimalField(max_digits=14, decimal_places=4)
 
 def task_spend() -> Case:
     """What one task counts against its campaign's budget: the actual cost once it
-    succeeded, its estimate while it is open, nothing once it failed or was cancelled."""
+    succeeded, its estimate while it is open or when it was cancelled after it may have
+    reached its provider (``CANCELLED_MAY_BILL``: the provider may still bill it), nothing
+    once it failed or was cancelled free of charge."""
     return Case(
         When(status=TaskStatus.SUCCEEDED, then=Coalesce(F("cost"), Value(Decimal(0)))),
         When(status__in=OPEN_TASK_STATUSES, then=F("estimated_cost")),
+        When(status=TaskStatus.CANCELLED, error_code=CANCELLED_MAY_BILL, then=F("estimated_cost")),
         default=Value(Decimal(0)),
         output_field=MONEY,
     )
@@ -714,6 +718,7 @@ class Activity(models.Model):
         EXPORTED = "exported", _("exported the approved images")
         SHARED = "shared", _("invited an outside reviewer")
         SHARE_REVOKED = "share_revoked", _("revoked an outside reviewer's link")
+        CANCELLED = "cancelled", _("cancelled an unfinished image")
 
     campaign = models.ForeignKey(
         Campaign, verbose_name=_("campaign"), on_delete=models.CASCADE, related_name="activity"

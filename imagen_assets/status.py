@@ -102,6 +102,14 @@ OPEN_IMAGE_STATUSES = (ImageStatus.QUEUED, ImageStatus.PROCESSING)
 #: Images that ended without a file (counted as "failed" on the campaign pages).
 FAILED_IMAGE_STATUSES = (ImageStatus.FAILED, ImageStatus.FILTERED, ImageStatus.CANCELLED)
 
+#: ``error_code`` of a task cancelled by a person after it may have reached its provider
+#: (its submit was under way, or the provider had started it and cannot or would not
+#: cancel it): the provider may still bill it, so its estimate stays counted against the
+#: budget, though its result is never stored. A cancel that certainly costs nothing
+#: (never sent, or refunded by the provider) records :data:`CANCELLED_UNBILLED`.
+CANCELLED_MAY_BILL = "cancelled_may_bill"
+CANCELLED_UNBILLED = "cancelled"
+
 _RANK = {
     TaskStatus.QUEUED: 0,
     TaskStatus.SUBMITTED: 1,

@@ -86,6 +86,9 @@ class Provider(HTTPBackend):
     webhook_auth: ClassVar[WebhookAuth] = WebhookAuth.SIGNATURE
     #: True for the local sandbox: it needs no real key and fetching its secret is expected.
     local_only: ClassVar[bool] = False
+    #: True when the API can cancel a task it has not started yet (:meth:`cancel`).
+    #: Without it, cancelling only stops waiting: the provider finishes (and bills) the task.
+    supports_cancel: ClassVar[bool] = False
     #: The API's version path, which its docs sometimes show as part of the base URL; a
     #: BASE_URL copied with it (``https://www.qingbo.dev/v1``) works all the same.
     api_path: ClassVar[str] = ""
@@ -212,6 +215,15 @@ class Provider(HTTPBackend):
     def fetch(self, task_id: str) -> ProviderTask:
         """Read a task's current state; raises :class:`ProviderError`."""
         raise NotImplementedError(f"{type(self).__name__} must implement fetch()")
+
+    def cancel(self, task_id: str) -> bool:
+        """Ask the provider to cancel a task (only when :attr:`supports_cancel`).
+
+        True: cancelled, nothing is charged. False: the provider has started it and will
+        not cancel it (it finishes and bills it). Raises :class:`ProviderError` when the
+        call fails (the outcome is then unknown).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot cancel a task")
 
     # -- hooks: webhooks -------------------------------------------------------------------
 

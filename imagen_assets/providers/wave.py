@@ -71,6 +71,7 @@ class WaveProvider(Provider):
     idempotent_submit = True  # Idempotency-Key: same key within 24 h = same task, billed once
     # imagen-4.0 has no negative prompt, and Wave rejects unknown root parameters.
     supports_negative_prompt = False
+    supports_cancel = True  # POST /v1/tasks/{id}/cancel, queued tasks only (§1.5)
     api_path = "/v1"
 
     def output_size(self, aspect_ratio: str) -> tuple[int, int]:
@@ -137,6 +138,31 @@ class WaveProvider(Provider):
                 unexpected=True,
             )
         return task
+
+    # -- cancel --------------------------------------------------------------------------
+
+    def cancel(self, task_id: str) -> bool:
+        """``POST /v1/tasks/{task_id}/cancel`` (docs/providers.md §1.5): only a ``queued``
+        task is cancelled (and refunded); one already ``processing`` answers 400
+        ``task_not_cancellable`` (False: Wave finishes and bills it)."""
+        try:
+            response = self.request(
+                "POST", f"{self.base_url}/v1/tasks/{quote(task_id, safe='')}/cancel"
+            )
+        except ProviderError as exc:
+            if exc.status_code == 400 and exc.code == "task_not_cancellable":
+                return False
+            raise
+        self.expect_status(response, frozenset({200}))
+        data = self.json(response)
+        if not isinstance(data, dict) or data.get("status") != "cancelled":
+            raise ProviderError(
+                self.display_name,
+                self.redact(f"cancel of task {task_id[:100]} answered {str(data)[:200]}"),
+                status_code=response.status_code,
+                unexpected=True,
+            )
+        return True
 
     def _task(self, data: Any, *, status_code: int, task_id: str = "") -> ProviderTask:
         """Read a task object (submit answer, status answer) into a :class:`ProviderTask`."""
