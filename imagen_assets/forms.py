@@ -233,6 +233,8 @@ class GenerateImagesForm(forms.Form):
         """The provider chosen in the submitted data, else the initial one."""
         alias = self.data.get(self.add_prefix("provider")) if self.is_bound else None
         if alias not in self.providers:
+            alias = self.initial.get("provider")  # a prefill (Generate again)
+        if alias not in self.providers:
             alias = self.fields["provider"].initial
         return self.providers.get(alias) if alias else None
 
@@ -240,7 +242,7 @@ class GenerateImagesForm(forms.Form):
     def selected_count(self) -> int | None:
         """The number of images asked for, when it is a valid number."""
         if not self.is_bound:
-            return int(self.fields["count"].initial)
+            return int(self.initial.get("count") or self.fields["count"].initial)
         try:
             count = int(self.data.get(self.add_prefix("count"), ""))
         except (TypeError, ValueError):

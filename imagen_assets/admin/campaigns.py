@@ -20,7 +20,7 @@ from django.urls import path, reverse
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from imagen_assets import review, services
+from imagen_assets import again, review, services
 from imagen_assets.activity import Actor
 from imagen_assets.admin.base import (
     ImagenMedia,
@@ -29,8 +29,8 @@ from imagen_assets.admin.base import (
     warn_about_providers,
 )
 from imagen_assets.admin.exports import CampaignExportsMixin
-from imagen_assets.forms import CampaignAdminForm, GenerateImagesForm
-from imagen_assets.models import Campaign, CampaignQuerySet
+from imagen_assets.forms import CampaignAdminForm, GenerateImagesForm, usable_providers
+from imagen_assets.models import Campaign, CampaignQuerySet, GeneratedImage
 from imagen_assets.status import CampaignStatus
 from imagen_assets.templatetags.imagen_admin import (
     link,
@@ -64,6 +64,11 @@ STEP_DONE = {
     "reopen": _("%(campaign)s reopened as a draft."),
 }
 # -- end workflow ----------------------------------------------------------------------------
+
+
+def _int(value: str) -> int:
+    """A positive id from a query string; 0 (no row) for anything else."""
+    return int(value) if value.isdigit() else 0
 
 
 class AnnotatedCampaign(Protocol):
@@ -347,7 +352,11 @@ class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmi
         return self.generate_page(request, list(queryset), from_action=True)
 
     def generate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """The same page as the action, for one campaign (the change page's button)."""
+        """The same page as the action, for one campaign (the change page's button).
+
+        ``?again=<image id>&mode=retry|more|other[&provider=<alias>]`` opens it prefilled
+        from that image of the campaign ("Generate again"); the new request records where
+        it came from."""
         if not self.has_generate_permission(request):
             raise PermissionDenied
         campaign = self.get_object(request, unquote(object_id))
@@ -355,10 +364,37 @@ class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmi
             raise Http404(gettext("No campaign with this id."))
         if request.method not in ("GET", "HEAD", "POST"):
             return HttpResponseNotAllowed(["GET", "POST"])
-        return self.generate_page(request, [campaign], from_action=False)
+        params = request.POST if request.method == "POST" else request.GET
+        prefill = None
+        if params.get("again"):
+            image = (
+                GeneratedImage.objects.filter(campaign=campaign, pk=_int(params["again"]))
+                .select_related("task__request", "campaign")
+                .first()
+            )
+            if image is None:
+                raise Http404(gettext("No image with this id in this campaign."))
+            try:
+                prefill = again.prefill(
+                    image,
+                    params.get("mode", ""),
+                    provider=request.GET.get("provider") or None,
+                    usable=usable_providers(),
+                )
+            except again.AgainError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return redirect(
+                    reverse("admin:imagen_assets_generatedimage_change", args=[image.pk])
+                )
+        return self.generate_page(request, [campaign], from_action=False, prefill=prefill)
 
     def generate_page(
-        self, request: HttpRequest, campaigns: list[Campaign], *, from_action: bool
+        self,
+        request: HttpRequest,
+        campaigns: list[Campaign],
+        *,
+        from_action: bool,
+        prefill: again.Prefill | None = None,
     ) -> HttpResponse:
         """Show the generate form with its price; on a valid submit, queue the images.
 
@@ -367,14 +403,24 @@ class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmi
         they were, and no job is queued before it commits.
         """
         submitted = request.method == "POST" and "imagen_generate" in request.POST
-        form = GenerateImagesForm(request.POST if submitted else None, campaigns=campaigns)
+        form = GenerateImagesForm(
+            request.POST if submitted else None,
+            campaigns=campaigns,
+            initial=prefill.initial if prefill is not None else None,
+        )
+        origin: dict[str, Any] = {}
+        if prefill is not None:
+            origin = {"origin": prefill.origin, "source_image": prefill.image}
         if submitted and form.is_valid():
             queued: list[tuple[Campaign, int]] = []
             try:
                 with transaction.atomic():
                     for campaign in campaigns:
                         tasks = services.request_images(
-                            campaign=campaign, user=request.user, **form.request_kwargs()
+                            campaign=campaign,
+                            user=request.user,
+                            **form.request_kwargs(),
+                            **origin,
                         )
                         queued.append((campaign, sum(task.num_images for task in tasks)))
             except services.GenerationRequestError as exc:
@@ -404,7 +450,10 @@ class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmi
         return TemplateResponse(
             request,
             self.generate_template,
-            self.generate_context(request, form, campaigns, from_action=from_action),
+            {
+                **self.generate_context(request, form, campaigns, from_action=from_action),
+                "again": prefill,
+            },
         )
 
     def generate_context(

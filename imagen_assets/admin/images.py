@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 
 from imagen_assets import files, review, services
 from imagen_assets.activity import Actor
+from imagen_assets.admin.again import AgainMixin
 from imagen_assets.admin.base import (
     ImagenMedia,
     ProviderAlertsMixin,
@@ -119,7 +120,7 @@ class ReviewStatusFilter(admin.SimpleListFilter):
         return queryset.filter(review_status=value) if value else queryset
 
 
-class GeneratedImageAdmin(ProviderAlertsMixin, ImageModelAdmin):
+class GeneratedImageAdmin(AgainMixin, ProviderAlertsMixin, ImageModelAdmin):
     """Generated images: never edited by hand, only looked at and reviewed."""
 
     list_display = [
@@ -194,6 +195,9 @@ class GeneratedImageAdmin(ProviderAlertsMixin, ImageModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[GeneratedImage]:
         return super().get_queryset(request).select_related("campaign", "task", "reviewed_by")
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        return self.again_list_display(request, list(super().get_list_display(request)))
 
     # Generated images are made by jobs and reviewed through the buttons: never edited.
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -337,6 +341,7 @@ class GeneratedImageAdmin(ProviderAlertsMixin, ImageModelAdmin):
                     "approve_form": ApproveForm(auto_id="id_approve_%s"),
                     "reject_form": RejectForm(auto_id="id_reject_%s"),
                     **self.workflow_context(request, obj),
+                    **self.again_context(request, obj),
                 }
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
@@ -403,6 +408,7 @@ class GeneratedImageAdmin(ProviderAlertsMixin, ImageModelAdmin):
     def get_urls(self) -> list[Any]:
         info = self.opts.app_label, self.opts.model_name
         return [
+            *self.again_urls(),
             path(
                 "review/",
                 self.admin_site.admin_view(ReviewScreen(self).view),
