@@ -11,8 +11,9 @@ from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
-from imagen_assets import review, services
+from imagen_assets import again, review, services
 from imagen_assets.activity import Actor
+from imagen_assets.forms import usable_providers
 from imagen_assets.management import cli
 from imagen_assets.models import Campaign, GeneratedImage
 
@@ -25,8 +26,22 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.description = _(self.help)  # marked above, translated when shown
-        parser.add_argument("--campaign", required=True, help=_("Campaign slug."))
-        parser.add_argument("--prompt", required=True)
+        parser.add_argument(
+            "--campaign", help=_("Campaign slug (required unless --again is given).")
+        )
+        parser.add_argument("--prompt", help=_("Required unless --again is given."))
+        parser.add_argument(
+            "--again",
+            type=int,
+            metavar="IMAGE_ID",
+            help=_(
+                "Make this image again: the same prompt, seed, aspect ratio and provider "
+                "(Retry); with --more new seeds; with --provider the same seed elsewhere."
+            ),
+        )
+        parser.add_argument(
+            "--more", action="store_true", help=_("With --again: more like it, new seeds.")
+        )
         parser.add_argument(
             "--provider", help=_("Provider alias (default: the campaign's, else the site's).")
         )
@@ -41,6 +56,13 @@ class Command(BaseCommand):
         cli.add_user_arguments(parser, user_required=False)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["again"] is not None:
+            self._again(options)
+            return
+        if options["more"]:
+            raise cli.usage_error(_("--more goes with --again IMAGE_ID."))
+        if not options["campaign"] or not options["prompt"]:
+            raise cli.usage_error(_("--campaign and --prompt are required (or --again)."))
         slug = slugify(options["campaign"])
         if not slug:
             raise cli.usage_error(_("--campaign must contain letters or digits."))
@@ -72,11 +94,56 @@ class Command(BaseCommand):
             results.refused({"campaign": slug}, str(exc))
             results.finish()
             return
+        self._follow(tasks, options)
+
+    def _again(self, options: dict[str, Any]) -> None:
+        """``--again IMAGE_ID [--more | --provider ALIAS]``: the admin's Generate again."""
+        results = cli.Results(self, as_json=options["json"])
+        key = {"again": options["again"]}
+        if options["more"] and options["provider"]:
+            raise cli.usage_error(_("Use --more or --provider with --again, not both."))
+        image = (
+            GeneratedImage.objects.filter(pk=options["again"])
+            .select_related("task__request", "campaign")
+            .first()
+        )
+        if image is None:
+            results.refused(key, _("There is no image #%(id)d.") % {"id": options["again"]})
+            results.finish()
+            return
+        mode = "more" if options["more"] else "other" if options["provider"] else "retry"
+        try:
+            user = cli.get_user(options["user"]) if options["user"] is not None else None
+            if user is not None:
+                review.check_may_generate(Actor.of(user))
+            made = again.prefill(
+                image, mode, provider=options["provider"], usable=usable_providers()
+            )
+            tasks = services.request_images(**made.request_kwargs(), user=user)
+        except (
+            again.AgainError,
+            services.GenerationRequestError,
+            review.ReviewError,
+            CommandError,
+        ) as exc:
+            results.refused(key, str(exc))
+            results.finish()
+            return
+        if not options["json"]:
+            for note in made.notes:
+                self.stdout.write(note)
+        self._follow(tasks, options)
+
+    def _follow(self, tasks: list[Any], options: dict[str, Any]) -> None:
         images = GeneratedImage.objects.filter(task__in=tasks)
         if not options["json"]:
             self.stdout.write(
                 _("Queued %(count)d image(s) in %(tasks)d task(s) on %(provider)s.")
-                % {"count": options["count"], "tasks": len(tasks), "provider": tasks[0].provider}
+                % {
+                    "count": sum(task.num_images for task in tasks),
+                    "tasks": len(tasks),
+                    "provider": tasks[0].provider,
+                }
             )
         if options["wait"]:
             deadline = time.monotonic() + options["timeout"]
