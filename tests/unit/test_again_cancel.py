@@ -4,6 +4,7 @@ pipeline ends."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -309,3 +310,37 @@ class AgainTests:
         GenerationTask.objects.filter(pk=image.task_id).update(request=None)
         image = GeneratedImage.objects.select_related("task", "campaign").get(pk=image.pk)
         assert again.written_prompt(image) == "A kite over a meadow"
+
+
+class CommandLineTests:
+    def test_imagen_generate_again_records_the_origin(self, enqueued) -> None:
+        from django.core.management import call_command
+
+        image = AgainTests().made(num_images=2)
+        call_command("imagen_generate", "--again", str(image.pk), "--more", stdout=io.StringIO())
+        made = GenerationRequest.objects.latest("pk")
+        assert made.origin == GenerationRequest.Origin.MORE_LIKE_THIS
+        assert made.source_image_id == image.pk
+        assert made.prompt == "A kite over a meadow"
+
+    def test_imagen_cancel_cancels_and_refuses_a_finished_image(self, user) -> None:
+        from django.contrib.auth.models import Permission
+        from django.core.management import CommandError, call_command
+
+        user.user_permissions.add(Permission.objects.get(codename="generate_images"))
+        task = make_task(make_campaign(), provider="wave")
+        done = make_task(task.campaign, status="failed", image_status="failed")
+        out, err = io.StringIO(), io.StringIO()
+        with pytest.raises(CommandError):
+            call_command(
+                "imagen_cancel",
+                str(task.images.get().pk),
+                str(done.images.get().pk),
+                "--user",
+                "mia",
+                stdout=out,
+                stderr=err,
+            )
+        assert "nothing is charged" in out.getvalue()
+        assert "has already ended" in err.getvalue()
+        assert statuses(task) == [ImageStatus.CANCELLED]
