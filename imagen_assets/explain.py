@@ -182,8 +182,8 @@ CODES: dict[str, Kind] = {
 
 _MODEL_GONE = re.compile(
     r"\b(unknown|unsupported|invalid|delisted|retired|deprecated)\s+model\b"
-    r"|\bmodel\b[^.]{0,80}?\b(not found|unknown|unsupported|not supported|no longer|"
-    r"delisted|retired|not available|unavailable|does not exist|doesn't exist|invalid)\b",
+    r"|\bmodel\b[^\n]{0,80}?\b(not found|unknown|unsupported|not supported|no longer|"
+    r"delisted|retired|not available|unavailable|does not exist|doesn.t exist)\b",
     re.IGNORECASE,
 )
 _PROMPT = re.compile(
