@@ -26,6 +26,8 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", True)
+# Checks an operator silences on purpose, e.g. imagen_assets.W040 (a retired model kept).
+SILENCED_SYSTEM_CHECKS = env_list("SILENCED_SYSTEM_CHECKS")
 SECRET_KEY = env("SECRET_KEY") or (
     "django-insecure-example-site-only" if DEBUG else ""  # a real deployment sets its own
 )
@@ -225,6 +227,11 @@ def imagen_assets_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         hosts = [host.strip() for host in value.split(",") if host.strip()]
         return {"RESULT_HOSTS": hosts} if hosts else {}
 
+    def model(name: str) -> dict[str, Any]:
+        """``{"MODEL": ...}`` when the environment names one, else nothing (the default)."""
+        value = environ.get(name, "").strip()
+        return {"MODEL": value} if value else {}
+
     return {
         "DEFAULT_PROVIDER": environ.get("IMAGEN_DEFAULT_PROVIDER", "sandbox"),
         "PROVIDERS": {
@@ -237,6 +244,7 @@ def imagen_assets_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
                 "OPTIONS": {
                     "API_KEY": environ.get("IMAGEN_WAVE_API_KEY", ""),
                     "BASE_URL": environ.get("IMAGEN_WAVE_BASE_URL") or "https://www.qingbo.dev",
+                    **model("IMAGEN_WAVE_MODEL"),
                     **result_hosts("IMAGEN_WAVE_RESULT_HOSTS"),
                 },
             },
@@ -246,6 +254,7 @@ def imagen_assets_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
                     "API_KEY": environ.get("IMAGEN_WAVESPEED_API_KEY", ""),
                     "BASE_URL": environ.get("IMAGEN_WAVESPEED_BASE_URL")
                     or "https://api.wavespeed.ai",
+                    **model("IMAGEN_WAVESPEED_MODEL"),
                     "WEBHOOK_SECRET": environ.get("IMAGEN_WAVESPEED_WEBHOOK_SECRET", ""),
                     **result_hosts("IMAGEN_WAVESPEED_RESULT_HOSTS"),
                 },

@@ -26,4 +26,7 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 # Asking browsers to preload HSTS is a commitment for the whole domain that is hard to undo:
 # a choice for the operator (SECURE_HSTS_PRELOAD=1), not a default, so its warning is
 # silenced on purpose.
-SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+SILENCED_SYSTEM_CHECKS = [
+    *SILENCED_SYSTEM_CHECKS,  # noqa: F405
+    *([] if SECURE_HSTS_PRELOAD else ["security.W021"]),
+]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -92,6 +93,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         errors.extend(_provider_values(alias, provider.options))
         with provider:
             missing = provider.missing_options()
+            if not missing:
+                # Only a provider that can be used: one missing its key has W001/E007.
+                errors.extend(_retired_model(alias, provider))
             if missing:
                 message = f"Provider {alias!r} is missing {', '.join(missing)} and cannot be used."
                 hint = (
@@ -156,6 +160,34 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     return errors
+
+
+def _retired_model(alias: str, provider: Any) -> list[checks.CheckMessage]:
+    """W040: the provider's ``MODEL`` is one it no longer serves (:mod:`.retired_models`)."""
+    from imagen_assets.retired_models import retired
+
+    row = retired(type(provider), provider.model)
+    if row is None:
+        return []
+    when = row.retired_on.isoformat()
+    tense = "retired" if row.retired_on <= date.today() else "retires"
+    switch = (
+        f"switch to {row.replacement!r}"
+        if row.replacement
+        else "switch to a model the provider still lists (none is confirmed in the table)"
+    )
+    return [
+        checks.Warning(
+            f"Provider {alias!r} uses model {row.model!r}, which {row.provider_name} "
+            f"{tense} on {when}: its tasks fail. {row.note}".strip(),
+            hint=(
+                f"Set IMAGEN_ASSETS['PROVIDERS'][{alias!r}]['OPTIONS']['MODEL'] to another "
+                f"model ({switch}) or remove the provider; to keep it knowingly, add "
+                f"'{ID}W040' to SILENCED_SYSTEM_CHECKS. Source: {row.source}."
+            ),
+            id=ID + "W040",
+        )
+    ]
 
 
 def _positive_number(value: Any) -> bool:

@@ -463,7 +463,7 @@ def complete(task_id: int) -> Outcome:
         lifecycle.withhold_images(
             missing,
             f"The provider returned {len(outputs)} of {task.num_images} images; this one "
-            "was withheld, most likely by its safety filter. It was not charged.",
+            "was withheld, most likely by its safety filter.",
         )
     todo = [image for image in images if image.index < len(outputs)]
     for image in todo:

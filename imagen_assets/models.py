@@ -62,8 +62,9 @@ def task_spend() -> Case:
 class CampaignQuerySet(models.QuerySet["Campaign"]):
     def with_stats(self) -> CampaignQuerySet:
         """Annotate image counts and committed spend, as subqueries (no row multiplication,
-        one query for any number of campaigns): n_images, n_ready, n_approved, n_failed,
-        committed."""
+        one query for any number of campaigns): n_images, n_ready, n_approved, n_pending
+        (pending review: ready images only), n_open (queued or generating), n_failed,
+        n_withheld and n_cancelled (three outcomes, counted apart), committed."""
 
         def images(**filters: Any) -> Coalesce:
             counted = (
@@ -86,7 +87,13 @@ class CampaignQuerySet(models.QuerySet["Campaign"]):
             n_images=images(),
             n_ready=images(status=GeneratedImage.Status.SUCCEEDED),
             n_approved=images(review_status=GeneratedImage.Review.APPROVED),
+            n_pending=images(
+                status=GeneratedImage.Status.SUCCEEDED, review_status=GeneratedImage.Review.PENDING
+            ),
+            n_open=images(status__in=GeneratedImage.OPEN_STATUSES),
             n_failed=images(status__in=GeneratedImage.FAILED_STATUSES),
+            n_withheld=images(status=GeneratedImage.Status.FILTERED),
+            n_cancelled=images(status=GeneratedImage.Status.CANCELLED),
             committed=Coalesce(Subquery(spend, output_field=MONEY), Value(Decimal(0))),
         )
 

@@ -99,8 +99,12 @@ TERMINAL_TASK_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, Tas
 OPEN_TASK_STATUSES = (TaskStatus.QUEUED, TaskStatus.SUBMITTED, TaskStatus.PROCESSING)
 #: Images still waiting for their task or their file.
 OPEN_IMAGE_STATUSES = (ImageStatus.QUEUED, ImageStatus.PROCESSING)
-#: Images that ended without a file (counted as "failed" on the campaign pages).
-FAILED_IMAGE_STATUSES = (ImageStatus.FAILED, ImageStatus.FILTERED, ImageStatus.CANCELLED)
+#: Images that ended without a file. Each of the three is its own outcome on every page and
+#: count: "failed" (something went wrong: red), "withheld by provider" (its safety filter
+#: held the image back: neutral, not billed) and "cancelled" (stopped on purpose: neutral).
+ENDED_WITHOUT_FILE_STATUSES = (ImageStatus.FAILED, ImageStatus.FILTERED, ImageStatus.CANCELLED)
+#: Images counted as "failed": only those that went wrong, never withheld or cancelled ones.
+FAILED_IMAGE_STATUSES = (ImageStatus.FAILED,)
 
 #: ``error_code`` of a task cancelled by a person after it may have reached its provider
 #: (its submit was under way, or the provider had started it and cannot or would not

@@ -19,9 +19,14 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from imagen_assets import cancels, review
+from imagen_assets.explain import explain
 from imagen_assets.forms import usable_providers
 from imagen_assets.models import GeneratedImage
-from imagen_assets.status import FAILED_IMAGE_STATUSES, OPEN_IMAGE_STATUSES, OPEN_TASK_STATUSES
+from imagen_assets.status import (
+    ENDED_WITHOUT_FILE_STATUSES,
+    OPEN_IMAGE_STATUSES,
+    OPEN_TASK_STATUSES,
+)
 from imagen_assets.templatetags.imagen_admin import money, render_fragment, thumbnail_box
 
 PERM_GENERATE = "imagen_assets.generate_images"
@@ -68,9 +73,9 @@ class AgainMixin:
             "status_cell.html",
             {
                 "image": obj,
-                "error": obj.error_message or obj.task.error_message,
+                "explanation": explain(obj),
                 "retry_url": (
-                    again_url(obj, "retry") if obj.status in FAILED_IMAGE_STATUSES else ""
+                    again_url(obj, "retry") if obj.status in ENDED_WITHOUT_FILE_STATUSES else ""
                 ),
             },
         )

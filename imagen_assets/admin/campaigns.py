@@ -29,6 +29,7 @@ from imagen_assets.admin.base import (
     warn_about_providers,
 )
 from imagen_assets.admin.exports import CampaignExportsMixin
+from imagen_assets.admin.progress import recent_requests, summary_counts
 from imagen_assets.forms import CampaignAdminForm, GenerateImagesForm, usable_providers
 from imagen_assets.models import Campaign, CampaignQuerySet, GeneratedImage
 from imagen_assets.status import CampaignStatus
@@ -79,7 +80,11 @@ class AnnotatedCampaign(Protocol):
     n_images: int
     n_ready: int
     n_approved: int
+    n_pending: int
+    n_open: int
     n_failed: int
+    n_withheld: int
+    n_cancelled: int
     committed: Decimal
 
 
@@ -95,6 +100,7 @@ class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmi
         "image_ready",
         "image_approved",
         "image_failed",
+        "image_withheld",
         "spend",
         "created_at",
     ]
@@ -251,7 +257,14 @@ class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmi
 
     @admin.display(description=_("failed"), ordering="n_failed")
     def image_failed(self, obj: AnnotatedCampaign) -> str:
-        return render_fragment("failed_count.html", {"count": obj.n_failed})
+        # Failed only: withheld and cancelled images are their own columns' and counts'.
+        url = images_changelist_url(campaign__id__exact=obj.pk, status__exact="failed")
+        return render_fragment("failed_count.html", {"count": obj.n_failed, "url": url})
+
+    @admin.display(description=_("withheld"), ordering="n_withheld")
+    def image_withheld(self, obj: AnnotatedCampaign) -> str:
+        url = images_changelist_url(campaign__id__exact=obj.pk, status__exact="filtered")
+        return render_fragment("withheld_count.html", {"count": obj.n_withheld, "url": url})
 
     @admin.display(description=_("spend"), ordering="committed")
     def spend(self, obj: AnnotatedCampaign) -> str:
@@ -262,15 +275,20 @@ class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmi
 
     @admin.display(description=_("summary"))
     def summary(self, obj: Campaign) -> str:
+        # Refreshes itself while anything is in progress (admin.js, summary_view).
+        return render_to_string(
+            "imagen_assets/admin/campaign_summary_live.html",
+            {
+                "summary": self.summary_html(obj),
+                "summary_url": reverse("admin:imagen_assets_campaign_summary", args=[obj.pk]),
+            },
+        )
+
+    def summary_html(self, obj: Campaign) -> str:
+        """Spend, counts (each outcome apart) and the newest requests' progress."""
         stats = cast(AnnotatedCampaign, Campaign.objects.with_stats().get(pk=obj.pk))
         spend = services.Spend(committed=stats.committed, budget=obj.budget)
-        counts = {
-            "total": stats.n_images,
-            "succeeded": stats.n_ready,
-            "approved": stats.n_approved,
-            "failed": stats.n_failed,
-        }
-        unfinished = obj.images.unfinished().count()
+        requests = recent_requests(obj.pk)
         context: dict[str, Any] = {
             "campaign": obj,
             "committed": money(spend.committed),
@@ -278,11 +296,24 @@ class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmi
             "left": money(spend.left) if spend.left is not None else None,
             "percent": spend.percent,
             "over": spend.over,
-            "counts": counts,
-            "unfinished": unfinished,
+            "counts": summary_counts(obj.pk, stats),
+            "unfinished": stats.n_open,
+            "in_progress": stats.n_open > 0 or any(not row.finished for row in requests),
+            "requests": requests,
             "images_url": images_changelist_url(campaign__id__exact=obj.pk),
         }
         return render_to_string("imagen_assets/admin/campaign_summary.html", context)
+
+    def summary_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The summary alone (GET), for the page to refresh itself while images are made."""
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponseNotAllowed(["GET"])
+        campaign = self.get_object(request, unquote(object_id))
+        if campaign is None or not self.has_view_or_change_permission(request, campaign):
+            raise Http404(gettext("No campaign with this id."))
+        response = HttpResponse(self.summary_html(campaign))
+        response["Cache-Control"] = "no-store"
+        return response
 
     @admin.display(description=_("latest images"))
     def gallery(self, obj: Campaign) -> str:
@@ -336,6 +367,11 @@ class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmi
                 "<path:object_id>/generate/",
                 self.admin_site.admin_view(self.generate_view),
                 name="{}_{}_generate".format(*info),
+            ),
+            path(
+                "<path:object_id>/summary/",
+                self.admin_site.admin_view(self.summary_view),
+                name="{}_{}_summary".format(*info),
             ),
             path(
                 "<path:object_id>/workflow/",

@@ -17,7 +17,7 @@ from django.urls import path, reverse
 from django.utils.translation import gettext, ngettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 
-from imagen_assets import files, review, services
+from imagen_assets import breaker, files, review, services
 from imagen_assets.activity import Actor
 from imagen_assets.admin.again import AgainMixin
 from imagen_assets.admin.base import (
@@ -26,7 +26,9 @@ from imagen_assets.admin.base import (
     admin_link,
     fieldset_fields,
 )
+from imagen_assets.admin.progress import request_progress
 from imagen_assets.admin.review_screen import ReviewScreen
+from imagen_assets.explain import Explanation, explain
 from imagen_assets.forms import ApproveForm, RejectForm, provider_display_name
 from imagen_assets.models import GeneratedImage
 from imagen_assets.providers import provider_aliases
@@ -76,6 +78,13 @@ TIMELINE_SIZE = 50
 def image_error(image: GeneratedImage) -> str:
     """The reason an image failed, in the provider's (already readable) words."""
     return image.error_message or image.task.error_message
+
+
+def explain_on_page(image: GeneratedImage) -> Explanation | None:
+    """:func:`~imagen_assets.explain.explain` with the provider's health (one query): an
+    open image whose provider is not answering reads "waiting", tried again by itself."""
+    health = breaker.outage(image.task.provider) if image.is_open else None
+    return explain(image, health=health)
 
 
 class ProviderFilter(admin.SimpleListFilter):
@@ -199,6 +208,12 @@ class GeneratedImageAdmin(AgainMixin, ProviderAlertsMixin, ImageModelAdmin):
     def get_list_display(self, request: HttpRequest) -> Any:
         return self.again_list_display(request, list(super().get_list_display(request)))
 
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # A request's images, linked from the campaign page's "3 of 8 ready" (progress.py).
+        if lookup == "task__request__id__exact":
+            return True
+        return super().lookup_allowed(lookup, value, request)  # type: ignore[arg-type]
+
     # Generated images are made by jobs and reviewed through the buttons: never edited.
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -237,7 +252,7 @@ class GeneratedImageAdmin(AgainMixin, ProviderAlertsMixin, ImageModelAdmin):
 
     @admin.display(description=_("status"), ordering="status")
     def status_column(self, obj: GeneratedImage) -> str:
-        return render_fragment("status_cell.html", {"image": obj, "error": image_error(obj)})
+        return render_fragment("status_cell.html", {"image": obj, "explanation": explain(obj)})
 
     @admin.display(description=_("review"), ordering="review_status")
     def review_column(self, obj: GeneratedImage) -> str:
@@ -262,7 +277,9 @@ class GeneratedImageAdmin(AgainMixin, ProviderAlertsMixin, ImageModelAdmin):
 
     @admin.display(description=_("status"))
     def status_detail(self, obj: GeneratedImage) -> str:
-        return render_fragment("status_detail.html", {"image": obj, "error": image_error(obj)})
+        return render_fragment(
+            "status_detail.html", {"image": obj, "explanation": explain_on_page(obj)}
+        )
 
     @admin.display(description=_("file"))
     def file_link(self, obj: GeneratedImage) -> str:
@@ -322,6 +339,8 @@ class GeneratedImageAdmin(AgainMixin, ProviderAlertsMixin, ImageModelAdmin):
                 {
                     "image": obj,
                     "image_error": image_error(obj),
+                    "image_explanation": explain_on_page(obj),
+                    "image_request": request_progress(obj),
                     "image_thumbnail": thumbnail_box(obj, "large"),
                     "original_url": (
                         files.original_url(obj)

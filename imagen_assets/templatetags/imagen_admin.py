@@ -19,7 +19,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext
 
 from imagen_assets import files
-from imagen_assets.models import GeneratedImage
+from imagen_assets.models import GeneratedImage, GenerationTask
 
 register = template.Library()
 
@@ -59,8 +59,24 @@ def pixel_size(width: int, height: int) -> str:
     return f"{width}{TIMES}{height}"
 
 
+def is_storing(image: GeneratedImage) -> bool:
+    """The provider finished (its task succeeded) but this image's file is not stored yet:
+    "Storing", never "Generating 100%" (progress is the task's, not the image's)."""
+    return image.is_open and image.task.status == GenerationTask.Status.SUCCEEDED
+
+
+def image_progress(image: GeneratedImage) -> int | None:
+    """The progress bar's percent while the provider is generating the image; None when
+    no bar is true: queued, storing, or ended."""
+    if image.status != GeneratedImage.Status.PROCESSING or is_storing(image):
+        return None
+    return image.task.progress
+
+
 def status_text(image: GeneratedImage, *, short: bool = False) -> str:
     """The image's status label; ``short`` for the narrow list columns."""
+    if is_storing(image):
+        return gettext("Storing")
     if short and image.status == GeneratedImage.Status.FILTERED:
         return gettext("Withheld")
     return image.get_status_display()
@@ -74,7 +90,10 @@ def review_text(image: GeneratedImage, *, short: bool = False) -> str:
 
 
 def open_label(image: GeneratedImage) -> str:
-    """What an image still being made is doing: queued, or generating (with its progress)."""
+    """What an image still being made is doing: queued, generating (with the task's
+    progress) or storing (the provider is done, the file is not stored yet)."""
+    if is_storing(image):
+        return gettext("Storing")
     if image.status == GeneratedImage.Status.QUEUED:
         return gettext("Queued")
     progress = image.task.progress
@@ -107,6 +126,13 @@ def review_badge(image: GeneratedImage, *, short: bool = False) -> SafeString:
             "text": review_text(image, short=short),
         },
     )
+
+
+@register.simple_tag
+def image_progress_bar(image: GeneratedImage) -> SafeString:
+    """The progress bar of an image the provider is generating; nothing otherwise."""
+    percent = image_progress(image)
+    return progress_bar(percent) if percent is not None else mark_safe("")
 
 
 @register.simple_tag

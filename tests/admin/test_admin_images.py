@@ -72,11 +72,12 @@ class ImageChangelistTests:
         assert 'aria-valuenow="45"' in html
         assert "Queued" in html
         assert "Withheld" in html
-        assert "Wave: withheld by safety filter" in html
-        assert "Wave: HTTP 400 [invalid_aspect_ratio]:" in html
-        # Truncated in the list, in full on hover.
+        # What happened in plain words; the provider's own words on hover (issue 8).
+        assert "Withheld by the provider" in html
+        assert "The provider refused the request" in html
         assert "x" * 200 + "</span>" not in html
-        assert 'title="Wave: HTTP 400 [invalid_aspect_ratio]: ' + "x" * 200 in html
+        assert "(Wave: HTTP 400 [invalid_aspect_ratio]: " + "x" * 200 + ')"' in html
+        assert "(Wave: withheld by safety filter)" in html
         assert "data-imagen-open" in html  # the script reloads while these are open
         assert "imagen_assets/admin.js" in html
         assert "imagen_assets/admin.css" in html

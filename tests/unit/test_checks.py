@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import subprocess
@@ -10,14 +11,35 @@ import sys
 import pytest
 from django.apps import apps
 from django.core import checks as django_checks
-from unit_helpers import WS_BACKEND, imagen_settings
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from unit_helpers import WS_BACKEND
+from unit_helpers import imagen_settings as unit_imagen_settings
 
 from campaigns.settings import BASE_DIR, imagen_assets_from_env, storages_from_env
 from imagen_assets import queueing
 from imagen_assets.checks import check_redis_keeps_jobs, check_settings
+from imagen_assets.providers.wave import WaveProvider
 
 # The shape of the sandbox's own secrets (whsec_ + 48 hex digits), which copy WaveSpeed's.
 REAL_LOOKING_SECRET = "whsec_" + "5e0c9a1f" * 6
+
+
+#: A Wave model that is not in imagen_assets.retired_models: the unit settings' Wave uses
+#: the provider's default, imagen-4.0, which Wave delisted (W040 has its own tests below).
+CURRENT_WAVE_MODEL = "wave-model-still-served"
+
+
+def imagen_settings(**overrides) -> dict:
+    """The unit tests' settings, with a Wave model still served."""
+    config = unit_imagen_settings(**overrides)
+    config["PROVIDERS"]["wave"]["OPTIONS"].setdefault("MODEL", CURRENT_WAVE_MODEL)
+    return config
+
+
+@pytest.fixture(autouse=True)
+def _served_models(settings):
+    settings.IMAGEN_ASSETS = imagen_settings()
 
 
 def ids(messages) -> list[str]:
@@ -65,6 +87,8 @@ class CleanConfigurationTests:
     def test_the_example_site_fully_configured_has_no_messages(self, settings):
         env = {
             "IMAGEN_WAVE_API_KEY": "w",
+            # Wave's default, imagen-4.0, was delisted: W040 until MODEL is switched.
+            "IMAGEN_WAVE_MODEL": CURRENT_WAVE_MODEL,
             "IMAGEN_WAVESPEED_API_KEY": "ws",
             "IMAGEN_WAVESPEED_WEBHOOK_SECRET": REAL_LOOKING_SECRET,
             "IMAGEN_WEBHOOK_BASE_URL": "https://marketing.example.com",
@@ -81,6 +105,51 @@ class CleanConfigurationTests:
         settings.IMAGEN_ASSETS = {**imagen_settings(), "BOGUS": 1}
 
         assert "imagen_assets.E006" in ids(django_checks.run_checks())
+
+
+class RetiredModelCheckTests:
+    def test_w040_a_usable_provider_on_a_retired_model(self, settings):
+        config = imagen_settings()
+        del config["PROVIDERS"]["wave"]["OPTIONS"]["MODEL"]  # Wave's default: imagen-4.0
+
+        messages = run(settings, **config)
+
+        assert ids(messages) == ["imagen_assets.W040"]
+        assert messages[0].level == django_checks.WARNING
+        assert "'imagen-4.0'" in messages[0].msg
+        assert "2026-09-03" in messages[0].msg
+        assert "SILENCED_SYSTEM_CHECKS" in messages[0].hint
+        assert "['wave']['OPTIONS']['MODEL']" in messages[0].hint
+
+    def test_w040_matches_a_subclass_of_the_retired_backend(self, settings):
+        config = imagen_settings()
+        config["PROVIDERS"]["mine"] = {
+            "BACKEND": "tests.unit.test_checks.MyWave",
+            "OPTIONS": {"API_KEY": "k", "MODEL": "imagen-4.0"},
+        }
+
+        assert ids(run(settings, **config)) == ["imagen_assets.W040"]
+
+    def test_the_same_model_id_on_another_provider_is_not_retired(self, settings):
+        assert run(settings, **with_options("wavespeed", MODEL="imagen-4.0")) == []
+
+    def test_no_w040_for_a_provider_that_cannot_be_used_yet(self, settings):
+        config = imagen_settings()
+        config["PROVIDERS"]["wave"]["OPTIONS"] = {"API_KEY": ""}
+
+        assert ids(run(settings, **config)) == ["imagen_assets.W001"]
+
+    def test_w040_is_silenced_like_any_check(self, settings):
+        config = imagen_settings()
+        del config["PROVIDERS"]["wave"]["OPTIONS"]["MODEL"]
+        settings.IMAGEN_ASSETS = config
+        settings.SILENCED_SYSTEM_CHECKS = ["imagen_assets.W005"]  # the test storage's
+        with pytest.raises(SystemCheckError, match=r"imagen_assets\.W040"):
+            call_command("check", "--fail-level", "WARNING", stdout=io.StringIO())
+
+        settings.SILENCED_SYSTEM_CHECKS = ["imagen_assets.W005", "imagen_assets.W040"]
+
+        call_command("check", "--fail-level", "WARNING", stdout=io.StringIO())
 
 
 class ErrorCheckTests:
@@ -395,6 +464,7 @@ def production_env(**overrides: str) -> dict[str, str]:
         "ALLOWED_HOSTS": "marketing.example.com",
         "IMAGEN_DEFAULT_PROVIDER": "wavespeed",
         "IMAGEN_WAVE_API_KEY": "wave-key",
+        "IMAGEN_WAVE_MODEL": CURRENT_WAVE_MODEL,  # imagen-4.0 was delisted (W040)
         "IMAGEN_WAVESPEED_API_KEY": "wavespeed-key",
         "IMAGEN_WAVESPEED_WEBHOOK_SECRET": REAL_LOOKING_SECRET,
         "IMAGEN_WEBHOOK_BASE_URL": "https://marketing.example.com",
@@ -425,6 +495,16 @@ class DeployCheckTests:
 
         assert result.returncode == 0, result.stdout + result.stderr
         assert "no issues" in result.stdout
+
+    def test_a_retired_model_fails_the_deployment_until_switched(self):
+        env = production_env()
+        del env["IMAGEN_WAVE_MODEL"]
+        result = check_deploy(env)
+        assert result.returncode != 0
+        assert "imagen_assets.W040" in result.stderr
+
+        silenced = check_deploy({**env, "SILENCED_SYSTEM_CHECKS": "imagen_assets.W040"})
+        assert silenced.returncode == 0, silenced.stdout + silenced.stderr
 
     def test_a_short_webhook_secret_fails_the_deployment(self):
         result = check_deploy(production_env(IMAGEN_WAVESPEED_WEBHOOK_SECRET="whsec_abc123"))
@@ -480,3 +560,7 @@ class RedisEvictionCheckTests:
         monkeypatch.setattr(queueing, "eviction_policy", lambda: "allkeys-lru")
 
         assert "imagen_assets.W020" in ids(django_checks.run_checks())
+
+
+class MyWave(WaveProvider):
+    """A host site's own Wave backend (W040 matches subclasses)."""

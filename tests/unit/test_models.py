@@ -48,7 +48,8 @@ class CampaignStatsTests:
             annotated.n_ready,
             annotated.n_approved,
             annotated.n_failed,
-        ) == (2, 1, 1, 1)
+            annotated.n_withheld,
+        ) == (2, 1, 1, 0, 1)  # withheld is its own outcome, never "failed" (issue 8)
 
 
 class ImageFileCleanupTests:

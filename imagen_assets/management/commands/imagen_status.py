@@ -10,7 +10,19 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from imagen_assets import breaker, services
+from imagen_assets.explain import explain
 from imagen_assets.models import Campaign, GeneratedImage
+from imagen_assets.status import ImageStatus, TaskStatus
+
+
+def status_word(image: GeneratedImage) -> str:
+    """The status column: each outcome apart ("withheld" is never "failed"), and
+    "storing" for an image whose provider is done but whose file is not stored yet."""
+    if image.is_open and image.task.status == TaskStatus.SUCCEEDED:
+        return "storing"
+    if image.status == ImageStatus.FILTERED:
+        return "withheld"
+    return str(image.status)
 
 
 class Command(BaseCommand):
@@ -44,6 +56,18 @@ class Command(BaseCommand):
         # Chunks keep memory flat on a large site; each costs two queries (images, decisions).
         for image in services.for_summary(images).iterator(chunk_size=500):
             summary = services.image_summary(image)
+            explanation = explain(image)
+            # What happened in plain words (admin's words too); "error" keeps the raw ones.
+            summary["outcome"] = (
+                {
+                    "kind": str(explanation.kind),
+                    "title": explanation.title,
+                    "advice": explanation.advice,
+                    "charge": explanation.charge,
+                }
+                if explanation is not None
+                else None
+            )
             if campaign is not None:
                 summary["campaign_status"] = image.campaign.status
             if options["json"]:
@@ -51,9 +75,12 @@ class Command(BaseCommand):
             else:
                 size = f"{summary['width']}x{summary['height']}" if summary["width"] else "-"
                 approvals = f"{summary['approvals']}/{image.campaign.required_approvals}"
+                said = summary["file"] or summary["error"] or ""
+                if explanation is not None:
+                    said = f"{explanation.title}: {explanation.advice} {explanation.charge}"
                 self.stdout.write(
-                    f"#{summary['id']:<6} {summary['campaign']:<20} {summary['status']:<10} "
+                    f"#{summary['id']:<6} {summary['campaign']:<20} {status_word(image):<10} "
                     f"{summary['review_status']:<9} {approvals:<5} "
                     f"{summary['provider']:<10} {size:<10} "
-                    f"{summary['file'] or summary['error'] or ''}"
+                    f"{said.strip()}"
                 )

@@ -1,4 +1,5 @@
-/* imagen_assets admin: live price on the generate page, self-refresh while images are open. */
+/* imagen_assets admin: live price on the generate page, self-refresh while images are open
+   (the lists and an image's page reload; a campaign's page refreshes its summary only). */
 "use strict";
 (function () {
     // -- "$0.0425" for prices, "$1.20" for totals (mirrors the imagen_admin money filter) -
@@ -104,8 +105,49 @@
         }, REFRESH_MS);
     }
 
+    // -- a campaign's summary: refreshed in place while something is in progress ----------
+    // Only the summary fragment is fetched again (counts, in progress, committed spend,
+    // the newest requests); the form around it, which the user may be editing, is left alone.
+    function initSummary(box) {
+        const url = box.dataset.imagenSummaryUrl;
+        function inProgress() {
+            return !!box.querySelector("[data-imagen-summary-open]");
+        }
+        if (!url || !inProgress()) {
+            return;
+        }
+        let busy = false;
+        const timer = window.setInterval(function () {
+            if (busy || document.hidden || box.contains(document.activeElement)) {
+                return;
+            }
+            busy = true;
+            window.fetch(url, {credentials: "same-origin", cache: "no-store"})
+                .then(function (response) {
+                    if (!response.ok || response.redirected) {
+                        throw new Error("summary " + response.status);
+                    }
+                    return response.text();
+                })
+                .then(function (html) {
+                    box.innerHTML = html;
+                    if (!inProgress()) {
+                        window.clearInterval(timer);
+                    }
+                })
+                .catch(function () {
+                    // Logged out or gone: stop asking; the page still shows the last figures.
+                    window.clearInterval(timer);
+                })
+                .finally(function () {
+                    busy = false;
+                });
+        }, REFRESH_MS);
+    }
+
     function init() {
         document.querySelectorAll("form[data-imagen-generate]").forEach(initGenerate);
+        document.querySelectorAll("[data-imagen-summary-url]").forEach(initSummary);
         initRefresh();
     }
 
