@@ -209,7 +209,7 @@ def pretty_json(value: Any, *, hide: Sequence[str] = ()) -> SafeString:
 #: The models for finding out what happened (not for everyday work), by app label.
 SUPPORT_MODELS = {
     "imagen_assets": {"GenerationTask", "WebhookEvent", "ProviderHealth"},
-    "django_rq": {"Queue"},
+    "django_rq": {"Dashboard"},  # its queues and workers
 }
 
 
@@ -225,7 +225,12 @@ def support_group(app_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for app in app_list:
         names = SUPPORT_MODELS.get(app["app_label"], set())
         kept = [model for model in app["models"] if model["object_name"] not in names]
-        support += [model for model in app["models"] if model["object_name"] in names]
+        support += [
+            # django-rq's one entry is its queues' dashboard: say so.
+            {**model, "name": gettext("Queues")} if app["app_label"] == "django_rq" else model
+            for model in app["models"]
+            if model["object_name"] in names
+        ]
         if kept:
             result.append({**app, "models": kept})
         if app["app_label"] == "imagen_assets":

@@ -431,3 +431,5 @@ class SupportGroupTests:
         for name in ("Generation tasks", "Webhook events", "Provider health"):
             assert name in support and name not in main.split('id="content-main"')[-1]
         assert "Generated images" in main and "Campaigns" in main
+        if url == reverse("admin:index"):  # django-rq's queues join the group
+            assert ">Queues</a>" in support and "app-django_rq" not in html
