@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.translation import gettext, ngettext
@@ -78,11 +79,20 @@ def delivered_text(status: str, asked: int, ready: int) -> str:
     return gettext("Delivered %(ready)d of %(asked)d") % {"ready": ready, "asked": asked}
 
 
+def count_of(images: QuerySet[GeneratedImage], group: str) -> Subquery:
+    """``COUNT(*)`` of ``images`` (filtered on an ``OuterRef``) as a correlated subquery: run
+    for the rows of the page only, so a list costs the same with 100 or 100,000 images (a
+    ``Count`` over a join would aggregate every image before the page is cut)."""
+    counted = images.order_by().values(group).annotate(n=Count("pk")).values("n")
+    return Subquery(counted, output_field=IntegerField())
+
+
 def with_delivered(queryset: QuerySet[GenerationTask]) -> QuerySet[GenerationTask]:
     """Tasks annotated with ``n_delivered``, their images stored (ready), in the same query."""
-    return queryset.annotate(
-        n_delivered=Count("images", filter=Q(images__status=GeneratedImage.Status.SUCCEEDED))
+    ready = GeneratedImage.objects.filter(
+        task=OuterRef("pk"), status=GeneratedImage.Status.SUCCEEDED
     )
+    return queryset.annotate(n_delivered=Coalesce(count_of(ready, "task"), Value(0)))
 
 
 class GenerationTaskAdmin(ListPolishMixin, ProviderAlertsMixin, ReadOnlyAdminMixin, TaskModelAdmin):
@@ -248,13 +258,14 @@ class GenerationRequestAdmin(ListPolishMixin, ReadOnlyAdminMixin, RequestModelAd
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[GenerationRequest]:
-        ready = Q(tasks__images__status=GeneratedImage.Status.SUCCEEDED)
+        images = GeneratedImage.objects.filter(task__request=OuterRef("pk"))
+        ready = images.filter(status=GeneratedImage.Status.SUCCEEDED)
         return (
             super()
             .get_queryset(request)
             .annotate(
-                n_ready=Count("tasks__images", filter=ready),
-                n_images=Count("tasks__images"),
+                n_ready=Coalesce(count_of(ready, "task__request"), Value(0)),
+                n_images=Coalesce(count_of(images, "task__request"), Value(0)),
             )
         )
 
@@ -270,7 +281,7 @@ class GenerationRequestAdmin(ListPolishMixin, ReadOnlyAdminMixin, RequestModelAd
     def prompt_column(self, obj: GenerationRequest) -> str:
         return render_fragment("prompt_excerpt.html", {"prompt": obj.prompt})
 
-    @admin.display(description=_("images"), ordering="n_ready")
+    @admin.display(description=_("images"))
     def ready_column(self, obj: GenerationRequest) -> str:
         total = max(obj.count, getattr(obj, "n_images", 0))
         ready = gettext("%(ready)d of %(total)d ready") % {

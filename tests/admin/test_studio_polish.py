@@ -150,6 +150,14 @@ class HiddenFilterTests:
         html = html_of(admin_client.get(f"{TASKS}?campaign__id__exact={campaign.pk}"))
         assert "Campaign: Spring launch" in html
 
+    def test_the_generate_pages_campaigns_filter(self, admin_client, campaign, make_image):
+        other = Campaign.objects.create(name="Summer", slug="summer")
+        make_image(campaign)
+        make_image(other)
+        html = html_of(admin_client.get(f"{IMAGES}?campaign__id__in={campaign.pk},{other.pk}"))
+        assert "Campaign: Spring launch, Summer" in html
+        assert 'href="?"' in html  # clear: the whole list
+
     def test_filters_of_the_sidebar_are_no_chips(self, admin_client, campaign, make_image):
         make_image(campaign)
         html = html_of(admin_client.get(f"{IMAGES}?status__exact=succeeded"))
