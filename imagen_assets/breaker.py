@@ -35,7 +35,6 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import Q
 from django.utils import formats, timezone
@@ -238,12 +237,9 @@ def outage(alias: str) -> ProviderHealth | None:
 def display_name(alias: str) -> str:
     """How messages name provider ``alias`` ("Wave"); the alias itself when it is not
     configured (any more)."""
-    from imagen_assets.providers import get_provider_class
+    from imagen_assets.providers import provider_display_name
 
-    try:
-        return get_provider_class(alias).display_name
-    except ImproperlyConfigured:
-        return alias
+    return provider_display_name(alias)
 
 
 def alert_texts() -> list[tuple[str, str]]:

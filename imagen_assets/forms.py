@@ -16,10 +16,10 @@ from django import forms
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from imagen_assets import conf
+from imagen_assets import conf, providers
 from imagen_assets.imagen_sizes import ASPECT_RATIOS
 from imagen_assets.models import Campaign
-from imagen_assets.providers import get_provider, get_provider_class, provider_aliases
+from imagen_assets.providers import get_provider, provider_aliases
 from imagen_assets.services import SEED_MAX
 from imagen_assets.templatetags.imagen_admin import pixel_size
 
@@ -56,7 +56,7 @@ def usable_providers() -> dict[str, ProviderOption]:
                     continue
                 options[alias] = ProviderOption(
                     alias=alias,
-                    display_name=provider.display_name,
+                    display_name=provider_display_name(alias),
                     price_per_image=provider.price_per_image,
                     supports_negative_prompt=provider.supports_negative_prompt,
                     sizes={ratio: provider.output_size(ratio) for ratio in provider.aspect_ratios},
@@ -72,10 +72,7 @@ def provider_display_name(alias: str) -> str:
 
     Read from the backend class, so listing many rows builds no provider objects.
     """
-    try:
-        return get_provider_class(alias).display_name
-    except ImproperlyConfigured:
-        return alias
+    return providers.provider_display_name(alias)
 
 
 class ProviderSelect(forms.Select):

@@ -373,7 +373,8 @@ class GenerationTask(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.provider} task #{self.pk} ({self.status})"
+        # No status here: the admin shows it with the images delivered ("Delivered 3 of 4").
+        return _("Task #%(id)s") % {"id": self.pk}
 
     @property
     def status_enum(self) -> TaskStatus:

@@ -16,10 +16,16 @@ from django.contrib import admin
 
 from imagen_assets.admin.campaigns import CampaignAdmin
 from imagen_assets.admin.images import GeneratedImageAdmin
-from imagen_assets.admin.support import GenerationTaskAdmin, ProviderHealthAdmin, WebhookEventAdmin
+from imagen_assets.admin.support import (
+    GenerationRequestAdmin,
+    GenerationTaskAdmin,
+    ProviderHealthAdmin,
+    WebhookEventAdmin,
+)
 from imagen_assets.models import (
     Campaign,
     GeneratedImage,
+    GenerationRequest,
     GenerationTask,
     ProviderHealth,
     WebhookEvent,
@@ -28,6 +34,7 @@ from imagen_assets.models import (
 __all__ = [
     "CampaignAdmin",
     "GeneratedImageAdmin",
+    "GenerationRequestAdmin",
     "GenerationTaskAdmin",
     "ProviderHealthAdmin",
     "WebhookEventAdmin",
@@ -35,6 +42,7 @@ __all__ = [
 
 admin.site.register(Campaign, CampaignAdmin)
 admin.site.register(GeneratedImage, GeneratedImageAdmin)
+admin.site.register(GenerationRequest, GenerationRequestAdmin)
 admin.site.register(GenerationTask, GenerationTaskAdmin)
 admin.site.register(WebhookEvent, WebhookEventAdmin)
 admin.site.register(ProviderHealth, ProviderHealthAdmin)

@@ -40,6 +40,7 @@ from imagen_assets.templatetags.imagen_admin import (
     review_badge,
     status_badge,
     thumbnail_box,
+    unit_price,
 )
 
 if TYPE_CHECKING:
@@ -544,7 +545,7 @@ class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmi
             "action_name": "generate_images",
             "per_campaign": money(per_campaign) if per_campaign is not None else "—",
             "total": money(per_campaign * len(campaigns)) if per_campaign is not None else "—",
-            "price_per_image": money(provider.price_per_image) if provider else "—",
+            "price_per_image": unit_price(provider.price_per_image) if provider else "—",
             "provider_name": provider.display_name if provider else "",
             "cancel_url": cancel_url,
             "media": self.media + form.media,

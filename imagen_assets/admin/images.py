@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -21,7 +23,10 @@ from imagen_assets import breaker, files, review, services
 from imagen_assets.activity import Actor
 from imagen_assets.admin.again import AgainMixin
 from imagen_assets.admin.base import (
+    LIST_TEMPLATE,
+    VIEW_VAR,
     ImagenMedia,
+    ListPolishMixin,
     ProviderAlertsMixin,
     admin_link,
     fieldset_fields,
@@ -30,10 +35,11 @@ from imagen_assets.admin.progress import request_progress
 from imagen_assets.admin.review_screen import ReviewScreen
 from imagen_assets.explain import Explanation, explain
 from imagen_assets.forms import ApproveForm, RejectForm, provider_display_name
-from imagen_assets.models import GeneratedImage
+from imagen_assets.models import GeneratedImage, GenerationRequest, GenerationTask
 from imagen_assets.providers import provider_aliases
 from imagen_assets.status import Decision, ReviewStatus
 from imagen_assets.templatetags.imagen_admin import (
+    file_size,
     link,
     pixel_size,
     pretty_json,
@@ -129,12 +135,98 @@ class ReviewStatusFilter(admin.SimpleListFilter):
         return queryset.filter(review_status=value) if value else queryset
 
 
-class GeneratedImageAdmin(AgainMixin, ProviderAlertsMixin, ImageModelAdmin):
+class RequestFilter(admin.SimpleListFilter):
+    """Filter by the request that made the images: the newest requests by name (one small
+    query), and the one chosen even when it is older (a "request" link in the list)."""
+
+    title = _("request")
+    parameter_name = "task__request"
+    #: How many of the newest requests the sidebar offers.
+    NEWEST = 8
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        rows = list(
+            GenerationRequest.objects.order_by("-created_at", "-pk").values_list("pk", "prompt")[
+                : self.NEWEST
+            ]
+        )
+        chosen = self.value()
+        if chosen and chosen.isdigit() and int(chosen) not in {pk for pk, _prompt in rows}:
+            rows += list(GenerationRequest.objects.filter(pk=chosen).values_list("pk", "prompt"))
+        return [(str(pk), request_label(pk, prompt)) for pk, prompt in rows]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[GeneratedImage]
+    ) -> QuerySet[GeneratedImage]:
+        value = self.value()
+        if value and value.isdigit():
+            return queryset.filter(task__request_id=int(value))
+        return queryset
+
+
+def request_label(pk: int, prompt: str) -> str:
+    """ "Request #12: A red bicycle by the…", for a filter choice or a heading."""
+    text = gettext("Request #%(id)d") % {"id": pk}
+    prompt = " ".join(prompt.split())
+    if prompt:
+        text += ": " + (prompt[:40] + "…" if len(prompt) > 41 else prompt)
+    return text
+
+
+def with_request_numbers(queryset: QuerySet[GeneratedImage]) -> QuerySet[GeneratedImage]:
+    """Images annotated with where they stand in their request, for "#3 of 8" and "3 of 8
+    ready", in the list's one query: ``n_before`` (images of the request's earlier tasks)
+    and ``n_request_ready`` (its ready images)."""
+    earlier = (
+        GenerationTask.objects.filter(request=OuterRef("task__request"), pk__lt=OuterRef("task_id"))
+        .order_by()
+        .values("request")
+        .annotate(n=Sum("num_images"))
+        .values("n")
+    )
+    ready = (
+        GeneratedImage.objects.filter(
+            task__request=OuterRef("task__request"), status=GeneratedImage.Status.SUCCEEDED
+        )
+        .order_by()
+        .values("task__request")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return queryset.annotate(
+        n_before=Coalesce(Subquery(earlier, output_field=IntegerField()), Value(0)),
+        n_request_ready=Coalesce(Subquery(ready, output_field=IntegerField()), Value(0)),
+    )
+
+
+def image_number(image: GeneratedImage) -> tuple[int, int]:
+    """(n, of): the image's place in its request ("#3 of 8"), or in its task when the task
+    was made before requests were kept."""
+    task = image.task
+    if task.request is not None and hasattr(image, "n_before"):
+        total = task.request.count or task.num_images
+        return image.n_before + image.index + 1, max(total, image.n_before + task.num_images)
+    return image.index + 1, task.num_images
+
+
+def prompt_of(image: GeneratedImage) -> str:
+    """What the marketer asked for: the request's prompt (without the brand's words) when
+    there is one, else the task's final prompt."""
+    task = image.task
+    if task.request is not None and task.request.prompt:
+        return task.request.prompt
+    return task.prompt
+
+
+class GeneratedImageAdmin(AgainMixin, ListPolishMixin, ProviderAlertsMixin, ImageModelAdmin):
     """Generated images: never edited by hand, only looked at and reviewed."""
 
     list_display = [
         "thumbnail_column",
-        "campaign",
+        "number_column",
+        "prompt_column",
+        "campaign_column",
+        "request_column",
         "status_column",
         "review_column",
         "provider",
@@ -142,8 +234,9 @@ class GeneratedImageAdmin(AgainMixin, ProviderAlertsMixin, ImageModelAdmin):
         "created",
     ]
     list_display_links = ["thumbnail_column"]
-    list_filter = ["campaign", "status", ReviewStatusFilter, ProviderFilter]
-    list_select_related = ["campaign", "task"]
+    list_filter = ["campaign", "status", ReviewStatusFilter, ProviderFilter, RequestFilter]
+    list_select_related = ["campaign", "task", "task__request"]
+    change_list_template = LIST_TEMPLATE
     search_fields = ["task__prompt", "campaign__name"]
     ordering = ["-created_at", "-pk"]
     list_per_page = 50
@@ -161,12 +254,12 @@ class GeneratedImageAdmin(AgainMixin, ProviderAlertsMixin, ImageModelAdmin):
                     "campaign",
                     "status_detail",
                     "size",
-                    "bytes",
+                    "file_size_display",
                     "content_type",
                     "sha256",
                     "served_sha256",
-                    "provider_c2pa",
-                    "nsfw",
+                    "c2pa_display",
+                    "nsfw_display",
                     "file_link",
                 ]
             },
@@ -203,7 +296,90 @@ class GeneratedImageAdmin(AgainMixin, ProviderAlertsMixin, ImageModelAdmin):
     readonly_fields = fieldset_fields(fieldsets)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[GeneratedImage]:
-        return super().get_queryset(request).select_related("campaign", "task", "reviewed_by")
+        return with_request_numbers(
+            super()
+            .get_queryset(request)
+            .select_related("campaign", "task", "task__request", "reviewed_by")
+        )
+
+    # -- list or grid ------------------------------------------------------------------------
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        """The list, or with ``?view=grid`` the same rows (filters, search, page) as cards of
+        large thumbnails, grouped under the request that made them."""
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None)
+        if not context or "cl" not in context:
+            return response
+        cl = context["cl"]
+        grid = request.GET.get(VIEW_VAR) == "grid"
+        context["imagen_view_switch"] = [
+            {
+                "value": "list",
+                "label": gettext("List"),
+                "url": cl.get_query_string(remove=[VIEW_VAR]),
+                "current": not grid,
+            },
+            {
+                "value": "grid",
+                "label": gettext("Grid"),
+                "url": cl.get_query_string({VIEW_VAR: "grid"}),
+                "current": grid,
+            },
+        ]
+        if grid:
+            context["imagen_grid"] = render_fragment(
+                "image_grid.html",
+                {
+                    "groups": self.grid_groups(list(cl.result_list)),
+                    "action_checkbox_name": ACTION_CHECKBOX_NAME,
+                    "preserved_filters": self.get_preserved_filters(request),
+                    "opts": self.opts,
+                },
+            )
+        return response
+
+    def grid_groups(self, images: list[GeneratedImage]) -> list[dict[str, Any]]:
+        """Consecutive images of one request as a group with its heading ("Request #12: a red
+        bicycle… · 3 of 8 ready"); images made before requests were kept group by task."""
+        groups: list[dict[str, Any]] = []
+        for image in images:
+            task = image.task
+            key = ("request", task.request_id) if task.request_id else ("task", task.pk)
+            if not groups or groups[-1]["key"] != key:
+                groups.append({"key": key, "heading": self.group_heading(image), "cards": []})
+            number, total = image_number(image)
+            groups[-1]["cards"].append(
+                {
+                    "image": image,
+                    "thumbnail": thumbnail_box(image, "grid"),
+                    "status": status_badge(image, short=True),
+                    "review": review_badge(image, short=True),
+                    "prompt": prompt_of(image),
+                    "number": number,
+                    "total": total,
+                }
+            )
+        return groups
+
+    @staticmethod
+    def group_heading(image: GeneratedImage) -> dict[str, Any]:
+        task = image.task
+        if task.request_id is not None:
+            _number, total = image_number(image)
+            return {
+                "label": gettext("Request #%(id)d") % {"id": task.request_id},
+                "ready": gettext("%(ready)d of %(total)d ready")
+                % {"ready": getattr(image, "n_request_ready", 0), "total": total},
+                "url": f"?task__request={task.request_id}&view=grid",
+                "campaign": image.campaign,
+            }
+        return {
+            "label": gettext("Task #%(id)d") % {"id": task.pk},
+            "ready": "",
+            "url": f"?task__id__exact={task.pk}&view=grid",
+            "campaign": image.campaign,
+        }
 
     def get_list_display(self, request: HttpRequest) -> Any:
         return self.again_list_display(request, list(super().get_list_display(request)))
@@ -250,6 +426,35 @@ class GeneratedImageAdmin(AgainMixin, ProviderAlertsMixin, ImageModelAdmin):
     def thumbnail_column(self, obj: GeneratedImage) -> str:
         return thumbnail_box(obj)
 
+    @admin.display(description=_("no."))
+    def number_column(self, obj: GeneratedImage) -> str:
+        number, total = image_number(obj)
+        return gettext("#%(number)d of %(total)d") % {"number": number, "total": total}
+
+    @admin.display(description=_("prompt"))
+    def prompt_column(self, obj: GeneratedImage) -> str:
+        return render_fragment("prompt_excerpt.html", {"prompt": prompt_of(obj)})
+
+    @admin.display(description=_("campaign"), ordering="campaign__name")
+    def campaign_column(self, obj: GeneratedImage) -> str:
+        return admin_link(obj.campaign)
+
+    @admin.display(description=_("request"), ordering="task__request")
+    def request_column(self, obj: GeneratedImage) -> str:
+        task = obj.task
+        if task.request_id is None:
+            return "—"
+        _number, total = image_number(obj)
+        return render_fragment(
+            "request_cell.html",
+            {
+                "url": f"?task__request={task.request_id}",
+                "label": gettext("Request #%(id)d") % {"id": task.request_id},
+                "ready": gettext("%(ready)d of %(total)d ready")
+                % {"ready": getattr(obj, "n_request_ready", 0), "total": total},
+            },
+        )
+
     @admin.display(description=_("status"), ordering="status")
     def status_column(self, obj: GeneratedImage) -> str:
         return render_fragment("status_cell.html", {"image": obj, "explanation": explain(obj)})
@@ -280,6 +485,21 @@ class GeneratedImageAdmin(AgainMixin, ProviderAlertsMixin, ImageModelAdmin):
         return render_fragment(
             "status_detail.html", {"image": obj, "explanation": explain_on_page(obj)}
         )
+
+    @admin.display(description=_("file size"))
+    def file_size_display(self, obj: GeneratedImage) -> str:
+        return file_size(obj.bytes)
+
+    @admin.display(description=_("flagged NSFW by provider"))
+    def nsfw_display(self, obj: GeneratedImage) -> str:
+        # Not flagged is the normal case: plain words, no red cross.
+        if obj.nsfw:
+            return render_fragment("flag.html", {"text": gettext("Yes: the provider flagged it")})
+        return gettext("No")
+
+    @admin.display(description=_("provider's file had C2PA credentials"))
+    def c2pa_display(self, obj: GeneratedImage) -> str:
+        return gettext("Yes") if obj.provider_c2pa else gettext("No")
 
     @admin.display(description=_("file"))
     def file_link(self, obj: GeneratedImage) -> str:
@@ -351,11 +571,12 @@ class GeneratedImageAdmin(AgainMixin, ProviderAlertsMixin, ImageModelAdmin):
                     "image_review": review_badge(obj),
                     "can_approve": ready and self.has_approve_permission(request),
                     "can_reject": ready and self.has_reject_permission(request),
-                    "approve_url": reverse(
-                        "admin:imagen_assets_generatedimage_approve", args=[obj.pk]
+                    "approve_url": self.keep_filters(
+                        request,
+                        reverse("admin:imagen_assets_generatedimage_approve", args=[obj.pk]),
                     ),
-                    "reject_url": reverse(
-                        "admin:imagen_assets_generatedimage_reject", args=[obj.pk]
+                    "reject_url": self.keep_filters(
+                        request, reverse("admin:imagen_assets_generatedimage_reject", args=[obj.pk])
                     ),
                     "approve_form": ApproveForm(auto_id="id_approve_%s"),
                     "reject_form": RejectForm(auto_id="id_reject_%s"),
@@ -376,13 +597,35 @@ class GeneratedImageAdmin(AgainMixin, ProviderAlertsMixin, ImageModelAdmin):
             "round_approvals": sum(row.decision == Decision.APPROVE for row in decisions),
             "required_approvals": image.campaign.required_approvals,
             "comments": list(image.comments.order_by("created_at", "pk")),
-            "comment_url": reverse("admin:imagen_assets_generatedimage_comment", args=[image.pk]),
+            "comment_url": self.keep_filters(
+                request, reverse("admin:imagen_assets_generatedimage_comment", args=[image.pk])
+            ),
             "can_revoke": decided and self.has_revoke_permission(request),
-            "revoke_url": reverse("admin:imagen_assets_generatedimage_revoke", args=[image.pk]),
+            "revoke_url": self.keep_filters(
+                request, reverse("admin:imagen_assets_generatedimage_revoke", args=[image.pk])
+            ),
             "timeline": list(image.activity.order_by("-created_at", "-pk")[:TIMELINE_SIZE]),
-            "review_screen_url": reverse("admin:imagen_assets_generatedimage_review")
-            + f"?campaign={image.campaign_id}",
+            "review_screen_url": self.keep_filters(
+                request,
+                reverse("admin:imagen_assets_generatedimage_review")
+                + f"?campaign={image.campaign_id}",
+            ),
         }
+
+    def keep_filters(self, request: HttpRequest, url: str) -> str:
+        """``url`` carrying the list's filters (``_changelist_filters``, Django's preserved
+        filters), so a review from an image's page returns to the same filtered list."""
+        context: dict[str, Any] = {
+            "preserved_filters": self.get_preserved_filters(request),
+            "opts": self.opts,
+        }
+        return str(add_preserved_filters(context, url))
+
+    def image_page_url(self, request: HttpRequest, image: GeneratedImage) -> str:
+        """The image's page, with the list's filters kept."""
+        return self.keep_filters(
+            request, reverse("admin:imagen_assets_generatedimage_change", args=[image.pk])
+        )
 
     def comment_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Add a comment to the image's thread (POST only), then go back to its page."""
@@ -420,7 +663,7 @@ class GeneratedImageAdmin(AgainMixin, ProviderAlertsMixin, ImageModelAdmin):
             self.message_user(request, str(exc), messages.ERROR)
         else:
             self.message_user(request, done, messages.SUCCESS)
-        return redirect(reverse("admin:imagen_assets_generatedimage_change", args=[image.pk]))
+        return redirect(self.image_page_url(request, image))
 
     # -- review --------------------------------------------------------------------------------
 
@@ -476,7 +719,7 @@ class GeneratedImageAdmin(AgainMixin, ProviderAlertsMixin, ImageModelAdmin):
         image = self.get_object(request, unquote(object_id))
         if image is None:
             raise Http404(gettext("No image with this id."))
-        back = reverse("admin:imagen_assets_generatedimage_change", args=[image.pk])
+        back = self.image_page_url(request, image)
         form = REVIEW_FORMS[decision](request.POST)
         if not form.is_valid():
             for errors in form.errors.values():

@@ -50,16 +50,23 @@ class ReviewingAdmin(Protocol):
 
 #: Images per page: enough to work through a morning's requests, few enough to load fast.
 PER_PAGE = 60
+#: The parameter carrying the images list's filters (Django's preserved filters).
+LIST_FILTERS = "_changelist_filters"
 #: The actions a card's form may post (its buttons' ``name="action"`` values).
 ACTIONS = ("approve", "reject", "comment", "keep")
 
 
-def screen_url(campaign: int | None = None, page: int | None = None, anchor: str = "") -> str:
-    """The review screen's address, keeping its campaign filter and page."""
+def screen_url(
+    campaign: int | None = None, page: int | None = None, anchor: str = "", list_filters: str = ""
+) -> str:
+    """The review screen's address, keeping its campaign filter and page, and the images
+    list's filters it was opened from (``_changelist_filters``) for the way back."""
     url = reverse("admin:imagen_assets_generatedimage_review")
-    query = {
+    query: dict[str, Any] = {
         key: value for key, value in (("campaign", campaign), ("page", page)) if value is not None
     }
+    if list_filters:
+        query[LIST_FILTERS] = list_filters
     if query:
         url += "?" + urlencode(query)
     return url + (f"#{anchor}" if anchor else "")
@@ -122,6 +129,7 @@ class ReviewScreen:
     def page(self, request: HttpRequest) -> HttpResponse:
         actor = Actor.of(request.user)
         campaign_id = positive_int(request.GET.get("campaign"))
+        list_filters = request.GET.get(LIST_FILTERS, "")
         waiting = review.waiting_for(actor)
         # The campaign filter's choices with their counts: one grouped query.
         per_campaign = list(
@@ -178,7 +186,12 @@ class ReviewScreen:
             "campaigns": per_campaign,
             "campaign_id": campaign_id,
             "can_reject": self.model_admin.has_reject_permission(request),
-            "page_url": screen_url(campaign_id, page.number if page.number > 1 else None),
+            "page_url": screen_url(
+                campaign_id, page.number if page.number > 1 else None, list_filters=list_filters
+            ),
+            "list_filters": list_filters,
+            "list_url": reverse("admin:imagen_assets_generatedimage_changelist")
+            + (f"?{list_filters}" if list_filters else ""),
         }
         return TemplateResponse(request, self.template, context)
 
@@ -265,4 +278,4 @@ class ReviewScreen:
             and review.waiting_for(actor).filter(task_id=task_id).exists()
         ):
             anchor = f"request-{task_id}"
-        return screen_url(campaign_id, page, anchor)
+        return screen_url(campaign_id, page, anchor, str(data.get(LIST_FILTERS, "")))

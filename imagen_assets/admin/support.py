@@ -7,29 +7,49 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
-from django.utils.translation import gettext
+from django.urls import reverse
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from imagen_assets import breaker
 from imagen_assets.admin.base import (
+    LIST_TEMPLATE,
     ImagenMedia,
+    ListPolishMixin,
     ProviderAlertsMixin,
     admin_link,
     fieldset_fields,
     images_changelist_url,
 )
-from imagen_assets.models import GenerationTask, ProviderHealth, WebhookEvent
-from imagen_assets.templatetags.imagen_admin import error_preview, link, money, pretty_json
+from imagen_assets.models import (
+    GeneratedImage,
+    GenerationRequest,
+    GenerationTask,
+    ProviderHealth,
+    WebhookEvent,
+)
+from imagen_assets.templatetags.imagen_admin import (
+    error_preview,
+    link,
+    money,
+    pretty_json,
+    render_fragment,
+)
 
 if TYPE_CHECKING:
     # django-stubs makes ModelAdmin generic in its model; Django's own class cannot be
     # subscripted at run time.
     TaskModelAdmin = admin.ModelAdmin[GenerationTask]
+    RequestModelAdmin = admin.ModelAdmin[GenerationRequest]
     WebhookEventModelAdmin = admin.ModelAdmin[WebhookEvent]
     HealthModelAdmin = admin.ModelAdmin[ProviderHealth]
 else:
-    TaskModelAdmin = WebhookEventModelAdmin = HealthModelAdmin = admin.ModelAdmin
+    TaskModelAdmin = RequestModelAdmin = WebhookEventModelAdmin = HealthModelAdmin = (
+        admin.ModelAdmin
+    )
 
 
 class ReadOnlyAdminMixin:
@@ -45,15 +65,47 @@ class ReadOnlyAdminMixin:
         return request.user.is_active and request.user.is_superuser
 
 
-class GenerationTaskAdmin(ProviderAlertsMixin, ReadOnlyAdminMixin, TaskModelAdmin):
+def delivered_text(status: str, asked: int, ready: int) -> str:
+    """A task's status as the images show it: a provider that "succeeded" without handing
+    over every image reads "Finished: 0 of 1 image delivered" or "Delivered 3 of 4"."""
+    if status != GenerationTask.Status.SUCCEEDED:
+        return str(GenerationTask.Status(status).label)
+    if ready == 0:
+        return ngettext(
+            "Finished: 0 of %(asked)d image delivered",
+            "Finished: 0 of %(asked)d images delivered",
+            asked,
+        ) % {"asked": asked}
+    return gettext("Delivered %(ready)d of %(asked)d") % {"ready": ready, "asked": asked}
+
+
+def count_of(images: QuerySet[GeneratedImage], group: str) -> Subquery:
+    """``COUNT(*)`` of ``images`` (filtered on an ``OuterRef``) as a correlated subquery: run
+    for the rows of the page only, so a list costs the same with 100 or 100,000 images (a
+    ``Count`` over a join would aggregate every image before the page is cut)."""
+    counted = images.order_by().values(group).annotate(n=Count("pk")).values("n")
+    return Subquery(counted, output_field=IntegerField())
+
+
+def with_delivered(queryset: QuerySet[GenerationTask]) -> QuerySet[GenerationTask]:
+    """Tasks annotated with ``n_delivered``, their images stored (ready), in the same query."""
+    ready = GeneratedImage.objects.filter(
+        task=OuterRef("pk"), status=GeneratedImage.Status.SUCCEEDED
+    )
+    return queryset.annotate(n_delivered=Coalesce(count_of(ready, "task"), Value(0)))
+
+
+class GenerationTaskAdmin(ListPolishMixin, ProviderAlertsMixin, ReadOnlyAdminMixin, TaskModelAdmin):
     """Provider tasks: what was sent, what came back, what it cost."""
 
+    change_form_template = "imagen_assets/admin/change_form.html"
     list_display = [
         "id",
-        "campaign",
-        "provider",
+        "campaign_column",
+        "request_column",
+        "provider_column",
         "model",
-        "status",
+        "status_column",
         "progress",
         "num_images",
         "provider_task_id",
@@ -67,12 +119,13 @@ class GenerationTaskAdmin(ProviderAlertsMixin, ReadOnlyAdminMixin, TaskModelAdmi
         "completed_at",
     ]
     list_filter = ["provider", "status"]
-    list_select_related = ["campaign"]
+    list_select_related = ["campaign", "request"]
     search_fields = ["provider_task_id", "prompt"]
     ordering = ["-created_at", "-pk"]
     list_per_page = 50
     show_full_result_count = False
     Media = ImagenMedia
+    change_list_template = LIST_TEMPLATE
     # callback_token and idempotency_key are deliberately absent: they let anyone who
     # sees them forge a callback or replay a submit.
     fieldsets = [
@@ -81,11 +134,12 @@ class GenerationTaskAdmin(ProviderAlertsMixin, ReadOnlyAdminMixin, TaskModelAdmi
             {
                 "fields": [
                     "campaign",
-                    "provider",
+                    "request_column",
+                    "provider_column",
                     "model",
-                    "status",
+                    "status_column",
                     "progress",
-                    "num_images",
+                    "images_asked",
                     "images_link",
                     "provider_task_id",
                     "requested_by",
@@ -114,6 +168,29 @@ class GenerationTaskAdmin(ProviderAlertsMixin, ReadOnlyAdminMixin, TaskModelAdmi
     ]
     readonly_fields = fieldset_fields(fieldsets)
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[GenerationTask]:
+        return with_delivered(super().get_queryset(request))
+
+    @admin.display(description=_("campaign"), ordering="campaign__name")
+    def campaign_column(self, obj: GenerationTask) -> str:
+        return admin_link(obj.campaign)
+
+    @admin.display(description=_("request"), ordering="request")
+    def request_column(self, obj: GenerationTask) -> str:
+        return admin_link(obj.request) if obj.request_id else "—"
+
+    @admin.display(description=_("provider"), ordering="provider")
+    def provider_column(self, obj: GenerationTask) -> str:
+        return breaker.display_name(obj.provider)
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_column(self, obj: GenerationTask) -> str:
+        return delivered_text(obj.status, obj.num_images, getattr(obj, "n_delivered", 0))
+
+    @admin.display(description=_("images asked for"))
+    def images_asked(self, obj: GenerationTask) -> int:
+        return obj.num_images
+
     @admin.display(description=_("estimated cost"), ordering="estimated_cost")
     def estimated_cost_display(self, obj: GenerationTask) -> str:
         return money(obj.estimated_cost)
@@ -136,14 +213,90 @@ class GenerationTaskAdmin(ProviderAlertsMixin, ReadOnlyAdminMixin, TaskModelAdmi
     def outputs_json(self, obj: GenerationTask) -> str:
         return pretty_json(obj.outputs, hide=[obj.callback_token, str(obj.idempotency_key)])
 
-    @admin.display(description=_("images"))
+    @admin.display(description=_("images delivered"))
     def images_link(self, obj: GenerationTask) -> str:
-        return link(
+        delivered = gettext("%(ready)d of %(asked)d") % {
+            "ready": getattr(obj, "n_delivered", 0),
+            "asked": obj.num_images,
+        }
+        see = link(
             images_changelist_url(task__id__exact=obj.pk), gettext("See the images of this task")
         )
+        return render_fragment("delivered.html", {"delivered": delivered, "link": see})
 
 
-class WebhookEventAdmin(ReadOnlyAdminMixin, WebhookEventModelAdmin):
+class GenerationRequestAdmin(ListPolishMixin, ReadOnlyAdminMixin, RequestModelAdmin):
+    """What marketers asked for, each with its images: "3 of 8 ready" and a link to them."""
+
+    change_form_template = "imagen_assets/admin/change_form.html"
+    list_display = [
+        "request_column",
+        "campaign_column",
+        "prompt_column",
+        "origin",
+        "ready_column",
+        "requested_by",
+        "created_at",
+    ]
+    list_filter = ["origin"]
+    list_select_related = ["campaign", "requested_by"]
+    search_fields = ["prompt", "campaign__name"]
+    ordering = ["-created_at", "-pk"]
+    list_per_page = 50
+    show_full_result_count = False
+    Media = ImagenMedia
+    change_list_template = LIST_TEMPLATE
+    fields = readonly_fields = (
+        "campaign_column",
+        "prompt",
+        "origin",
+        "ready_column",
+        "source_image",
+        "requested_by",
+        "created_at",
+        "tasks_link",
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[GenerationRequest]:
+        images = GeneratedImage.objects.filter(task__request=OuterRef("pk"))
+        ready = images.filter(status=GeneratedImage.Status.SUCCEEDED)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_ready=Coalesce(count_of(ready, "task__request"), Value(0)),
+                n_images=Coalesce(count_of(images, "task__request"), Value(0)),
+            )
+        )
+
+    @admin.display(description=_("request"), ordering="pk")
+    def request_column(self, obj: GenerationRequest) -> str:
+        return str(obj)
+
+    @admin.display(description=_("campaign"), ordering="campaign__name")
+    def campaign_column(self, obj: GenerationRequest) -> str:
+        return admin_link(obj.campaign)
+
+    @admin.display(description=_("prompt"))
+    def prompt_column(self, obj: GenerationRequest) -> str:
+        return render_fragment("prompt_excerpt.html", {"prompt": obj.prompt})
+
+    @admin.display(description=_("images"))
+    def ready_column(self, obj: GenerationRequest) -> str:
+        total = max(obj.count, getattr(obj, "n_images", 0))
+        ready = gettext("%(ready)d of %(total)d ready") % {
+            "ready": getattr(obj, "n_ready", 0),
+            "total": total,
+        }
+        return link(images_changelist_url(task__request=obj.pk), ready)
+
+    @admin.display(description=_("provider tasks"))
+    def tasks_link(self, obj: GenerationRequest) -> str:
+        url = reverse("admin:imagen_assets_generationtask_changelist")
+        return link(f"{url}?request__id__exact={obj.pk}", gettext("See the provider tasks"))
+
+
+class WebhookEventAdmin(ListPolishMixin, ReadOnlyAdminMixin, WebhookEventModelAdmin):
     """Webhook deliveries as received, and what was done with each."""
 
     list_display = [
@@ -162,6 +315,8 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, WebhookEventModelAdmin):
     list_per_page = 50
     show_full_result_count = False
     Media = ImagenMedia
+    change_list_template = LIST_TEMPLATE
+    change_form_template = "imagen_assets/admin/change_form.html"
     fields = readonly_fields = (
         "provider",
         "event_id",
@@ -187,7 +342,9 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, WebhookEventModelAdmin):
         return pretty_json(obj.state) if obj.state is not None else "—"
 
 
-class ProviderHealthAdmin(ProviderAlertsMixin, ReadOnlyAdminMixin, HealthModelAdmin):
+class ProviderHealthAdmin(
+    ListPolishMixin, ProviderAlertsMixin, ReadOnlyAdminMixin, HealthModelAdmin
+):
     """How each provider has been answering: its circuit breaker (docs/reliability.md P7) and
     a refused API key (P4). Rows are written by the jobs; a superuser may delete one to
     forget an outage or an alert at once (the next call starts afresh)."""
@@ -205,6 +362,8 @@ class ProviderHealthAdmin(ProviderAlertsMixin, ReadOnlyAdminMixin, HealthModelAd
     list_filter = ["state"]
     ordering = ["provider"]
     Media = ImagenMedia
+    change_list_template = LIST_TEMPLATE
+    change_form_template = "imagen_assets/admin/change_form.html"
     fields = readonly_fields = (
         "provider",
         "state",

@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext
 
 from imagen_assets import conf
 from imagen_assets.providers.base import Provider, WebhookAuth
@@ -27,6 +28,7 @@ __all__ = [
     "get_provider",
     "get_provider_class",
     "provider_aliases",
+    "provider_display_name",
 ]
 
 
@@ -70,3 +72,34 @@ def get_provider(alias: str | None = None, *, client: httpx.Client | None = None
     alias = alias or conf.get("DEFAULT_PROVIDER")
     cls = get_provider_class(alias)
     return cls(alias, provider_config(alias).get("OPTIONS", {}), client=client)
+
+
+def _base_url(alias: str, cls: type[Provider]) -> str:
+    """Where ``alias`` sends its requests (its ``BASE_URL`` or the backend's default)."""
+    options = provider_config(alias).get("OPTIONS", {})
+    url = options.get("BASE_URL") or cls.default_options.get("BASE_URL") or ""
+    return str(url).rstrip("/")
+
+
+def provider_display_name(alias: str) -> str:
+    """How people read provider ``alias``: its backend's name ("Wave"), the alias itself when
+    it is not (or badly) configured, and "Sandbox (Wave protocol)" for a real provider's
+    backend pointed at a configured sandbox's address (the demo does that when it has no
+    keys): images made there must not read as a vendor's.
+
+    Read from the backend classes and settings, so listing many rows builds no providers.
+    """
+    from imagen_assets.providers.sandbox import SandboxProvider
+
+    try:
+        cls = get_provider_class(alias)
+        if issubclass(cls, SandboxProvider):
+            return cls.display_name
+        url = _base_url(alias, cls)
+        for other in provider_aliases():
+            other_cls = get_provider_class(other)
+            if issubclass(other_cls, SandboxProvider) and url == _base_url(other, other_cls):
+                return gettext("Sandbox (%(protocol)s protocol)") % {"protocol": cls.display_name}
+    except ImproperlyConfigured:
+        return alias
+    return cls.display_name

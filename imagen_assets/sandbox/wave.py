@@ -47,7 +47,7 @@ from .stats import Counters
 
 API = "wave"
 MODEL = "imagen-4.0"
-API_LABEL = "Wave · imagen-4.0"
+API_LABEL = "Wave protocol · imagen-4.0"
 # $0.0425 per image at 500 000 quota per USD (docs/providers.md section 1.2).
 COST_PER_IMAGE = 21250
 # Assumption: Google's Imagen 4 limit of 4 images per request (docs/providers.md section 3);

@@ -332,7 +332,7 @@ class WaveSpeedAPI:
     def _create(self, prompt: str, parsed: WaveSpeedRequest) -> Task:
         seed = parsed.seed if parsed.seed >= 0 else self._engine.random_seed()
         specs = image_specs(
-            api_label=f"WaveSpeed AI · {parsed.model}",
+            api_label=f"WaveSpeed AI protocol · {parsed.model}",
             aspect_ratio=parsed.aspect_ratio,
             resolution=parsed.resolution,
             seed=seed,

@@ -14,8 +14,11 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django import template
+from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
+from django.utils.formats import date_format
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.timezone import is_aware, localtime
 from django.utils.translation import gettext
 
 from imagen_assets import files
@@ -24,6 +27,7 @@ from imagen_assets.models import GeneratedImage, GenerationTask
 register = template.Library()
 
 TIMES = "\N{MULTIPLICATION SIGN}"
+CENT = Decimal("0.01")
 
 
 def render_fragment(name: str, context: dict[str, Any]) -> SafeString:
@@ -41,16 +45,51 @@ def render_fragment(name: str, context: dict[str, Any]) -> SafeString:
 
 @register.filter
 def money(value: Decimal | int | None) -> str:
-    """Dollars with two to four decimals: ``$0.0425`` for a price, ``$1.20`` for a total.
+    """Dollars as a person reads them, with two decimals: ``$1.20``, ``$24.87``.
 
-    Rounded half up to a ten-thousandth of a dollar, the precision of every stored amount;
-    the generate page's script formats its live estimate the same way.
+    The one way the app shows an amount (lists, pages, messages); amounts are stored and
+    exported with four decimals, rounded here half up to the cent. An amount under half a
+    cent but not zero reads ``<$0.01`` rather than a misleading ``$0.00``. The generate
+    page's script formats its live estimate the same way (admin.js).
     """
     if value is None:
         return "—"
-    amount = Decimal(value).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
-    whole, _sep, fraction = f"{amount:,.4f}".partition(".")
-    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
+    exact = Decimal(value)
+    amount = exact.quantize(CENT, rounding=ROUND_HALF_UP)
+    if exact and not amount:
+        return "<$0.01" if exact > 0 else "-<$0.01"
+    sign = "-" if amount < 0 else ""
+    return f"{sign}${abs(amount):,.2f}"
+
+
+@register.filter
+def unit_price(value: Decimal | int | None) -> str:
+    """A price per image, which may be a fraction of a cent: ``4.25¢`` for $0.0425, and
+    ``$0.04`` when it is whole cents. A total is always :func:`money`."""
+    if value is None:
+        return "—"
+    exact = Decimal(value)
+    if exact == exact.quantize(CENT):
+        return money(exact)
+    cents = (exact * 100).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return f"{cents.normalize():f}\N{CENT SIGN}"
+
+
+@register.filter
+def when(value: Any) -> str:
+    """A date and time, the one format of the app's pages (the locale's ``DATETIME_FORMAT``
+    in the current time zone): "Nov. 21, 2026, 9:22 a.m."."""
+    if value is None:
+        return "—"
+    return date_format(localtime(value) if is_aware(value) else value, "DATETIME_FORMAT")
+
+
+@register.filter
+def file_size(value: int | None) -> str:
+    """Bytes as people read them ("1.2 MB"), a dash when unknown."""
+    if value is None:
+        return "—"
+    return str(filesizeformat(value))
 
 
 @register.simple_tag
@@ -189,3 +228,49 @@ def pretty_json(value: Any, *, hide: Sequence[str] = ()) -> SafeString:
         if secret:
             text = text.replace(secret, "<hidden>")
     return render_fragment("json.html", {"text": text})
+
+
+# -- the admin index ---------------------------------------------------------------------------
+
+#: The models for finding out what happened (not for everyday work), by app label.
+SUPPORT_MODELS = {
+    "imagen_assets": {"GenerationTask", "WebhookEvent", "ProviderHealth"},
+    "django_rq": {"Dashboard"},  # its queues and workers
+}
+
+
+@register.filter
+def support_group(app_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The admin's ``app_list`` with the app's support models (tasks, webhook events,
+    providers' health, and django-rq's queues) in a "Support" group of their own, right after
+    the app's everyday models: ``{% include "admin/app_list.html" with
+    app_list=app_list|support_group %}``. Other apps are left as they are."""
+    result: list[dict[str, Any]] = []
+    support: list[dict[str, Any]] = []
+    anchor = None
+    for app in app_list:
+        names = SUPPORT_MODELS.get(app["app_label"], set())
+        kept = [model for model in app["models"] if model["object_name"] not in names]
+        support += [
+            # django-rq's one entry is its queues' dashboard: say so.
+            {**model, "name": gettext("Queues")} if app["app_label"] == "django_rq" else model
+            for model in app["models"]
+            if model["object_name"] in names
+        ]
+        if kept:
+            result.append({**app, "models": kept})
+        if app["app_label"] == "imagen_assets":
+            anchor = len(result)
+    if not support:
+        return app_list
+    group = {
+        "name": gettext("Support"),
+        "app_label": "imagen_assets_support",
+        "app_url": next(
+            (app["app_url"] for app in app_list if app["app_label"] == "imagen_assets"), ""
+        ),
+        "has_module_perms": True,
+        "models": support,
+    }
+    result.insert(len(result) if anchor is None else anchor, group)
+    return result

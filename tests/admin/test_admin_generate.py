@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from imagen_assets import jobs
 from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
-from imagen_assets.templatetags.imagen_admin import money
+from imagen_assets.templatetags.imagen_admin import money, unit_price
 
 pytestmark = pytest.mark.django_db
 
@@ -72,8 +72,10 @@ class GeneratePageQueryTests:
 
 
 class MoneyFormatTests:
-    def test_prices_keep_four_decimals_and_totals_two(self) -> None:
-        assert money(Decimal("0.0425")) == "$0.0425"
+    def test_amounts_have_two_decimals_and_sub_cent_prices_read_in_cents(self) -> None:
+        assert money(Decimal("0.0425")) == "$0.04"
+        assert unit_price(Decimal("0.0425")) == "4.25\N{CENT SIGN}"
+        assert unit_price(Decimal("0.04")) == "$0.04"
         assert money(Decimal("0.04")) == "$0.04"
         assert money(Decimal("1.2")) == "$1.20"
         assert money(Decimal("0")) == "$0.00"

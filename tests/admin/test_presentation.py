@@ -38,11 +38,15 @@ class MoneyTests:
     @pytest.mark.parametrize(
         ("value", "shown"),
         [
-            (Decimal("0.0425"), "$0.0425"),
+            (Decimal("0.0425"), "$0.04"),
+            (Decimal("24.8725"), "$24.87"),
+            (Decimal("0.125"), "$0.13"),  # half up, to the cent
             (Decimal("1.2"), "$1.20"),
             (3, "$3.00"),
-            (Decimal("0.00005"), "$0.0001"),  # half up, to a ten-thousandth
-            (Decimal("1234567.891"), "$1,234,567.891"),
+            (Decimal("0.0001"), "<$0.01"),  # not zero, so not "$0.00"
+            (Decimal("0"), "$0.00"),
+            (Decimal("-1.5"), "-$1.50"),
+            (Decimal("1234567.891"), "$1,234,567.89"),
             (None, "—"),
         ],
     )
@@ -132,7 +136,7 @@ class TextTests:
 
     def test_pretty_json_is_sorted_escaped_and_hides_secrets(self) -> None:
         html = pretty_json({"b": "<token-1>", "a": 1}, hide=["token-1", ""])
-        assert html == (
-            '<pre class="imagen-json">{\n  &quot;a&quot;: 1,\n'
+        assert (
+            '<pre class="imagen-json" tabindex="0">{\n  &quot;a&quot;: 1,\n'
             "  &quot;b&quot;: &quot;&lt;&lt;hidden&gt;&gt;&quot;\n}</pre>"
-        )
+        ) in html

@@ -2,12 +2,24 @@
    (the lists and an image's page reload; a campaign's page refreshes its summary only). */
 "use strict";
 (function () {
-    // -- "$0.0425" for prices, "$1.20" for totals (mirrors the imagen_admin money filter) -
+    // -- "$1.20" for totals, "4.25¢" for a price per image in fractions of a cent: mirrors
+    // the imagen_admin money and unit_price filters; amounts are in ten-thousandths of a
+    // dollar, rounded half up to the cent as the server does. -------------------------------
     function money(tenThousandths) {
-        const whole = Math.floor(tenThousandths / 10000);
-        let fraction = String(tenThousandths % 10000).padStart(4, "0").replace(/0+$/, "");
-        fraction = fraction.padEnd(2, "0");
+        if (tenThousandths > 0 && tenThousandths < 50) {
+            return "<$0.01";
+        }
+        const cents = Math.floor((tenThousandths + 50) / 100);
+        const whole = Math.floor(cents / 100);
+        const fraction = String(cents % 100).padStart(2, "0");
         return "$" + whole.toLocaleString("en-US") + "." + fraction;
+    }
+
+    function unitPrice(tenThousandths) {
+        if (tenThousandths % 100 === 0) {
+            return money(tenThousandths);
+        }
+        return String(tenThousandths / 100) + "\u00a2";
     }
 
     function setText(root, selector, text) {
@@ -31,7 +43,7 @@
             const valid = Number.isInteger(n) && n >= 1 && (!max || n <= max);
             const perCampaign = valid ? price * n : null;
             setText(form, "[data-imagen-provider-name]", option.dataset.name || option.text);
-            setText(form, "[data-imagen-price]", money(price));
+            setText(form, "[data-imagen-price]", unitPrice(price));
             setText(form, "[data-imagen-count]", valid ? String(n) : "—");
             setText(form, "[data-imagen-per-campaign]", valid ? money(perCampaign) : "—");
             setText(form, "[data-imagen-total]", valid ? money(perCampaign * campaigns) : "—");
@@ -145,9 +157,26 @@
         }, REFRESH_MS);
     }
 
+    // -- a "Copy" button beside JSON blocks (shown only where the clipboard works) ----------
+    function initCopy(button) {
+        const pre = button.parentElement.querySelector("pre");
+        if (!pre || !navigator.clipboard) {
+            return;
+        }
+        button.hidden = false;
+        const label = button.textContent;
+        button.addEventListener("click", function () {
+            navigator.clipboard.writeText(pre.textContent).then(function () {
+                button.textContent = button.dataset.copied || label;
+                window.setTimeout(function () { button.textContent = label; }, 1500);
+            });
+        });
+    }
+
     function init() {
         document.querySelectorAll("form[data-imagen-generate]").forEach(initGenerate);
         document.querySelectorAll("[data-imagen-summary-url]").forEach(initSummary);
+        document.querySelectorAll("[data-imagen-copy]").forEach(initCopy);
         initRefresh();
     }
 
