@@ -16,12 +16,14 @@ from django.contrib import admin
 
 from imagen_assets.admin.campaigns import CampaignAdmin
 from imagen_assets.admin.images import GeneratedImageAdmin
+from imagen_assets.admin.quotas import UserQuotaAdmin
 from imagen_assets.admin.support import GenerationTaskAdmin, ProviderHealthAdmin, WebhookEventAdmin
 from imagen_assets.models import (
     Campaign,
     GeneratedImage,
     GenerationTask,
     ProviderHealth,
+    UserQuota,
     WebhookEvent,
 )
 
@@ -30,6 +32,7 @@ __all__ = [
     "GeneratedImageAdmin",
     "GenerationTaskAdmin",
     "ProviderHealthAdmin",
+    "UserQuotaAdmin",
     "WebhookEventAdmin",
 ]
 
@@ -38,3 +41,4 @@ admin.site.register(GeneratedImage, GeneratedImageAdmin)
 admin.site.register(GenerationTask, GenerationTaskAdmin)
 admin.site.register(WebhookEvent, WebhookEventAdmin)
 admin.site.register(ProviderHealth, ProviderHealthAdmin)
+admin.site.register(UserQuota, UserQuotaAdmin)

@@ -29,6 +29,7 @@ from imagen_assets.admin.base import (
     warn_about_providers,
 )
 from imagen_assets.admin.exports import CampaignExportsMixin
+from imagen_assets.admin.spend import spend_section
 from imagen_assets.forms import CampaignAdminForm, GenerateImagesForm
 from imagen_assets.models import Campaign, CampaignQuerySet
 from imagen_assets.status import CampaignStatus
@@ -98,7 +99,7 @@ class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmi
     prepopulated_fields = {"slug": ["name"]}
     actions = ["generate_images"]
     view_on_site = False
-    readonly_fields = ["summary", "gallery"]
+    readonly_fields = ["summary", "gallery", "spend_report"]
     change_form_template = "imagen_assets/admin/campaign_change_form.html"
     generate_template = "imagen_assets/admin/generate_images.html"
     Media = ImagenMedia
@@ -131,10 +132,20 @@ class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmi
         (_("Spend and images"), {"fields": ["summary", "gallery"]}),
     ]
 
+    #: The spend report (imagen_assets.admin.spend), below the summary.
+    spend_fieldsets = [
+        (_("Spend by day, provider and person"), {"fields": ["spend_report"]}),
+    ]
+
     def get_fieldsets(self, request: HttpRequest, obj: Campaign | None = None) -> list[Any]:
         if obj is None:
             return self.fieldsets
-        return self.summary_fieldsets + self.fieldsets + self.policy_fieldsets
+        return [
+            *self.summary_fieldsets,
+            *self.spend_fieldsets,
+            *self.fieldsets,
+            *self.policy_fieldsets,
+        ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
         return cast(CampaignQuerySet, super().get_queryset(request)).with_stats()
@@ -278,6 +289,10 @@ class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmi
             "images_url": images_changelist_url(campaign__id__exact=obj.pk),
         }
         return render_to_string("imagen_assets/admin/campaign_summary.html", context)
+
+    @admin.display(description=_("spend"))
+    def spend_report(self, obj: Campaign) -> str:
+        return spend_section(obj)
 
     @admin.display(description=_("latest images"))
     def gallery(self, obj: Campaign) -> str:
@@ -459,7 +474,7 @@ class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmi
             "action_name": "generate_images",
             "per_campaign": money(per_campaign) if per_campaign is not None else "—",
             "total": money(per_campaign * len(campaigns)) if per_campaign is not None else "—",
-            "price_per_image": money(provider.price_per_image) if provider else "—",
+            "price_per_image": money(provider.price_per_image, 4) if provider else "—",
             "provider_name": provider.display_name if provider else "",
             "cancel_url": cancel_url,
             "media": self.media + form.media,

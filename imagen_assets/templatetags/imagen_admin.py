@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from django import template
@@ -20,6 +20,7 @@ from django.utils.translation import gettext
 
 from imagen_assets import files
 from imagen_assets.models import GeneratedImage
+from imagen_assets.money import dollars
 
 register = template.Library()
 
@@ -40,17 +41,13 @@ def render_fragment(name: str, context: dict[str, Any]) -> SafeString:
 
 
 @register.filter
-def money(value: Decimal | int | None) -> str:
-    """Dollars with two to four decimals: ``$0.0425`` for a price, ``$1.20`` for a total.
+def money(value: Decimal | int | None, places: int = 2) -> str:
+    """Dollars as a person reads them: two decimals, rounded half up (``$24.87``).
 
-    Rounded half up to a ten-thousandth of a dollar, the precision of every stored amount;
-    the generate page's script formats its live estimate the same way.
+    ``{{ price|money:4 }}`` keeps a unit price's four places (``$0.0425``, ``$0.04``); every
+    total, budget and amount left uses the default. See :func:`imagen_assets.money.dollars`.
     """
-    if value is None:
-        return "—"
-    amount = Decimal(value).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
-    whole, _sep, fraction = f"{amount:,.4f}".partition(".")
-    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
+    return dollars(value, places)
 
 
 @register.simple_tag

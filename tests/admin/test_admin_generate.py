@@ -73,8 +73,9 @@ class GeneratePageQueryTests:
 
 class MoneyFormatTests:
     def test_prices_keep_four_decimals_and_totals_two(self) -> None:
-        assert money(Decimal("0.0425")) == "$0.0425"
-        assert money(Decimal("0.04")) == "$0.04"
+        assert money(Decimal("0.0425"), 4) == "$0.0425"
+        assert money(Decimal("0.04"), 4) == "$0.04"
+        assert money(Decimal("0.425")) == "$0.43"
         assert money(Decimal("1.2")) == "$1.20"
         assert money(Decimal("0")) == "$0.00"
         assert money(Decimal("1234.5")) == "$1,234.50"

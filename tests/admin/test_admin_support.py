@@ -27,7 +27,7 @@ class GenerationTaskAdminTests:
         assert response.status_code == 200
         html = response.content.decode()
         assert "wave-123" in html
-        assert "$0.0425" in html
+        assert "$0.04" in html and "$0.0425" not in html  # two decimals, as everywhere
         assert "Wave: HTTP 402 [insufficient_quota]" in html
         assert task.callback_token not in html
         assert str(task.idempotency_key) not in html

@@ -38,19 +38,34 @@ class MoneyTests:
     @pytest.mark.parametrize(
         ("value", "shown"),
         [
-            (Decimal("0.0425"), "$0.0425"),
+            (Decimal("24.8725"), "$24.87"),  # what a person reads: two decimals
+            (Decimal("0.0425"), "$0.04"),
+            (Decimal("0.125"), "$0.13"),  # half up, not to even
             (Decimal("1.2"), "$1.20"),
             (3, "$3.00"),
-            (Decimal("0.00005"), "$0.0001"),  # half up, to a ten-thousandth
-            (Decimal("1234567.891"), "$1,234,567.891"),
+            (Decimal("1234567.891"), "$1,234,567.89"),
+            (Decimal("-0.001"), "$0.00"),  # never "$-0.00"
             (None, "—"),
         ],
     )
     def test_format(self, value: Decimal | int | None, shown: str) -> None:
         assert money(value) == shown
 
+    @pytest.mark.parametrize(
+        ("value", "shown"),
+        [
+            (Decimal("0.0425"), "$0.0425"),
+            (Decimal("0.04"), "$0.04"),
+            (Decimal("0.00005"), "$0.0001"),  # half up, to a ten-thousandth
+            (Decimal("1234567.891"), "$1,234,567.891"),
+        ],
+    )
+    def test_a_unit_price_may_keep_four_places(self, value: Decimal, shown: str) -> None:
+        assert money(value, 4) == shown
+
     def test_is_a_filter(self) -> None:
-        assert render("{{ v|money }}", v=Decimal("0.16")) == "$0.16"
+        assert render("{{ v|money }}", v=Decimal("0.1649")) == "$0.16"
+        assert render("{{ v|money:4 }}", v=Decimal("0.0425")) == "$0.0425"
 
 
 class PixelSizeTests:
