@@ -4,11 +4,15 @@ person, estimated against charged, in a fixed number of queries."""
 from __future__ import annotations
 
 import datetime as dt
+import io
+import json
 import re
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -290,3 +294,82 @@ class ChartTests:
         assert len(days) == 30
         assert [row.key.day for row in days if row.tasks] == [1, 4]
         assert spending.chart_days([], days=30) == []
+
+
+class SpendCommandTests:
+    """``imagen_status --spend SLUG``: the same tables as the campaign page."""
+
+    def run(self, *args: str) -> str:
+        out = io.StringIO()
+        call_command("imagen_status", *args, stdout=out, stderr=io.StringIO())
+        return out.getvalue()
+
+    def test_prints_the_totals_and_the_three_tables(
+        self, settings, campaign, make_task, django_user_model
+    ):
+        settings.TIME_ZONE = "Europe/Paris"
+        ann = django_user_model.objects.create_user("ann")
+        task(
+            campaign,
+            make_task,
+            provider="wave",
+            estimated_cost=Decimal("0.17"),
+            cost=Decimal("0.1234"),
+            requested_by=ann,
+            created_at=at("2026-03-09 23:30"),
+        )
+        task(
+            campaign,
+            make_task,
+            provider="wave",
+            status="queued",
+            estimated_cost=Decimal("0.17"),
+            requested_by=ann,
+            created_at=at("2026-03-09 22:30"),
+        )
+
+        text = self.run("--spend", campaign.slug)
+
+        lines = text.splitlines()
+        assert lines[0] == "Spend of Spring launch (spring-launch); days in Europe/Paris."
+        assert lines[1] == "Estimated $0.34, charged $0.12, still running $0.17; 8 image(s)."
+        assert re.search(r"^2026-03-09\s+4\s+\$0.17\s+\$0.00\s+\$0.17$", text, re.M)
+        assert re.search(r"^2026-03-10\s+4\s+\$0.17\s+\$0.12\s+\$0.00$", text, re.M)
+        assert re.search(r"^Wave\s+8\s+\$0.34\s+\$0.12\s+\$0.17$", text, re.M)
+        assert re.search(r"^ann\s+8\s+\$0.34\s+\$0.12\s+\$0.17$", text, re.M)
+        assert "By day" in text and "By provider" in text and "By person" in text
+
+    def test_json_has_exact_amounts_one_row_per_line(self, campaign, make_task):
+        task(
+            campaign,
+            make_task,
+            estimated_cost=Decimal("0.17"),
+            cost=Decimal("0.1234"),
+            created_at=at("2026-03-09 12:00"),
+        )
+
+        rows = [
+            json.loads(line) for line in self.run("--spend", campaign.slug, "--json").splitlines()
+        ]
+
+        assert [row["table"] for row in rows] == ["day", "provider", "user", "total"]
+        assert rows[0]["key"] == "2026-03-09"
+        assert rows[-1] | {"table": None} == {
+            "table": None,
+            "key": None,
+            "label": None,
+            "tasks": 1,
+            "images": 4,
+            "estimated": "0.1700",
+            "charged": "0.1234",
+            "reserved": "0.0000",
+            "committed": "0.1234",
+        }
+        assert rows[2]["key"] is None  # nobody recorded
+
+    def test_an_unknown_campaign_is_an_error(self):
+        with pytest.raises(CommandError, match="There is no campaign 'nope'"):
+            self.run("--spend", "nope")
+
+    def test_a_campaign_with_nothing_spent_says_so(self, campaign):
+        assert "Nothing spent yet" in self.run("--spend", campaign.slug)
