@@ -132,7 +132,7 @@ def chart(rows: list[SpendRow]) -> dict[str, Any] | None:
 
 
 def spend_section(campaign: Campaign) -> SafeString:
-    """The campaign page's spend section, rendered (five queries, whatever the tasks)."""
+    """The campaign page's spend section, rendered (four queries, whatever the tasks)."""
     report = spending.campaign_spend(campaign, nobody=gettext("(nobody recorded)"))
     days = spending.chart_days(report.by_day, days=CHART_DAYS)
     context = {
