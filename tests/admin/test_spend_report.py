@@ -373,3 +373,17 @@ class SpendCommandTests:
 
     def test_a_campaign_with_nothing_spent_says_so(self, campaign):
         assert "Nothing spent yet" in self.run("--spend", campaign.slug)
+
+
+class SectionQueryTests:
+    def test_the_section_is_four_queries(
+        self, campaign, make_task, django_user_model, django_assert_num_queries
+    ):
+        from imagen_assets.admin.spend import spend_section
+
+        ann = django_user_model.objects.create_user("ann")
+        for n in range(5):
+            task(campaign, make_task, requested_by=ann, created_at=at(f"2026-03-0{n + 1} 12:00"))
+        # The sums by day, by provider and by person, then the people's names.
+        with django_assert_num_queries(4):
+            spend_section(campaign)
