@@ -438,3 +438,37 @@ def check_redis_keeps_jobs(app_configs: Any = None, **kwargs: Any) -> list[check
             id=ID + "W020",
         )
     ]
+
+
+@checks.register()
+def check_user_quotas(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E090/E091: the site's per-user daily quotas are None or an amount of at least zero.
+    A request refuses to run on an invalid one rather than treat it as "no limit"."""
+    from imagen_assets import quotas
+
+    errors: list[checks.CheckMessage] = []
+    images = conf.get("USER_DAILY_IMAGES")
+    try:
+        quotas.parse_images(images)
+    except ValueError:
+        errors.append(
+            checks.Error(
+                f"IMAGEN_ASSETS['USER_DAILY_IMAGES'] is {images!r}, not a whole number of "
+                "images of at least 0.",
+                hint="Set it to None (no limit) or a number such as 50.",
+                id=ID + "E090",
+            )
+        )
+    spend = conf.get("USER_DAILY_SPEND")
+    try:
+        quotas.parse_spend(spend)
+    except ValueError:
+        errors.append(
+            checks.Error(
+                f"IMAGEN_ASSETS['USER_DAILY_SPEND'] is {spend!r}, not an amount of dollars of "
+                "at least 0.",
+                hint='Set it to None (no limit) or an amount such as "25.00".',
+                id=ID + "E091",
+            )
+        )
+    return errors

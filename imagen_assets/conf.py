@@ -66,6 +66,11 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_MAX_EVENTS_PER_TASK": 10,
     # Largest number of images one request (admin form or CLI) may ask for.
     "MAX_IMAGES_PER_REQUEST": 100,
+    # Per-user daily quotas, across all campaigns (a day is the site's TIME_ZONE day; failed
+    # and cancelled tasks do not count). None: no limit. A UserQuota row in the admin
+    # overrides either for one user. Images: a whole number; spend: dollars, e.g. "25.00".
+    "USER_DAILY_IMAGES": None,
+    "USER_DAILY_SPEND": None,
     # E-mail about the approval workflow (imagen_assets.notifications), sent by RQ jobs.
     "NOTIFICATIONS": True,
     # The site's public address, e.g. "https://marketing.example.com", for links sent out

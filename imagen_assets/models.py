@@ -621,6 +621,47 @@ class ProviderHealth(models.Model):
         return f"{self.provider}: {self.get_state_display()}"
 
 
+class UserQuota(models.Model):
+    """One user's daily quota, overriding the site's (``USER_DAILY_IMAGES``,
+    ``USER_DAILY_SPEND``) where set; read by :func:`imagen_assets.quotas.quota_for`."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        on_delete=models.CASCADE,
+        related_name="imagen_quota",
+    )
+    images_per_day = models.PositiveIntegerField(
+        _("images per day"),
+        null=True,
+        blank=True,
+        help_text=_("Most images this user may ask for in a day; empty means the site's default."),
+    )
+    spend_per_day = models.DecimalField(
+        _("spend per day (USD)"),
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text=_("Most this user's requests may cost in a day; empty means the site's default."),
+    )
+    unlimited = models.BooleanField(
+        _("no daily quota"),
+        default=False,
+        help_text=_("Lift both limits for this user, whatever the site's defaults."),
+    )
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("user quota")
+        verbose_name_plural = _("user quotas")
+        ordering = ["user_id"]
+
+    def __str__(self) -> str:
+        return _("Daily quota of %(user)s") % {"user": self.user}
+
+
 # -- review: append-only records ---------------------------------------------------------------
 
 

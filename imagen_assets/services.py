@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import Prefetch, QuerySet
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
-from imagen_assets import activity, conf, jobs, queueing
+from imagen_assets import activity, conf, jobs, queueing, quotas
 from imagen_assets import review as review_rules
 from imagen_assets.activity import Actor
 from imagen_assets.models import (
@@ -28,6 +30,7 @@ from imagen_assets.models import (
     GenerationTask,
     ReviewDecision,
 )
+from imagen_assets.money import dollars
 from imagen_assets.providers import GenerationParams, Provider, get_provider
 from imagen_assets.review import ReviewError as ReviewError  # re-exported: public
 from imagen_assets.status import Decision
@@ -48,6 +51,11 @@ class GenerationRequestError(ValueError):
 
 class BudgetExceeded(GenerationRequestError):
     pass
+
+
+class QuotaExceeded(GenerationRequestError):
+    """The user's daily quota (images or dollars) would be exceeded; the message names the
+    limit, what was used and when it resets."""
 
 
 @dataclass(frozen=True)
@@ -231,6 +239,7 @@ def request_images(
                             "budget": f"{locked.budget:.2f}",
                         }
                     )
+            check_user_quota(user, count=count, cost=cost)
             request = GenerationRequest.objects.create(
                 campaign=locked,
                 prompt=prompt,
@@ -288,6 +297,47 @@ def request_images(
         backend.alias,
     )
     return tasks
+
+
+def check_user_quota(user: User | None, *, count: int, cost: Decimal) -> None:
+    """Refuse, with :class:`QuotaExceeded`, a request of ``count`` images costing ``cost``
+    that would take ``user`` past their daily quota (:mod:`imagen_assets.quotas`).
+
+    Call it once, inside the transaction that creates the tasks: it locks the user's row
+    (``SELECT ... FOR UPDATE``) before counting what they used today, so two requests of the
+    same user made at once are counted one after the other and cannot both pass the limit.
+    Without a user (a host's own code) or without a limit it does nothing (and locks nothing).
+    """
+    user_id = getattr(user, "pk", None)
+    if user_id is None:
+        return
+    try:
+        quota = quotas.quota_for(user_id)
+    except ValueError:
+        raise GenerationRequestError(
+            _(
+                "The site's daily quota is not set correctly (system check "
+                "imagen_assets.E090 or E091); tell an admin. Nothing was spent."
+            )
+        ) from None
+    if not quota.limited:
+        return
+    user_model = get_user_model()
+    list(user_model._default_manager.select_for_update().filter(pk=user_id).values_list("pk"))
+    used = quotas.used_today(user_id)
+    resets = _("Your quota resets at midnight (%(zone)s).") % {"zone": quotas.zone_name()}
+    if quota.images is not None and used.images + count > quota.images:
+        refusal = ngettext(
+            "You have used %(used)d of your %(limit)d image today; this asks for %(count)d.",
+            "You have used %(used)d of your %(limit)d images today; this asks for %(count)d.",
+            quota.images,
+        ) % {"used": used.images, "limit": quota.images, "count": count}
+        raise QuotaExceeded(f"{refusal} {resets}")
+    if quota.spend is not None and used.spend + cost > quota.spend:
+        refusal = _(
+            "You have used %(used)s of your %(limit)s daily spend today; this would cost %(cost)s."
+        ) % {"used": dollars(used.spend), "limit": dollars(quota.spend), "cost": dollars(cost)}
+        raise QuotaExceeded(f"{refusal} {resets}")
 
 
 def review(

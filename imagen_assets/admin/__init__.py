@@ -16,6 +16,7 @@ from django.contrib import admin
 
 from imagen_assets.admin.campaigns import CampaignAdmin
 from imagen_assets.admin.images import GeneratedImageAdmin
+from imagen_assets.admin.quotas import UserQuotaAdmin
 from imagen_assets.admin.support import (
     GenerationRequestAdmin,
     GenerationTaskAdmin,
@@ -28,6 +29,7 @@ from imagen_assets.models import (
     GenerationRequest,
     GenerationTask,
     ProviderHealth,
+    UserQuota,
     WebhookEvent,
 )
 
@@ -37,6 +39,7 @@ __all__ = [
     "GenerationRequestAdmin",
     "GenerationTaskAdmin",
     "ProviderHealthAdmin",
+    "UserQuotaAdmin",
     "WebhookEventAdmin",
 ]
 
@@ -46,3 +49,4 @@ admin.site.register(GenerationRequest, GenerationRequestAdmin)
 admin.site.register(GenerationTask, GenerationTaskAdmin)
 admin.site.register(WebhookEvent, WebhookEventAdmin)
 admin.site.register(ProviderHealth, ProviderHealthAdmin)
+admin.site.register(UserQuota, UserQuotaAdmin)

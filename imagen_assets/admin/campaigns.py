@@ -30,6 +30,7 @@ from imagen_assets.admin.base import (
 )
 from imagen_assets.admin.exports import CampaignExportsMixin
 from imagen_assets.admin.progress import recent_requests, summary_counts
+from imagen_assets.admin.spend import spend_section
 from imagen_assets.forms import CampaignAdminForm, GenerateImagesForm, usable_providers
 from imagen_assets.models import Campaign, CampaignQuerySet, GeneratedImage
 from imagen_assets.status import CampaignStatus
@@ -110,7 +111,7 @@ class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmi
     prepopulated_fields = {"slug": ["name"]}
     actions = ["generate_images"]
     view_on_site = False
-    readonly_fields = ["summary", "gallery"]
+    readonly_fields = ["summary", "gallery", "spend_report"]
     change_form_template = "imagen_assets/admin/campaign_change_form.html"
     generate_template = "imagen_assets/admin/generate_images.html"
     Media = ImagenMedia
@@ -143,10 +144,20 @@ class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmi
         (_("Spend and images"), {"fields": ["summary", "gallery"]}),
     ]
 
+    #: The spend report (imagen_assets.admin.spend), below the summary.
+    spend_fieldsets = [
+        (_("Spend by day, provider and person"), {"fields": ["spend_report"]}),
+    ]
+
     def get_fieldsets(self, request: HttpRequest, obj: Campaign | None = None) -> list[Any]:
         if obj is None:
             return self.fieldsets
-        return self.summary_fieldsets + self.fieldsets + self.policy_fieldsets
+        return [
+            *self.summary_fieldsets,
+            *self.spend_fieldsets,
+            *self.fieldsets,
+            *self.policy_fieldsets,
+        ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
         return cast(CampaignQuerySet, super().get_queryset(request)).with_stats()
@@ -315,6 +326,10 @@ class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmi
         response = HttpResponse(self.summary_html(campaign))
         response["Cache-Control"] = "no-store"
         return response
+
+    @admin.display(description=_("spend"))
+    def spend_report(self, obj: Campaign) -> str:
+        return spend_section(obj)
 
     @admin.display(description=_("latest images"))
     def gallery(self, obj: Campaign) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from django import template
@@ -23,11 +23,12 @@ from django.utils.translation import gettext
 
 from imagen_assets import files
 from imagen_assets.models import GeneratedImage, GenerationTask
+from imagen_assets.money import dollars
+from imagen_assets.money import unit_price as money_unit_price
 
 register = template.Library()
 
 TIMES = "\N{MULTIPLICATION SIGN}"
-CENT = Decimal("0.01")
 
 
 def render_fragment(name: str, context: dict[str, Any]) -> SafeString:
@@ -45,34 +46,17 @@ def render_fragment(name: str, context: dict[str, Any]) -> SafeString:
 
 @register.filter
 def money(value: Decimal | int | None) -> str:
-    """Dollars as a person reads them, with two decimals: ``$1.20``, ``$24.87``.
-
-    The one way the app shows an amount (lists, pages, messages); amounts are stored and
-    exported with four decimals, rounded here half up to the cent. An amount under half a
-    cent but not zero reads ``<$0.01`` rather than a misleading ``$0.00``. The generate
-    page's script formats its live estimate the same way (admin.js).
-    """
-    if value is None:
-        return "—"
-    exact = Decimal(value)
-    amount = exact.quantize(CENT, rounding=ROUND_HALF_UP)
-    if exact and not amount:
-        return "<$0.01" if exact > 0 else "-<$0.01"
-    sign = "-" if amount < 0 else ""
-    return f"{sign}${abs(amount):,.2f}"
+    """Dollars as a person reads them, with two decimals: ``$1.20``, ``$24.87``; the one
+    way the app shows an amount (:func:`imagen_assets.money.dollars`). The generate page's
+    script formats its live estimate the same way (admin.js)."""
+    return dollars(value)
 
 
 @register.filter
 def unit_price(value: Decimal | int | None) -> str:
-    """A price per image, which may be a fraction of a cent: ``4.25¢`` for $0.0425, and
-    ``$0.04`` when it is whole cents. A total is always :func:`money`."""
-    if value is None:
-        return "—"
-    exact = Decimal(value)
-    if exact == exact.quantize(CENT):
-        return money(exact)
-    cents = (exact * 100).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    return f"{cents.normalize():f}\N{CENT SIGN}"
+    """A price per image: ``4.25¢`` for $0.0425, ``$0.04`` when it is whole cents
+    (:func:`imagen_assets.money.unit_price`)."""
+    return money_unit_price(value)
 
 
 @register.filter

@@ -54,7 +54,8 @@ class MoneyTests:
         assert money(value) == shown
 
     def test_is_a_filter(self) -> None:
-        assert render("{{ v|money }}", v=Decimal("0.16")) == "$0.16"
+        assert render("{{ v|money }}", v=Decimal("0.1649")) == "$0.16"
+        assert render("{{ v|unit_price }}", v=Decimal("0.0425")) == "4.25\N{CENT SIGN}"
 
 
 class PixelSizeTests:

@@ -11,6 +11,7 @@ from django.utils.translation import gettext_noop
 
 from imagen_assets import breaker, services
 from imagen_assets.explain import explain
+from imagen_assets.management.spend_report import print_spend
 from imagen_assets.models import Campaign, GeneratedImage
 from imagen_assets.status import ImageStatus, TaskStatus
 
@@ -38,8 +39,19 @@ class Command(BaseCommand):
             action="store_true",
             help=_("One JSON object per image, with every review decision."),
         )
+        parser.add_argument(
+            "--spend",
+            metavar="SLUG",
+            help=_(
+                "Instead of images, print the campaign's spend by day, provider and person, "
+                "estimated against charged (--json: one object per row)."
+            ),
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["spend"]:
+            print_spend(self, options["spend"], as_json=options["json"])
+            return
         # Providers not answering or refusing the API key, on stderr: why images wait or
         # fail, without changing what stdout (and --json) prints.
         for _level, sentence in breaker.alert_texts():
