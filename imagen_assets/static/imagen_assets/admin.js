@@ -1,4 +1,5 @@
-/* imagen_assets admin: live price on the generate page, self-refresh while images are open. */
+/* imagen_assets admin: live price and final prompt on the generate page, self-refresh while
+   images are open. */
 "use strict";
 (function () {
     // -- "$0.0425" for prices, "$1.20" for totals (mirrors the imagen_admin money filter) -
@@ -59,6 +60,7 @@
             }
         }
 
+        initPreview(form);
         if (count) {
             count.addEventListener("input", update);
         }
@@ -69,6 +71,83 @@
             negative.addEventListener("input", update);
         }
         update();
+    }
+
+    // -- the final prompt, as the server composes it (prompts.compose_prompt) -----------------
+    // The page never composes a prompt itself: it asks the server, which answers with
+    // exactly what Generate would send (or why it would be refused).
+    const PREVIEW_DELAY_MS = 250;
+
+    function initPreview(form) {
+        const box = form.querySelector("[data-imagen-preview-url]");
+        if (!box) {
+            return;
+        }
+        const url = box.dataset.imagenPreviewUrl;
+        const campaigns = (box.dataset.imagenFinalCampaigns || "").trim().split(/\s+/);
+        const template = form.querySelector("select[name=template]");
+        let timer = null;
+        let sent = 0;
+
+        function showPlaceholders() {
+            const chosen = template ? template.value : "";
+            form.querySelectorAll("[data-imagen-placeholder-for]").forEach(function (row) {
+                const ids = row.dataset.imagenPlaceholderFor.split(" ");
+                row.hidden = !chosen || ids.indexOf(chosen) < 0;
+            });
+        }
+
+        function render(previews) {
+            previews.forEach(function (preview) {
+                const block = box.querySelector("[data-imagen-preview='" + preview.campaign + "']");
+                if (!block) {
+                    return;
+                }
+                const text = block.querySelector("[data-imagen-final-text]");
+                const error = block.querySelector("[data-imagen-final-error]");
+                text.textContent = preview.prompt || "";
+                text.hidden = preview.prompt === null;
+                error.textContent = preview.error || "";
+                error.hidden = preview.error === null;
+                error.classList.remove("imagen-quiet");
+            });
+            box.dataset.imagenPreviewFresh = "1";
+        }
+
+        function refresh() {
+            const data = new FormData(form);
+            campaigns.forEach(function (id) { data.append("preview_campaign", id); });
+            const mine = ++sent;
+            fetch(url, { method: "POST", body: data, credentials: "same-origin" })
+                .then(function (response) { return response.ok ? response.json() : null; })
+                .then(function (body) {
+                    // Only the newest answer counts: an older, slower one must not win.
+                    if (body && mine === sent) {
+                        render(body.previews);
+                    }
+                })
+                .catch(function () { /* offline: the preview stays as it was */ });
+        }
+
+        function later() {
+            delete box.dataset.imagenPreviewFresh;
+            window.clearTimeout(timer);
+            timer = window.setTimeout(refresh, PREVIEW_DELAY_MS);
+        }
+
+        form.querySelectorAll(
+            "textarea[name=prompt], select[name=template], select[name=style], " +
+            "input[name^=placeholder__]"
+        ).forEach(function (field) {
+            field.addEventListener(field.tagName === "SELECT" ? "change" : "input", later);
+        });
+        if (template) {
+            template.addEventListener("change", showPlaceholders);
+            showPlaceholders();
+        }
+        if (form.querySelector("textarea[name=prompt]").value.trim() || (template && template.value)) {
+            refresh();
+        }
     }
 
     // -- reload while images are queued or generating, unless the user is busy ---------------
