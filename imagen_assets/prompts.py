@@ -101,7 +101,7 @@ def compose_prompt(
             raise BannedTermError(
                 _(
                     "“%(term)s” is a banned term of the brand %(brand)s: take it out of the "
-                    "prompt. Nothing was queued or spent."
+                    "prompt. Nothing is queued or spent while it is there."
                 )
                 % {"term": term, "brand": brand},
                 term,

@@ -3,9 +3,12 @@ prompt templates inline; a template's own page shows every version of it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from django import forms
 from django.contrib import admin
+from django.db import models
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.template.loader import render_to_string
@@ -23,11 +26,11 @@ if TYPE_CHECKING:
     # subscripted at run time.
     BrandModelAdmin = admin.ModelAdmin[Brand]
     TemplateModelAdmin = admin.ModelAdmin[PromptTemplate]
-    PresetInline = admin.TabularInline[StylePreset, Brand]
+    PresetInline = admin.StackedInline[StylePreset, Brand]
     TemplateInline = admin.StackedInline[PromptTemplate, Brand]
 else:
     BrandModelAdmin = TemplateModelAdmin = admin.ModelAdmin
-    PresetInline = admin.TabularInline
+    PresetInline = admin.StackedInline
     TemplateInline = admin.StackedInline
 
 
@@ -39,10 +42,23 @@ def placeholder_list(template: PromptTemplate) -> str:
     return ", ".join(f"{{{name}}}" for name in names) or str(_("none"))
 
 
+#: Text boxes sized to what they hold (the admin's default is ten rows).
+SHORT_TEXT: Mapping[type[models.Field[Any, Any]], Mapping[str, Any]] = {
+    models.TextField: {"widget": forms.Textarea(attrs={"rows": 3, "cols": 60})}
+}
+
+TWO_ROWS: Mapping[type[models.Field[Any, Any]], Mapping[str, Any]] = {
+    models.TextField: {"widget": forms.Textarea(attrs={"rows": 2, "cols": 60})}
+}
+
+
 class StylePresetInline(PresetInline):
+    """Stacked, not tabular: a table of text boxes does not fit a phone."""
+
     model = StylePreset
     extra = 1
     fields = ["name", "prompt", "position"]
+    formfield_overrides = TWO_ROWS
     verbose_name = _("style preset")
     verbose_name_plural = _("style presets: words a marketer can add by picking a name")
 
@@ -52,6 +68,7 @@ class PromptTemplateInline(TemplateInline):
     extra = 1
     fields = ["name", "text", "version_info"]
     readonly_fields = ["version_info"]
+    formfield_overrides = SHORT_TEXT
     verbose_name = _("prompt template")
     verbose_name_plural = _("prompt templates: saved prompts with {placeholders}")
 
@@ -69,6 +86,7 @@ class BrandAdmin(BrandModelAdmin):
     list_display = ["name", "campaign_count", "preset_count", "template_count", "updated_at"]
     search_fields = ["name"]
     inlines = [StylePresetInline, PromptTemplateInline]
+    formfield_overrides = SHORT_TEXT
     Media = ImagenMedia
     fieldsets = [
         (None, {"fields": ["name"]}),
@@ -136,6 +154,7 @@ class PromptTemplateAdmin(TemplateModelAdmin):
     search_fields = ["name", "text"]
     fields = ["brand", "name", "text", "placeholders_info", "history"]
     readonly_fields = ["placeholders_info", "history"]
+    formfield_overrides = SHORT_TEXT
     Media = ImagenMedia
 
     @admin.display(description=_("placeholders"))

@@ -98,7 +98,7 @@ class GenerateFormBrandTests:
         self, admin_client: Any, branded: Campaign, template: PromptTemplate
     ) -> None:
         html = admin_client.get(generate_url(branded)).content.decode()
-        assert "Brand kit: Meadow &amp; Co." in html
+        assert "Brand kit “Meadow &amp; Co.”" in html
         assert f'<option value="{template.pk}">Hero</option>' in html
         assert "Studio product shot" in html
         # One field per placeholder, shown once the template is picked.
