@@ -50,6 +50,8 @@ GENERATE_TIMEOUT = 120
 SANDBOX_SECRET = "whsec_" + secrets.token_hex(24)
 
 CAMPAIGN = "spring-launch"
+BRAND = "Meadow & Co."
+TEMPLATE = "Hero shot"
 OWNER = "owner"
 REVIEWERS = ("reviewer1", "reviewer2")
 REVIEWER_GROUP = "Reviewers"
@@ -70,7 +72,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from imagen_assets import review
 from imagen_assets.activity import Actor
-from imagen_assets.models import Campaign
+from imagen_assets.models import Brand, Campaign, PromptTemplate, StylePreset
 
 User = get_user_model()
 perms = Permission.objects.filter(content_type__app_label="imagen_assets")
@@ -93,11 +95,35 @@ group, _ = Group.objects.get_or_create(name={REVIEWER_GROUP!r})
 for name in {REVIEWERS!r}:
     make_user(name, {REVIEWER_PERMISSIONS!r}).groups.add(group)
 
+# The brand kit (issue 8): words around every prompt, banned terms, style presets and a
+# template with two versions, so its history shows on its page.
+brand, _ = Brand.objects.update_or_create(name={BRAND!r}, defaults=dict(
+    prompt_prefix="Photograph for Meadow & Co., a garden and picnic brand.",
+    prompt_suffix="Soft pastel palette, natural light, clean composition, no text.",
+    banned_terms="Nike\\nAdidas\\nRed Bull\\nlogo\\n耐克\\n阿迪达斯",
+    default_negative_prompt="",
+    default_aspect_ratio="16:9",
+))
+for position, (name, words) in enumerate([
+    ("Studio product shot", "Seamless white backdrop, softbox lighting, sharp focus."),
+    ("Outdoor lifestyle", "Golden hour, shallow depth of field, people out of focus."),
+]):
+    StylePreset.objects.update_or_create(
+        brand=brand, name=name, defaults=dict(prompt=words, position=position)
+    )
+template = PromptTemplate.objects.filter(brand=brand, name={TEMPLATE!r}).first()
+if template is None:
+    template = PromptTemplate(brand=brand, name={TEMPLATE!r}, text="A {{product}} outdoors")
+    template.save(changed_by=owner)
+template.text = "A {{product}} on {{setting}}"
+template.save(changed_by=admin)  # a new version only when the text changed
+
 campaign, _ = Campaign.objects.update_or_create(slug={CAMPAIGN!r}, defaults=dict(
     name="Spring launch",
     brief="Hero images for the spring collection: fresh, light, outdoors.",
-    brand_prompt="Soft pastel palette, natural light, clean composition, no text.",
-    default_aspect_ratio="16:9",
+    brand=brand,
+    brand_prompt="Spring collection: fresh flowers, light greens.",
+    default_aspect_ratio="",
     budget=25,
     created_by=owner,
 ))
@@ -273,8 +299,14 @@ def _start_and_wait(started: list[Process]) -> int:
                 "imagen_generate",
                 "--campaign",
                 CAMPAIGN,
-                "--prompt",
-                "A picnic blanket on a hill of spring flowers at sunrise",
+                "--template",
+                TEMPLATE,
+                "--value",
+                "product=picnic blanket",
+                "--value",
+                "setting=a hill of spring flowers at sunrise",
+                "--style",
+                "Outdoor lifestyle",
                 "--count",
                 "4",
                 "--user",

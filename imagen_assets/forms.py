@@ -16,9 +16,9 @@ from django import forms
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from imagen_assets import conf, providers
+from imagen_assets import conf, prompts, providers
 from imagen_assets.imagen_sizes import ASPECT_RATIOS
-from imagen_assets.models import Campaign
+from imagen_assets.models import Brand, Campaign, PromptTemplate, StylePreset
 from imagen_assets.providers import get_provider, provider_aliases
 from imagen_assets.services import SEED_MAX
 from imagen_assets.templatetags.imagen_admin import pixel_size
@@ -103,6 +103,29 @@ class ProviderSelect(forms.Select):
         return option
 
 
+#: The generate form's field for the template placeholder ``name`` is ``PLACEHOLDER + name``.
+PLACEHOLDER = "placeholder__"
+
+
+@dataclass
+class PromptPreview:
+    """One campaign's final prompt as the generate form would send it, or why not."""
+
+    campaign: Campaign
+    prompt: str | None = None
+    error: str | None = None
+    #: The form fields the error belongs to (none: the form as a whole).
+    fields: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign.pk,
+            "name": str(self.campaign),
+            "prompt": self.prompt,
+            "error": self.error,
+        }
+
+
 class CampaignAdminForm(CampaignModelForm):
     """The campaign form, with the default provider picked from the configured aliases."""
 
@@ -118,6 +141,7 @@ class CampaignAdminForm(CampaignModelForm):
             "name",
             "slug",
             "brief",
+            "brand",
             "brand_prompt",
             "default_provider",
             "default_aspect_ratio",
@@ -149,10 +173,28 @@ class CampaignAdminForm(CampaignModelForm):
 class GenerateImagesForm(forms.Form):
     """Ask for images for one or more campaigns; the price is shown before anything is spent."""
 
+    template = forms.ModelChoiceField(
+        label=_("Template"),
+        queryset=PromptTemplate.objects.none(),
+        required=False,
+        empty_label=_("None: write the prompt"),
+        help_text=_("A saved prompt of the brand; fill in its blanks below."),
+    )
     prompt = forms.CharField(
         label=_("Prompt"),
+        required=False,
         widget=forms.Textarea(attrs={"rows": 4, "cols": 80, "autofocus": True}),
-        help_text=_("Describe the picture: subject, setting, mood, light."),
+        help_text=_(
+            "Describe the picture: subject, setting, mood, light. With a template, optional: "
+            "added after it."
+        ),
+    )
+    style = forms.ModelChoiceField(
+        label=_("Style preset"),
+        queryset=StylePreset.objects.none(),
+        required=False,
+        empty_label=_("None"),
+        help_text=_("Words of the brand added after the prompt."),
     )
     count = forms.IntegerField(label=_("Number of images"))
     aspect_ratio = forms.ChoiceField(label=_("Aspect ratio"), widget=forms.RadioSelect)
@@ -214,14 +256,136 @@ class GenerateImagesForm(forms.Form):
         else:
             provider_field.initial = next(iter(self.providers), None)
 
-        ratios = {campaign.default_aspect_ratio for campaign in self.campaigns}
+        ratios = {campaign.effective_aspect_ratio() for campaign in self.campaigns}
         self.fields["aspect_ratio"].initial = ratios.pop() if len(ratios) == 1 else "1:1"
         ratio_field = cast(forms.ChoiceField, self.fields["aspect_ratio"])
         ratio_field.choices = self._ratio_choices(self.selected_provider)
 
-        negatives = {campaign.default_negative_prompt for campaign in self.campaigns}
+        negatives = {campaign.effective_negative_prompt() for campaign in self.campaigns}
         if len(negatives) == 1:
             self.fields["negative_prompt"].initial = negatives.pop()
+
+        self._init_brand_fields()
+
+    # -- brand kit: style presets, templates and their placeholders -------------------------
+
+    def _init_brand_fields(self) -> None:
+        """Offer the presets and templates of the selected campaigns' brand (when they share
+        one), and a text field for every placeholder of those templates."""
+        brand_ids = {campaign.brand_id for campaign in self.campaigns}
+        brand_id = brand_ids.pop() if len(brand_ids) == 1 else None
+        self.brand: Brand | None = self.campaigns[0].brand if brand_id is not None else None
+        presets = StylePreset.objects.filter(brand_id=brand_id) if brand_id else None
+        templates = PromptTemplate.objects.filter(brand_id=brand_id) if brand_id else None
+        style_field = cast(forms.ModelChoiceField, self.fields["style"])  # type: ignore[type-arg]
+        template_field = cast(
+            forms.ModelChoiceField,  # type: ignore[type-arg]
+            self.fields["template"],
+        )
+        self.presets = list(presets) if presets is not None else []
+        self.templates = list(templates) if templates is not None else []
+        if presets is not None:
+            style_field.queryset = presets
+        if templates is not None:
+            template_field.queryset = templates
+        # Placeholder name -> ids of the templates using it (a name shared by two templates
+        # is one field, so switching between them keeps what was typed).
+        self.placeholder_templates: dict[str, list[int]] = {}
+        for template in self.templates:
+            try:
+                names = template.placeholders()
+            except prompts.PromptError:
+                continue
+            for name in names:
+                self.placeholder_templates.setdefault(name, []).append(template.pk)
+        for name in self.placeholder_templates:
+            self.fields[PLACEHOLDER + name] = forms.CharField(
+                label=name.replace("_", " ").capitalize(),
+                required=False,
+                max_length=500,
+                widget=forms.TextInput(attrs={"size": 40}),
+            )
+
+    @property
+    def selected_template(self) -> PromptTemplate | None:
+        """The template chosen in the submitted data (None: none, or not one offered)."""
+        if not self.is_bound:
+            return None
+        chosen = self.data.get(self.add_prefix("template"))
+        return next((t for t in self.templates if str(t.pk) == chosen), None)
+
+    def placeholder_rows(self) -> list[dict[str, Any]]:
+        """The placeholder fields with the templates using each, for the page to show only
+        the ones of the chosen template."""
+        selected = self.selected_template
+        return [
+            {
+                "field": self[PLACEHOLDER + name],
+                "templates": " ".join(str(pk) for pk in pks),
+                "hidden": selected is None or selected.pk not in pks,
+            }
+            for name, pks in self.placeholder_templates.items()
+        ]
+
+    def _placeholder_values(self, template: PromptTemplate | None) -> dict[str, str]:
+        if template is None:
+            return {}
+        try:
+            names = template.placeholders()
+        except prompts.PromptError:
+            return {}
+        return {
+            name: self.cleaned_data.get(PLACEHOLDER + name) or ""
+            for name in names
+            if PLACEHOLDER + name in self.fields
+        }
+
+    def _compose_all(self) -> None:
+        """Compose every selected campaign's prompt from what validated so far; an error
+        goes on the field it comes from (the placeholder, the prompt) or on the form."""
+        data = self.cleaned_data
+        template = data.get("template")
+        preset = data.get("style")
+        values = self._placeholder_values(template)
+        self.previews: list[PromptPreview] = []
+        for campaign in self.campaigns:
+            try:
+                composed = prompts.compose_prompt(
+                    campaign, data.get("prompt") or "", preset, template, values
+                )
+            except prompts.PromptError as exc:
+                self.previews.append(
+                    PromptPreview(campaign, error=str(exc), fields=self._error_fields(exc, values))
+                )
+            else:
+                self.previews.append(PromptPreview(campaign, prompt=composed.final))
+        seen: set[tuple[str, str]] = set()
+        for preview in self.previews:
+            if preview.error is None:
+                continue
+            message = preview.error
+            if len(self.campaigns) > 1 and not self._same_for_all(preview.error):
+                message = f"{preview.campaign}: {message}"
+            for name in preview.fields or [None]:  # type: ignore[list-item]
+                if (name or "", message) not in seen:
+                    seen.add((name or "", message))
+                    self.add_error(name, forms.ValidationError(message, code="prompt"))
+
+    def _same_for_all(self, error: str) -> bool:
+        return all(preview.error == error for preview in self.previews)
+
+    def _error_fields(self, exc: prompts.PromptError, values: dict[str, str]) -> list[str]:
+        """The fields where the marketer can fix ``exc``: the one holding the banned term,
+        the placeholders to fill, the prompt; none when it is not in what they typed."""
+        if isinstance(exc, prompts.BannedTermError):
+            typed = [("prompt", self.cleaned_data.get("prompt") or "")]
+            typed += [(PLACEHOLDER + name, value) for name, value in values.items()]
+            return [name for name, text in typed if prompts.contains_term(text, exc.term)][:1]
+        if isinstance(exc, prompts.PlaceholderError):
+            return [PLACEHOLDER + name for name in exc.names if PLACEHOLDER + name in self.fields]
+        if self.cleaned_data.get("template") is None:
+            return ["prompt"]
+        return []
 
     # -- what the user picked (so far) -----------------------------------------------------
 
@@ -260,14 +424,13 @@ class GenerateImagesForm(forms.Form):
 
     def clean_prompt(self) -> str:
         prompt: str = self.cleaned_data["prompt"]
-        prompt = prompt.strip()
-        if not prompt:
-            raise forms.ValidationError(_("Write a prompt."), code="required")
-        return prompt
+        return prompt.strip()
 
     def clean(self) -> dict[str, Any]:
         super().clean()
         cleaned = self.cleaned_data
+        # First, and whatever else is wrong: the page's live preview shows these.
+        self._compose_all()
         if not self.providers:
             raise forms.ValidationError(
                 _("No image provider is configured. Ask an administrator to set one up."),
@@ -309,6 +472,9 @@ class GenerateImagesForm(forms.Form):
             "provider": data["provider"],
             "seed": data["seed"],
             "negative_prompt": data["negative_prompt"],
+            "style_preset": data.get("style"),
+            "template": data.get("template"),
+            "template_values": self._placeholder_values(data.get("template")) or None,
         }
 
 

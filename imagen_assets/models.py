@@ -8,8 +8,9 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Case, Count, F, OuterRef, Q, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.urls import reverse
@@ -17,6 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from imagen_assets.imagen_sizes import ASPECT_RATIOS
+from imagen_assets.prompt_text import PromptError, find_banned_term, placeholders
 from imagen_assets.status import (
     CANCELLED_MAY_BILL,
     FAILED_IMAGE_STATUSES,
@@ -98,16 +100,253 @@ class CampaignQuerySet(models.QuerySet["Campaign"]):
         )
 
 
+class Brand(models.Model):
+    """A brand kit, shared by the campaigns that use it: the words put around every prompt,
+    the terms a prompt must never contain, the defaults of new images, style presets and
+    prompt templates. A campaign's own settings override the brand's where they are set."""
+
+    name = models.CharField(_("name"), max_length=200, unique=True)
+    prompt_prefix = models.TextField(
+        _("prompt prefix"),
+        blank=True,
+        help_text=_("Put before every prompt, e.g. “Product photograph for Meadow & Co.:”."),
+    )
+    prompt_suffix = models.TextField(
+        _("prompt suffix"),
+        blank=True,
+        help_text=_("Put after every prompt: the brand's style, palette and light."),
+    )
+    banned_terms = models.TextField(
+        _("banned terms"),
+        blank=True,
+        help_text=_(
+            "One word or phrase per line. A request whose prompt contains one is refused "
+            "before anything is spent. Case does not matter; whole words are matched, and "
+            "Chinese, Japanese or Korean terms anywhere in the text."
+        ),
+    )
+    default_negative_prompt = models.TextField(
+        _("default negative prompt"),
+        blank=True,
+        help_text=_("Used when the campaign has no negative prompt of its own."),
+    )
+    default_aspect_ratio = models.CharField(
+        _("default aspect ratio"),
+        max_length=8,
+        choices=ASPECT_RATIO_CHOICES,
+        blank=True,
+        help_text=_("Used when the campaign has no aspect ratio of its own; empty means 1:1."),
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("brand")
+        verbose_name_plural = _("brands")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def banned_term_list(self) -> list[str]:
+        """The banned terms, one per non-empty line, surrounding spaces removed."""
+        return [line.strip() for line in self.banned_terms.splitlines() if line.strip()]
+
+    def clean(self) -> None:
+        terms = self.banned_term_list()
+        for name in ("prompt_prefix", "prompt_suffix"):
+            term = find_banned_term(getattr(self, name), terms)
+            if term is not None:
+                raise ValidationError(
+                    {
+                        name: _(
+                            "“%(term)s” is one of this brand's banned terms: every prompt "
+                            "would be refused."
+                        )
+                        % {"term": term}
+                    }
+                )
+
+
+class StylePreset(models.Model):
+    """Words a marketer can add to a prompt by picking a name, e.g. "Studio product shot"."""
+
+    brand = models.ForeignKey(
+        Brand, verbose_name=_("brand"), on_delete=models.CASCADE, related_name="presets"
+    )
+    name = models.CharField(_("name"), max_length=100)
+    prompt = models.TextField(
+        _("words added"),
+        help_text=_("Added after the prompt, e.g. “seamless white backdrop, softbox light”."),
+    )
+    position = models.PositiveSmallIntegerField(_("position"), default=0)
+
+    class Meta:
+        verbose_name = _("style preset")
+        verbose_name_plural = _("style presets")
+        ordering = ["brand", "position", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["brand", "name"], name="imagen_preset_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PromptTemplate(models.Model):
+    """A saved prompt with ``{placeholders}`` (“A {product} on a {surface}”), shared by the
+    campaigns of its brand. Every save that changes it keeps a :class:`PromptTemplateVersion`
+    (save it with ``changed_by``), and a request records the version it used."""
+
+    brand = models.ForeignKey(
+        Brand, verbose_name=_("brand"), on_delete=models.CASCADE, related_name="templates"
+    )
+    name = models.CharField(_("name"), max_length=100)
+    text = models.TextField(
+        _("text"),
+        help_text=_(
+            "The prompt, with a {placeholder} for each part filled in when generating, e.g. "
+            "“A {product} on a {surface}”. Write {{ or }} for a brace itself."
+        ),
+    )
+    version = models.PositiveIntegerField(_("version"), default=0, editable=False)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("changed by"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+    )
+    updated_at = models.DateTimeField(_("changed"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("prompt template")
+        verbose_name_plural = _("prompt templates")
+        ordering = ["brand", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["brand", "name"], name="imagen_template_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: Any, changed_by: Any = None, **kwargs: Any) -> None:
+        """Save, and keep a version when the name or text is new or changed (by
+        ``changed_by``, a user or None)."""
+        with transaction.atomic():
+            previous = None
+            if self.pk is not None:
+                previous = (
+                    PromptTemplate.objects.select_for_update()
+                    .filter(pk=self.pk)
+                    .values("name", "text", "version")
+                    .first()
+                )
+            changed = previous is None or (previous["name"], previous["text"]) != (
+                self.name,
+                self.text,
+            )
+            if changed:
+                self.version = (previous["version"] if previous else 0) + 1
+                self.updated_by = changed_by
+                if kwargs.get("update_fields") is not None:
+                    kwargs["update_fields"] = {
+                        *kwargs["update_fields"],
+                        "version",
+                        "updated_by",
+                        "updated_at",
+                    }
+            super().save(*args, **kwargs)
+            if changed:
+                PromptTemplateVersion.objects.create(
+                    template=self,
+                    number=self.version,
+                    name=self.name,
+                    text=self.text,
+                    changed_by=changed_by,
+                )
+
+    def placeholders(self) -> list[str]:
+        """The placeholder names of its text, in order (see :mod:`imagen_assets.prompt_text`)."""
+        return placeholders(self.text)
+
+    def clean(self) -> None:
+        try:
+            placeholders(self.text)
+        except PromptError as exc:
+            raise ValidationError({"text": str(exc)}) from None
+
+    def current_version(self) -> PromptTemplateVersion:
+        return self.versions.get(number=self.version)
+
+
+class PromptTemplateVersion(models.Model):
+    """One saved state of a template: its text, who saved it and when. Never changed."""
+
+    template = models.ForeignKey(
+        PromptTemplate,
+        verbose_name=_("template"),
+        on_delete=models.CASCADE,
+        related_name="versions",
+    )
+    number = models.PositiveIntegerField(_("version"))
+    name = models.CharField(_("name"), max_length=100)
+    text = models.TextField(_("text"))
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("changed by"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    changed_at = models.DateTimeField(_("changed"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("prompt template version")
+        verbose_name_plural = _("prompt template versions")
+        ordering = ["template", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["template", "number"], name="imagen_template_version_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return _("%(template)s, version %(number)d") % {
+            "template": self.name,
+            "number": self.number,
+        }
+
+
 class Campaign(models.Model):
     """A body of marketing work: what it is about, how its images should look, what it may cost."""
 
     name = models.CharField(_("name"), max_length=200)
     slug = models.SlugField(_("slug"), max_length=100, unique=True)
     brief = models.TextField(_("brief"), blank=True, help_text=_("What the campaign is for."))
-    brand_prompt = models.TextField(
-        _("brand prompt"),
+    brand = models.ForeignKey(
+        Brand,
+        verbose_name=_("brand"),
+        on_delete=models.PROTECT,
+        null=True,
         blank=True,
-        help_text=_("Added to every prompt of this campaign, e.g. the brand's style and palette."),
+        related_name="campaigns",
+        help_text=_(
+            "The brand kit: words around every prompt, banned terms, defaults, style presets "
+            "and templates. The campaign's own settings below override the brand's."
+        ),
+    )
+    # Named brand_prompt since before brands existed; it is the campaign's own words now.
+    brand_prompt = models.TextField(
+        _("campaign prompt"),
+        blank=True,
+        help_text=_(
+            "Added to every prompt of this campaign, after the style preset and before the "
+            "brand's suffix."
+        ),
     )
     default_provider = models.CharField(
         _("default provider"),
@@ -116,9 +355,16 @@ class Campaign(models.Model):
         help_text=_("Provider alias; empty means the site's default."),
     )
     default_aspect_ratio = models.CharField(
-        _("default aspect ratio"), max_length=8, choices=ASPECT_RATIO_CHOICES, default="1:1"
+        _("default aspect ratio"),
+        max_length=8,
+        choices=ASPECT_RATIO_CHOICES,
+        blank=True,
+        default="",
+        help_text=_("Empty means the brand's, else 1:1."),
     )
-    default_negative_prompt = models.TextField(_("default negative prompt"), blank=True)
+    default_negative_prompt = models.TextField(
+        _("default negative prompt"), blank=True, help_text=_("Empty means the brand's.")
+    )
     budget = models.DecimalField(
         _("budget (USD)"),
         max_digits=10,
@@ -219,10 +465,34 @@ class Campaign(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("admin:imagen_assets_campaign_change", args=[self.pk])
 
-    def build_prompt(self, prompt: str) -> str:
-        """The prompt sent to the provider: the user's words, then the brand prompt."""
-        parts = [prompt.strip(), self.brand_prompt.strip()]
-        return "\n\n".join(part for part in parts if part)
+    def build_prompt(self, prompt: str, style: str = "") -> str:
+        """The prompt sent to the provider, the one place it is made: the brand's prefix,
+        the user's words, the style preset's words, the campaign's own words, the brand's
+        suffix; each stripped, empty ones left out, separated by a blank line.
+
+        :func:`imagen_assets.prompts.compose_prompt` fills templates and checks banned
+        terms around it.
+        """
+        brand = self.brand
+        parts = [
+            brand.prompt_prefix if brand else "",
+            prompt,
+            style,
+            self.brand_prompt,
+            brand.prompt_suffix if brand else "",
+        ]
+        return "\n\n".join(part.strip() for part in parts if part.strip())
+
+    def effective_aspect_ratio(self) -> str:
+        """The aspect ratio of new images: the campaign's, else its brand's, else 1:1."""
+        brand_ratio = self.brand.default_aspect_ratio if self.brand else ""
+        return self.default_aspect_ratio or brand_ratio or "1:1"
+
+    def effective_negative_prompt(self) -> str:
+        """The negative prompt of new images: the campaign's, else its brand's."""
+        if self.default_negative_prompt.strip():
+            return self.default_negative_prompt
+        return self.brand.default_negative_prompt if self.brand else ""
 
     def committed_spend(self) -> Decimal:
         """Money spent or reserved: actual cost of finished tasks plus estimates of open ones."""
@@ -270,6 +540,30 @@ class GenerationRequest(models.Model):
         null=True,
         blank=True,
         related_name="+",
+    )
+    # -- brand kit: what the prompt was made from ------------------------------------------
+    style_preset = models.ForeignKey(
+        StylePreset,
+        verbose_name=_("style preset"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    template_version = models.ForeignKey(
+        PromptTemplateVersion,
+        verbose_name=_("template version"),
+        # The record of what made a request outlives no template: a used one is kept.
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="requests",
+    )
+    template_values = models.JSONField(
+        _("template values"),
+        default=dict,
+        blank=True,
+        help_text=_("What was filled in for each placeholder of the template."),
     )
     created_at = models.DateTimeField(_("requested"), default=timezone.now, db_index=True)
 

@@ -20,7 +20,7 @@ from django.db.models import Prefetch, QuerySet
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from imagen_assets import activity, conf, jobs, queueing, quotas
+from imagen_assets import activity, conf, jobs, prompts, queueing, quotas
 from imagen_assets import review as review_rules
 from imagen_assets.activity import Actor
 from imagen_assets.models import (
@@ -28,7 +28,9 @@ from imagen_assets.models import (
     GeneratedImage,
     GenerationRequest,
     GenerationTask,
+    PromptTemplate,
     ReviewDecision,
+    StylePreset,
 )
 from imagen_assets.money import dollars
 from imagen_assets.providers import GenerationParams, Provider, get_provider
@@ -56,6 +58,16 @@ class BudgetExceeded(GenerationRequestError):
 class QuotaExceeded(GenerationRequestError):
     """The user's daily quota (images or dollars) would be exceeded; the message names the
     limit, what was used and when it resets."""
+
+
+class PromptRefused(GenerationRequestError):
+    """The prompt could not be composed: a banned term (``term`` names it), a template's
+    placeholders not filled as they must be, or nothing written."""
+
+    def __init__(self, error: prompts.PromptError) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.term: str | None = getattr(error, "term", None)
 
 
 @dataclass(frozen=True)
@@ -165,7 +177,7 @@ def estimate(provider: str | None, count: int) -> Estimate:
 def request_images(
     *,
     campaign: Campaign,
-    prompt: str,
+    prompt: str = "",
     count: int = 1,
     aspect_ratio: str | None = None,
     provider: str | None = None,
@@ -174,6 +186,9 @@ def request_images(
     user: User | None = None,
     origin: str = GenerationRequest.Origin.NEW,
     source_image: GeneratedImage | None = None,
+    style_preset: StylePreset | None = None,
+    template: PromptTemplate | None = None,
+    template_values: dict[str, str] | None = None,
 ) -> list[GenerationTask]:
     """Create the request, the tasks and image rows for ``count`` images and queue their submission.
 
@@ -182,10 +197,16 @@ def request_images(
     gets its own seed (``seed``, ``seed + 1``, ...) so a batch is reproducible without
     producing the same picture over and over. Without ``seed`` a random one is chosen here
     rather than by the provider, so every image records the seed that made it.
+
+    The final prompt is :func:`imagen_assets.prompts.compose_prompt`'s (``template`` filled
+    with ``template_values``, ``style_preset``, the campaign's and its brand's words); a
+    banned term or a placeholder not filled refuses the request before anything is saved.
+    Without ``aspect_ratio`` or ``negative_prompt``, the campaign's (else its brand's) apply.
     """
-    prompt = (prompt or "").strip()
-    if not prompt:
-        raise GenerationRequestError(_("Write a prompt."))
+    try:
+        composed = prompts.compose_prompt(campaign, prompt, style_preset, template, template_values)
+    except prompts.PromptError as exc:
+        raise PromptRefused(exc) from None
     limit = conf.get("MAX_IMAGES_PER_REQUEST")
     if not 1 <= count <= limit:
         raise GenerationRequestError(
@@ -193,14 +214,14 @@ def request_images(
         )
     backend = usable_provider(provider or campaign.default_provider or None)
     with backend:
-        aspect_ratio = aspect_ratio or campaign.default_aspect_ratio
+        aspect_ratio = aspect_ratio or campaign.effective_aspect_ratio()
         if aspect_ratio not in backend.aspect_ratios:
             raise GenerationRequestError(
                 _("%(provider)s does not offer the aspect ratio %(ratio)s.")
                 % {"provider": backend.display_name, "ratio": aspect_ratio}
             )
         if negative_prompt is None:
-            negative_prompt = campaign.default_negative_prompt
+            negative_prompt = campaign.effective_negative_prompt()
         negative_prompt = negative_prompt.strip()
         if negative_prompt and not backend.supports_negative_prompt:
             raise GenerationRequestError(
@@ -214,7 +235,7 @@ def request_images(
         if seed is None:
             seed = secrets.randbelow(SEED_MAX + 1)
         sizes = split_into_tasks(count, backend.max_images_per_task)
-        final_prompt = campaign.build_prompt(prompt)
+        final_prompt = composed.final
         user_id = getattr(user, "pk", None)
 
         with transaction.atomic():
@@ -242,11 +263,14 @@ def request_images(
             check_user_quota(user, count=count, cost=cost)
             request = GenerationRequest.objects.create(
                 campaign=locked,
-                prompt=prompt,
+                prompt=composed.written,
                 count=count,
                 origin=origin,
                 source_image=source_image,
                 requested_by_id=user_id,
+                style_preset=composed.preset,
+                template_version=composed.template_version,
+                template_values=composed.values,
             )
             tasks = []
             for position, size in enumerate(sizes):
@@ -286,7 +310,7 @@ def request_images(
                 activity.Verb.GENERATED,
                 Actor.of(user),
                 note=_("%(count)d image(s) on %(provider)s: %(prompt)s")
-                % {"count": count, "provider": backend.display_name, "prompt": prompt},
+                % {"count": count, "provider": backend.display_name, "prompt": composed.written},
             )
             transaction.on_commit(lambda: enqueue_submits(task_ids))
     logger.info(

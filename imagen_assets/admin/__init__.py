@@ -5,7 +5,8 @@ provider. Asking for images (which costs money) goes through a page that shows t
 first. Every changelist runs a fixed number of queries whatever the number of rows.
 
 Where things are: :mod:`.campaigns` (campaigns and the generate page), :mod:`.images`
-(generated images and their review), :mod:`.support` (tasks, webhook events and providers'
+(generated images and their review), :mod:`.brands` (brand kits, style presets, prompt
+templates and their versions), :mod:`.support` (tasks, webhook events and providers'
 health, read-only), :mod:`.base` (what they share and the providers' warnings). How things
 look is :mod:`imagen_assets.templatetags.imagen_admin`.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from imagen_assets.admin.brands import BrandAdmin, PromptTemplateAdmin
 from imagen_assets.admin.campaigns import CampaignAdmin
 from imagen_assets.admin.images import GeneratedImageAdmin
 from imagen_assets.admin.quotas import UserQuotaAdmin
@@ -24,26 +26,32 @@ from imagen_assets.admin.support import (
     WebhookEventAdmin,
 )
 from imagen_assets.models import (
+    Brand,
     Campaign,
     GeneratedImage,
     GenerationRequest,
     GenerationTask,
+    PromptTemplate,
     ProviderHealth,
     UserQuota,
     WebhookEvent,
 )
 
 __all__ = [
+    "BrandAdmin",
     "CampaignAdmin",
     "GeneratedImageAdmin",
     "GenerationRequestAdmin",
     "GenerationTaskAdmin",
+    "PromptTemplateAdmin",
     "ProviderHealthAdmin",
     "UserQuotaAdmin",
     "WebhookEventAdmin",
 ]
 
 admin.site.register(Campaign, CampaignAdmin)
+admin.site.register(Brand, BrandAdmin)
+admin.site.register(PromptTemplate, PromptTemplateAdmin)
 admin.site.register(GeneratedImage, GeneratedImageAdmin)
 admin.site.register(GenerationRequest, GenerationRequestAdmin)
 admin.site.register(GenerationTask, GenerationTaskAdmin)

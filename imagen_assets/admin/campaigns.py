@@ -12,7 +12,13 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    JsonResponse,
+)
 from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -118,7 +124,7 @@ class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmi
 
     fieldsets = [
         (None, {"fields": ["name", "slug"]}),
-        (_("Brief"), {"fields": ["brief", "brand_prompt"]}),
+        (_("Brief"), {"fields": ["brief", "brand", "brand_prompt"]}),
         (
             _("Defaults for new images"),
             {"fields": ["default_provider", "default_aspect_ratio", "default_negative_prompt"]},
@@ -160,7 +166,9 @@ class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmi
         ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
-        return cast(CampaignQuerySet, super().get_queryset(request)).with_stats()
+        queryset = cast(CampaignQuerySet, super().get_queryset(request)).with_stats()
+        # The brand kit: the generate page reads it for every selected campaign.
+        return queryset.select_related("brand")
 
     def save_model(self, request: HttpRequest, obj: Campaign, form: Any, change: bool) -> None:
         if not change and obj.created_by_id is None:
@@ -390,6 +398,11 @@ class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmi
                 name="{}_{}_summary".format(*info),
             ),
             path(
+                "prompt-preview/",
+                self.admin_site.admin_view(self.prompt_preview_view),
+                name="{}_{}_prompt_preview".format(*info),
+            ),
+            path(
                 "<path:object_id>/workflow/",
                 self.admin_site.admin_view(self.workflow_view),
                 name="{}_{}_workflow".format(*info),
@@ -439,6 +452,24 @@ class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmi
                     reverse("admin:imagen_assets_generatedimage_change", args=[image.pk])
                 )
         return self.generate_page(request, [campaign], from_action=False, prefill=prefill)
+
+    def prompt_preview_view(self, request: HttpRequest) -> HttpResponse:
+        """The generate page's live preview: POST the form's fields and ``preview_campaign``
+        (one or more ids); returns each campaign's final prompt exactly as the form would
+        send it, or why it would be refused (``{"previews": [{"campaign", "name", "prompt",
+        "error"}]}``)."""
+        if not self.has_generate_permission(request):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        ids = [int(pk) for pk in request.POST.getlist("preview_campaign") if pk.isdigit()]
+        found = Campaign.objects.select_related("brand").in_bulk(ids)
+        campaigns = [found[pk] for pk in dict.fromkeys(ids) if pk in found]
+        if not campaigns:
+            raise Http404(gettext("No campaign with this id."))
+        form = GenerateImagesForm(request.POST, campaigns=campaigns)
+        form.is_valid()
+        return JsonResponse({"previews": [preview.as_json() for preview in form.previews]})
 
     def generate_page(
         self,
@@ -563,5 +594,9 @@ class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmi
             "price_per_image": unit_price(provider.price_per_image) if provider else "—",
             "provider_name": provider.display_name if provider else "",
             "cancel_url": cancel_url,
+            "previews": getattr(form, "previews", None) or [],
+            # Before anything is typed: the words each campaign adds to any prompt.
+            "added_words": [(campaign, campaign.build_prompt("")) for campaign in campaigns],
+            "preview_url": reverse("admin:imagen_assets_campaign_prompt_preview"),
             "media": self.media + form.media,
         }

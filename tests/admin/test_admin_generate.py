@@ -193,8 +193,9 @@ class GenerateActionSubmitTests:
     @pytest.mark.parametrize(
         ("fields", "expected"),
         [
-            ({"prompt": ""}, "This field is required."),
-            ({"prompt": "   "}, "This field is required."),
+            # Not "This field is required.": with a template the prompt is optional.
+            ({"prompt": ""}, "Write a prompt."),
+            ({"prompt": "   "}, "Write a prompt."),
             ({"count": "0"}, "greater than or equal to 1"),
             ({"count": "101"}, "less than or equal to 100"),
             ({"count": "many"}, "Enter a whole number."),

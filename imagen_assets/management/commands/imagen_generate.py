@@ -15,7 +15,7 @@ from imagen_assets import again, review, services
 from imagen_assets.activity import Actor
 from imagen_assets.forms import usable_providers
 from imagen_assets.management import cli
-from imagen_assets.models import Campaign, GeneratedImage
+from imagen_assets.models import Campaign, GeneratedImage, PromptTemplate, StylePreset
 
 
 class Command(BaseCommand):
@@ -29,7 +29,25 @@ class Command(BaseCommand):
         parser.add_argument(
             "--campaign", help=_("Campaign slug (required unless --again is given).")
         )
-        parser.add_argument("--prompt", help=_("Required unless --again is given."))
+        parser.add_argument(
+            "--prompt",
+            default="",
+            help=_(
+                "The prompt (with --template: words added after it); required unless "
+                "--template or --again is given."
+            ),
+        )
+        parser.add_argument("--style", help=_("A style preset of the campaign's brand, by name."))
+        parser.add_argument(
+            "--template", help=_("A prompt template of the campaign's brand, by name.")
+        )
+        parser.add_argument(
+            "--value",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help=_("What fills the template's {NAME}; once per placeholder."),
+        )
         parser.add_argument(
             "--again",
             type=int,
@@ -61,8 +79,10 @@ class Command(BaseCommand):
             return
         if options["more"]:
             raise cli.usage_error(_("--more goes with --again IMAGE_ID."))
-        if not options["campaign"] or not options["prompt"]:
-            raise cli.usage_error(_("--campaign and --prompt are required (or --again)."))
+        if not options["campaign"] or not (options["prompt"] or options["template"]):
+            raise cli.usage_error(
+                _("--campaign and --prompt (or --template) are required (or --again).")
+            )
         slug = slugify(options["campaign"])
         if not slug:
             raise cli.usage_error(_("--campaign must contain letters or digits."))
@@ -80,8 +100,12 @@ class Command(BaseCommand):
             )
             if created and not options["json"]:
                 self.stdout.write(_("Created campaign %(slug)r.") % {"slug": slug})
+            style, template, values = self._brand_kit(campaign, options)
             tasks = services.request_images(
                 campaign=campaign,
+                style_preset=style,
+                template=template,
+                template_values=values,
                 prompt=options["prompt"],
                 count=options["count"],
                 aspect_ratio=options["aspect_ratio"],
@@ -174,6 +198,42 @@ class Command(BaseCommand):
                     _("%(count)d image(s) did not succeed (failed or cancelled).")
                     % {"count": failed}
                 )
+
+    def _brand_kit(
+        self, campaign: Campaign, options: dict[str, Any]
+    ) -> tuple[StylePreset | None, PromptTemplate | None, dict[str, str] | None]:
+        """The --style and --template named, from the campaign's brand, and the --value
+        pairs; a :class:`services.GenerationRequestError` saying what is wrong."""
+        values: dict[str, str] = {}
+        for pair in options["value"]:
+            name, sep, value = pair.partition("=")
+            if not sep or not name.strip():
+                raise services.GenerationRequestError(
+                    _("--value takes NAME=VALUE, not %(pair)r.") % {"pair": pair}
+                )
+            values[name.strip()] = value
+        style = template = None
+        brand = campaign.brand
+        if brand is None and (options["style"] or options["template"]):
+            raise services.GenerationRequestError(
+                _("Campaign %(slug)s has no brand, so no style presets or templates.")
+                % {"slug": campaign.slug}
+            )
+        if brand is not None and options["style"]:
+            style = brand.presets.filter(name=options["style"]).first()
+            if style is None:
+                raise services.GenerationRequestError(
+                    _("The brand %(brand)s has no style preset %(name)r.")
+                    % {"brand": brand, "name": options["style"]}
+                )
+        if brand is not None and options["template"]:
+            template = brand.templates.filter(name=options["template"]).first()
+            if template is None:
+                raise services.GenerationRequestError(
+                    _("The brand %(brand)s has no prompt template %(name)r.")
+                    % {"brand": brand, "name": options["template"]}
+                )
+        return style, template, values or None
 
     def _report(self, images: Any, as_json: bool) -> None:
         for image in services.for_summary(images.order_by("task_id", "index")):

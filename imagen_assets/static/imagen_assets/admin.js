@@ -1,5 +1,6 @@
-/* imagen_assets admin: live price on the generate page, self-refresh while images are open
-   (the lists and an image's page reload; a campaign's page refreshes its summary only). */
+/* imagen_assets admin: live price and final prompt on the generate page, self-refresh while
+   images are open (the lists and an image's page reload; a campaign's page refreshes its
+   summary only). */
 "use strict";
 (function () {
     // -- "$1.20" for totals, "4.25¢" for a price per image in fractions of a cent: mirrors
@@ -72,6 +73,7 @@
             }
         }
 
+        initPreview(form);
         if (count) {
             count.addEventListener("input", update);
         }
@@ -82,6 +84,83 @@
             negative.addEventListener("input", update);
         }
         update();
+    }
+
+    // -- the final prompt, as the server composes it (prompts.compose_prompt) -----------------
+    // The page never composes a prompt itself: it asks the server, which answers with
+    // exactly what Generate would send (or why it would be refused).
+    const PREVIEW_DELAY_MS = 250;
+
+    function initPreview(form) {
+        const box = form.querySelector("[data-imagen-preview-url]");
+        if (!box) {
+            return;
+        }
+        const url = box.dataset.imagenPreviewUrl;
+        const campaigns = (box.dataset.imagenFinalCampaigns || "").trim().split(/\s+/);
+        const template = form.querySelector("select[name=template]");
+        let timer = null;
+        let sent = 0;
+
+        function showPlaceholders() {
+            const chosen = template ? template.value : "";
+            form.querySelectorAll("[data-imagen-placeholder-for]").forEach(function (row) {
+                const ids = row.dataset.imagenPlaceholderFor.split(" ");
+                row.hidden = !chosen || ids.indexOf(chosen) < 0;
+            });
+        }
+
+        function render(previews) {
+            previews.forEach(function (preview) {
+                const block = box.querySelector("[data-imagen-preview='" + preview.campaign + "']");
+                if (!block) {
+                    return;
+                }
+                const text = block.querySelector("[data-imagen-final-text]");
+                const error = block.querySelector("[data-imagen-final-error]");
+                text.textContent = preview.prompt || "";
+                text.hidden = preview.prompt === null;
+                error.textContent = preview.error || "";
+                error.hidden = preview.error === null;
+                error.classList.remove("imagen-quiet");
+            });
+            box.dataset.imagenPreviewFresh = "1";
+        }
+
+        function refresh() {
+            const data = new FormData(form);
+            campaigns.forEach(function (id) { data.append("preview_campaign", id); });
+            const mine = ++sent;
+            fetch(url, { method: "POST", body: data, credentials: "same-origin" })
+                .then(function (response) { return response.ok ? response.json() : null; })
+                .then(function (body) {
+                    // Only the newest answer counts: an older, slower one must not win.
+                    if (body && mine === sent) {
+                        render(body.previews);
+                    }
+                })
+                .catch(function () { /* offline: the preview stays as it was */ });
+        }
+
+        function later() {
+            delete box.dataset.imagenPreviewFresh;
+            window.clearTimeout(timer);
+            timer = window.setTimeout(refresh, PREVIEW_DELAY_MS);
+        }
+
+        form.querySelectorAll(
+            "textarea[name=prompt], select[name=template], select[name=style], " +
+            "input[name^=placeholder__]"
+        ).forEach(function (field) {
+            field.addEventListener(field.tagName === "SELECT" ? "change" : "input", later);
+        });
+        if (template) {
+            template.addEventListener("change", showPlaceholders);
+            showPlaceholders();
+        }
+        if (form.querySelector("textarea[name=prompt]").value.trim() || (template && template.value)) {
+            refresh();
+        }
     }
 
     // -- reload while images are queued or generating, unless the user is busy ---------------
