@@ -66,6 +66,9 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_MAX_EVENTS_PER_TASK": 10,
     # Largest number of images one request (admin form or CLI) may ask for.
     "MAX_IMAGES_PER_REQUEST": 100,
+    # Largest number of images one batch (prompts x aspect ratios x count, admin or
+    # ``imagen_generate --from-csv``) may ask for; each line still at most the above.
+    "MAX_IMAGES_PER_BATCH": 500,
     # E-mail about the approval workflow (imagen_assets.notifications), sent by RQ jobs.
     "NOTIFICATIONS": True,
     # The site's public address, e.g. "https://marketing.example.com", for links sent out
