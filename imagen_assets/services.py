@@ -312,14 +312,16 @@ def _check_spend(locked: Campaign, user: User | None, cost: Decimal, count: int)
     if locked.budget is not None:
         spend = Spend(committed=locked.committed_spend(), budget=locked.budget)
         if not spend.allows(cost):
-            raise BudgetExceeded(
-                _("This would cost $%(cost)s but only $%(left)s of the $%(budget)s budget is left.")
-                % {
-                    "cost": f"{cost:.2f}",
-                    "left": f"{spend.left:.2f}",
-                    "budget": f"{locked.budget:.2f}",
-                }
-            )
+            raise BudgetExceeded(budget_refusal(spend, cost))
+
+
+def budget_refusal(spend: Spend, cost: Decimal) -> str:
+    """Why ``cost`` more is refused under ``spend`` (a budget it does not fit)."""
+    return _("This would cost $%(cost)s but only $%(left)s of the $%(budget)s budget is left.") % {
+        "cost": f"{cost:.2f}",
+        "left": f"{spend.left or 0:.2f}",
+        "budget": f"{spend.budget or 0:.2f}",
+    }
 
 
 def create_request(

@@ -28,6 +28,7 @@ from imagen_assets.admin.base import (
     images_changelist_url,
     warn_about_providers,
 )
+from imagen_assets.admin.batches import CampaignBatchMixin
 from imagen_assets.admin.exports import CampaignExportsMixin
 from imagen_assets.forms import CampaignAdminForm, GenerateImagesForm
 from imagen_assets.models import Campaign, CampaignQuerySet
@@ -78,7 +79,9 @@ class AnnotatedCampaign(Protocol):
     committed: Decimal
 
 
-class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmin):
+class CampaignAdmin(
+    ProviderAlertsMixin, CampaignBatchMixin, CampaignExportsMixin, CampaignModelAdmin
+):
     """Campaigns: counts and spend in the list, summary and gallery on the page, and the
     page that asks for images at a price shown first."""
 
