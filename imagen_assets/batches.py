@@ -214,7 +214,7 @@ def _row(line: int, cells: dict[str, str], per_line: int) -> tuple[BatchRow | No
 def expand(
     rows: Iterable[BatchRow],
     *,
-    aspect_ratios: Sequence[str],
+    aspect_ratios: Sequence[str | None],
     count: int,
     negative_prompt: str | None = None,
 ) -> list[ImageLine]:

@@ -33,7 +33,7 @@ from imagen_assets.models import (
 )
 from imagen_assets.providers import GenerationParams, Provider, get_provider
 from imagen_assets.review import ReviewError as ReviewError  # re-exported: public
-from imagen_assets.status import Decision
+from imagen_assets.status import CampaignStatus, Decision
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -518,6 +518,62 @@ def review_many(
         except ReviewError as exc:
             errors.append(str(exc))
     return done, errors
+
+
+#: Who may edit alt text besides an eligible reviewer of the campaign.
+ALT_TEXT_PERMISSIONS = ("imagen_assets.change_generatedimage", "imagen_assets.generate_images")
+
+
+def may_edit_alt_text(user: Any, image: GeneratedImage) -> bool:
+    """Whether ``user`` may edit ``image``'s alt text: whoever may generate images or change
+    them, or review its campaign."""
+    if user is None or not getattr(user, "is_active", False):
+        return False
+    if any(user.has_perm(permission) for permission in ALT_TEXT_PERMISSIONS):
+        return True
+    return review_rules.may_review(Actor.of(user), image.campaign)
+
+
+def set_alt_text(image_id: int, text: str, *, user: User) -> GeneratedImage:
+    """Replace an image's alt text (never with nothing). Allowed on an approved image too:
+    alt text describes the image, it is not the image, so its review, its campaign's
+    sign-off and the exports holding it stay as they are. Logged as ``alt_text_changed``.
+    Raises :class:`ReviewError` saying why when refused."""
+    text = " ".join((text or "").split())
+    if not text:
+        raise ReviewError(_("Write the alt text: a few words saying what the image shows."))
+    if len(text) > ALT_TEXT_MAX_LENGTH:
+        raise ReviewError(
+            _("Alt text is at most %(max)d characters (this is %(length)d).")
+            % {"max": ALT_TEXT_MAX_LENGTH, "length": len(text)}
+        )
+    with transaction.atomic():
+        try:
+            image = (
+                GeneratedImage.objects.select_for_update(of=("self",))
+                .select_related("campaign")
+                .get(pk=image_id)
+            )
+        except GeneratedImage.DoesNotExist:
+            raise ReviewError(_("There is no image #%(id)d.") % {"id": image_id}) from None
+        if not may_edit_alt_text(user, image):
+            raise ReviewError(
+                _("%(who)s may not edit the alt text of this image.")
+                % {"who": Actor.of(user).label}
+            )
+        if image.campaign.status == CampaignStatus.ARCHIVED:
+            raise ReviewError(_("%(campaign)s is archived.") % {"campaign": image.campaign})
+        if text != image.alt_text:
+            image.alt_text = text
+            image.save(update_fields=["alt_text", "updated_at"])
+            activity.record(
+                image.campaign,
+                activity.Verb.ALT_TEXT_CHANGED,
+                Actor.of(user),
+                image=image,
+                note=text,
+            )
+    return image
 
 
 def for_summary(images: QuerySet[GeneratedImage]) -> QuerySet[GeneratedImage]:
