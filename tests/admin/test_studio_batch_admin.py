@@ -188,3 +188,50 @@ class BatchConfirmTests:
         assert form.initial["prompts"].startswith("A red bicycle by the sea")
         assert form.initial["aspect_ratios"] == ["1:1", "16:9"]
         assert GenerationTask.objects.count() == 0
+
+
+class AltTextAdminTests:
+    def test_the_image_page_edits_the_alt_text_and_keeps_the_approval(
+        self, admin_client, campaign, make_task
+    ) -> None:
+        from imagen_assets.status import ReviewStatus
+
+        task = make_task(campaign, prompt="a kite\n\nPastel palette, soft daylight.")
+        image = GeneratedImage.objects.create(task=task, campaign=campaign, index=0)
+        assert image.alt_text == "A kite"
+        GeneratedImage.objects.filter(pk=image.pk).update(
+            status="succeeded", review_status=ReviewStatus.APPROVED
+        )
+        page = admin_client.get(
+            reverse("admin:imagen_assets_generatedimage_change", args=[image.pk])
+        )
+        html = page.content.decode()
+        assert 'name="alt_text"' in html and ">A kite</textarea>" in html
+
+        url = reverse("admin:imagen_assets_generatedimage_alt_text", args=[image.pk])
+        done = admin_client.post(url, {"alt_text": "A yellow kite over the dunes"})
+        assert done.status_code == 302
+        image.refresh_from_db()
+        assert image.alt_text == "A yellow kite over the dunes"
+        assert image.review_status == ReviewStatus.APPROVED
+
+        refused = admin_client.post(url, {"alt_text": "  "})
+        [message] = [str(m) for m in get_messages(refused.wsgi_request)][-1:]
+        assert "Write the alt text" in message
+        image.refresh_from_db()
+        assert image.alt_text == "A yellow kite over the dunes"
+
+    def test_a_viewer_sees_the_alt_text_without_a_form(
+        self, client, staff_user, campaign, make_task
+    ) -> None:
+        task = make_task(campaign, prompt="a kite")
+        image = GeneratedImage.objects.create(task=task, campaign=campaign, index=0)
+        client.force_login(staff_user("view_generatedimage"))
+        page = client.get(reverse("admin:imagen_assets_generatedimage_change", args=[image.pk]))
+        html = page.content.decode()
+        assert "A kite" in html
+        assert 'name="alt_text"' not in html
+        url = reverse("admin:imagen_assets_generatedimage_alt_text", args=[image.pk])
+        client.post(url, {"alt_text": "Changed"})
+        image.refresh_from_db()
+        assert image.alt_text == "A kite"

@@ -146,3 +146,26 @@ class AltTextDraftTests:
     def test_chinese_prompts(self) -> None:
         assert alt_text.draft("春天的樱花") == "春天的樱花"
         assert len(alt_text.draft("樱" * 300)) == alt_text.DRAFT_LENGTH
+
+
+class BatchLimitCheckTests:
+    """W080: MAX_IMAGES_PER_BATCH a whole number of at least MAX_IMAGES_PER_REQUEST."""
+
+    @pytest.mark.parametrize("value", [None, "500", 2.5, True, 99])
+    def test_w080_a_batch_limit_that_is_not_a_whole_number_or_too_small(self, settings, value):
+        from unit_helpers import imagen_settings
+
+        from imagen_assets.checks import check_settings
+
+        settings.IMAGEN_ASSETS = imagen_settings(MAX_IMAGES_PER_BATCH=value)
+        messages = check_settings()
+        assert [m.id for m in messages] == ["imagen_assets.W080"]
+        assert "MAX_IMAGES_PER_BATCH" in messages[0].msg
+
+    def test_equal_to_the_request_limit_is_fine(self, settings):
+        from unit_helpers import imagen_settings
+
+        from imagen_assets.checks import check_settings
+
+        settings.IMAGEN_ASSETS = imagen_settings(MAX_IMAGES_PER_BATCH=100)
+        assert check_settings() == []
