@@ -231,6 +231,7 @@ def _limits() -> list[checks.CheckMessage]:
                 id=ID + "E033",
             )
         )
+    errors.extend(_batch_limit())
     for key in POSITIVE_SECONDS:
         value = conf.get(key)
         if not _positive_number(value):
@@ -242,6 +243,28 @@ def _limits() -> list[checks.CheckMessage]:
                 )
             )
     return errors
+
+
+def _batch_limit() -> list[checks.CheckMessage]:
+    """W080: ``MAX_IMAGES_PER_BATCH`` a whole number of at least ``MAX_IMAGES_PER_REQUEST``
+    (else one line of a batch could ask for more than the batch may hold). A warning: the
+    batch pages then refuse every batch, saying so; nothing else breaks."""
+    batch = conf.get("MAX_IMAGES_PER_BATCH")
+    single = conf.get("MAX_IMAGES_PER_REQUEST")
+    whole = isinstance(batch, int) and not isinstance(batch, bool)
+    if whole and isinstance(single, int) and batch >= single:
+        return []
+    return [
+        checks.Warning(
+            f"IMAGEN_ASSETS['MAX_IMAGES_PER_BATCH'] must be a whole number of at least "
+            f"MAX_IMAGES_PER_REQUEST ({single!r}), not {batch!r}.",
+            hint=(
+                "The most images one batch (prompts x aspect ratios x count) may ask for; "
+                f"leave it out for the default ({conf.DEFAULTS['MAX_IMAGES_PER_BATCH']})."
+            ),
+            id=ID + "W080",
+        )
+    ]
 
 
 def _provider_values(alias: str, options: dict[str, Any]) -> list[checks.CheckMessage]:

@@ -71,6 +71,9 @@ DEFAULTS: dict[str, Any] = {
     # overrides either for one user. Images: a whole number; spend: dollars, e.g. "25.00".
     "USER_DAILY_IMAGES": None,
     "USER_DAILY_SPEND": None,
+    # Largest number of images one batch (prompts x aspect ratios x count, admin or
+    # ``imagen_generate --from-csv``) may ask for; each line still at most the above.
+    "MAX_IMAGES_PER_BATCH": 500,
     # E-mail about the approval workflow (imagen_assets.notifications), sent by RQ jobs.
     "NOTIFICATIONS": True,
     # The site's public address, e.g. "https://marketing.example.com", for links sent out

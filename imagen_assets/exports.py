@@ -56,6 +56,7 @@ CHUNK_SIZE = 1024 * 1024
 MANIFEST_FIELDS = [
     "file",
     "image_id",
+    "alt_text",
     "prompt",
     "seed",
     "model",
@@ -201,6 +202,7 @@ def _manifest_row(
     return {
         "file": name,
         "image_id": image.pk,
+        "alt_text": image.alt_text,
         "prompt": task.prompt,
         "seed": task.seed,
         "model": task.model,

@@ -16,7 +16,7 @@ from django import forms
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from imagen_assets import conf, prompts, providers
+from imagen_assets import batches, conf, prompts, providers
 from imagen_assets.imagen_sizes import ASPECT_RATIOS
 from imagen_assets.models import Brand, Campaign, PromptTemplate, StylePreset
 from imagen_assets.providers import get_provider, provider_aliases
@@ -502,3 +502,153 @@ class ApproveForm(forms.Form):
     note = forms.CharField(
         label=_("Note"), required=False, widget=forms.Textarea(attrs={"rows": 2})
     )
+
+
+class GenerateBatchForm(forms.Form):
+    """Ask for a batch for one campaign: prompts (typed one per line, or a CSV file) times
+    aspect ratios times a count. Valid, it holds :attr:`lines`, which the admin prices
+    and shows as a matrix before anything is spent."""
+
+    #: Largest CSV accepted, in bytes.
+    MAX_CSV_BYTES = 1024 * 1024
+
+    prompts = forms.CharField(
+        label=_("Prompts"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 8, "cols": 80, "autofocus": True}),
+        help_text=_("One prompt per line. Or upload a CSV file below instead."),
+    )
+    csv_file = forms.FileField(
+        label=_("CSV file"),
+        required=False,
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
+        help_text=_(
+            "UTF-8, a header line first: prompt, and optionally aspect_ratio, count, "
+            "negative_prompt, alt_text. A line's own aspect ratio or count replaces the "
+            "ones chosen below for that line."
+        ),
+    )
+    aspect_ratios = forms.MultipleChoiceField(
+        label=_("Aspect ratios"),
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("Each prompt is made at each ratio checked (unless its line names one)."),
+        error_messages={"required": _("Check at least one aspect ratio.")},
+    )
+    count = forms.IntegerField(label=_("Images per prompt and ratio"))
+    provider = forms.ChoiceField(label=_("Provider"))
+    seed = forms.IntegerField(
+        label=_("Seed"),
+        required=False,
+        min_value=0,
+        max_value=SEED_MAX,
+        help_text=_(
+            "Optional. Each task of the batch uses the next number. Left empty, a random "
+            "seed is chosen and recorded with each image."
+        ),
+    )
+    negative_prompt = forms.CharField(
+        label=_("Negative prompt"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 80}),
+        help_text=_("For every line that has none of its own. Not every provider accepts one."),
+    )
+
+    def __init__(self, *args: Any, campaign: Campaign, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.campaign = campaign
+        self.providers = usable_providers()
+        self.lines: list[Any] = []
+        limit = int(conf.get("MAX_IMAGES_PER_REQUEST"))
+        self.fields["count"] = forms.IntegerField(
+            label=_("Images per prompt and ratio"),
+            min_value=1,
+            max_value=limit,
+            initial=1,
+            widget=forms.NumberInput(attrs={"min": 1, "max": limit, "step": 1}),
+            help_text=_("1 to %(limit)d; a CSV line's count replaces it.") % {"limit": limit},
+        )
+        provider_field = cast(forms.ChoiceField, self.fields["provider"])
+        provider_field.choices = [
+            (alias, option.display_name) for alias, option in self.providers.items()
+        ]
+        for alias in (campaign.default_provider, conf.get("DEFAULT_PROVIDER")):
+            if alias in self.providers:
+                provider_field.initial = alias
+                break
+        else:
+            provider_field.initial = next(iter(self.providers), None)
+        alias = self.data.get(self.add_prefix("provider")) if self.is_bound else None
+        if alias not in self.providers:
+            alias = provider_field.initial
+        provider = self.providers.get(alias) if alias else None
+        sizes = provider.sizes if provider else {}
+        ratio_field = cast(forms.MultipleChoiceField, self.fields["aspect_ratios"])
+        ratio_field.choices = [
+            (ratio, f"{ratio} · {pixel_size(*sizes[ratio])}" if ratio in sizes else ratio)
+            for ratio in ASPECT_RATIOS
+        ]
+        ratio_field.initial = [campaign.default_aspect_ratio]
+        self.fields["negative_prompt"].initial = campaign.default_negative_prompt
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
+        if not self.providers:
+            raise forms.ValidationError(
+                _("No image provider is configured. Ask an administrator to set one up."),
+                code="no_provider",
+            )
+        text = (cleaned.get("prompts") or "").strip()
+        upload = cleaned.get("csv_file")
+        if text and upload:
+            raise forms.ValidationError(
+                _("Either type the prompts or upload a CSV file, not both."), code="both"
+            )
+        if not text and not upload:
+            raise forms.ValidationError(
+                _("Type at least one prompt, one per line, or upload a CSV file."),
+                code="required",
+            )
+        try:
+            if upload:
+                if upload.size > self.MAX_CSV_BYTES:
+                    raise batches.BatchParseError(
+                        [
+                            _("The CSV file is larger than %(size)d KB.")
+                            % {"size": self.MAX_CSV_BYTES // 1024}
+                        ]
+                    )
+                rows = batches.parse_csv(upload.read())
+            else:
+                rows = batches.parse_lines(text)
+        except batches.BatchParseError as exc:
+            for error in exc.errors[: batches.MAX_ERRORS]:
+                self.add_error("csv_file" if upload else "prompts", error)
+            more = len(exc.errors) - batches.MAX_ERRORS
+            if more > 0:
+                self.add_error(None, _("…and %(count)d more.") % {"count": more})
+            return cleaned
+        provider = self.providers.get(cleaned.get("provider", ""))
+        ratios = cleaned.get("aspect_ratios") or []
+        if provider is None or "count" not in cleaned:
+            return cleaned
+        missing = [ratio for ratio in ratios if ratio not in provider.aspect_ratios]
+        if missing:
+            self.add_error(
+                "aspect_ratios",
+                forms.ValidationError(
+                    _("%(provider)s does not offer the aspect ratio %(ratio)s."),
+                    code="aspect_ratio_unsupported",
+                    params={"provider": provider.display_name, "ratio": ", ".join(missing)},
+                ),
+            )
+            return cleaned
+        if not ratios and any(row.aspect_ratio is None for row in rows):
+            return cleaned  # "Check at least one aspect ratio." is already said
+        self.lines = batches.expand(
+            rows,
+            aspect_ratios=ratios,
+            count=cleaned["count"],
+            negative_prompt=(cleaned.get("negative_prompt") or "").strip(),
+        )
+        return cleaned

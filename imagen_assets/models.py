@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from imagen_assets import alt_text
 from imagen_assets.imagen_sizes import ASPECT_RATIOS
 from imagen_assets.prompt_text import PromptError, find_banned_term, placeholders
 from imagen_assets.status import (
@@ -674,6 +675,16 @@ class GenerationTask(models.Model):
     def status_enum(self) -> TaskStatus:
         return TaskStatus(self.status)
 
+    def draft_alt_text(self) -> str:
+        """Alt text for this task's images: the marketer's prompt (the request's, else the
+        final prompt without the campaign's brand words), see :func:`alt_text.draft`."""
+        request = self.request if self.request_id else None
+        # A batch's request holds all its prompts; its images got their own at creation.
+        if request is not None and request.prompt and request.origin != "batch":
+            return alt_text.draft(request.prompt) or str(_("Generated image"))
+        brand = self.campaign.brand_prompt if self.campaign_id else ""
+        return alt_text.draft(self.prompt, brand_words=brand) or str(_("Generated image"))
+
     @property
     def is_terminal(self) -> bool:
         return self.status_enum.terminal
@@ -728,6 +739,16 @@ class GeneratedImage(models.Model):
     error_message = models.TextField(_("error"), blank=True)
     source_url = models.URLField(_("provider URL"), max_length=2000, blank=True)
     nsfw = models.BooleanField(_("flagged NSFW by provider"), default=False)
+    alt_text = models.CharField(
+        _("alt text"),
+        max_length=alt_text.MAX_LENGTH,
+        blank=True,
+        help_text=_(
+            "What the image shows, for people who cannot see it (read aloud by screen "
+            "readers, shown when the image does not load). Drafted from the prompt; edit it "
+            "freely: it is not the image, so editing it changes no review."
+        ),
+    )
     file = models.ImageField(
         _("image"),
         storage=image_storage,
@@ -818,6 +839,9 @@ class GeneratedImage(models.Model):
             self.review_status = ReviewStatus.NONE
         elif self.review_status == ReviewStatus.NONE:
             self.review_status = ReviewStatus.PENDING
+        if not self.alt_text and kwargs.get("update_fields") is None and self.task_id:
+            # Never empty: rows made outside services.request_images get a draft too.
+            self.alt_text = self.task.draft_alt_text()
         super().save(*args, **kwargs)
 
     @property
@@ -1062,6 +1086,7 @@ class Activity(models.Model):
         SHARED = "shared", _("invited an outside reviewer")
         SHARE_REVOKED = "share_revoked", _("revoked an outside reviewer's link")
         CANCELLED = "cancelled", _("cancelled an unfinished image")
+        ALT_TEXT_CHANGED = "alt_text_changed", _("edited the alt text")
 
     campaign = models.ForeignKey(
         Campaign, verbose_name=_("campaign"), on_delete=models.CASCADE, related_name="activity"

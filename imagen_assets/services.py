@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -17,12 +17,14 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import Prefetch, QuerySet
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
 
 from imagen_assets import activity, conf, jobs, prompts, queueing, quotas
 from imagen_assets import review as review_rules
 from imagen_assets.activity import Actor
+from imagen_assets.alt_text import MAX_LENGTH as ALT_TEXT_MAX_LENGTH
+from imagen_assets.alt_text import draft as draft_alt_text
 from imagen_assets.models import (
     Campaign,
     GeneratedImage,
@@ -35,7 +37,7 @@ from imagen_assets.models import (
 from imagen_assets.money import dollars
 from imagen_assets.providers import GenerationParams, Provider, get_provider
 from imagen_assets.review import ReviewError as ReviewError  # re-exported: public
-from imagen_assets.status import Decision
+from imagen_assets.status import CampaignStatus, Decision
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -64,8 +66,8 @@ class PromptRefused(GenerationRequestError):
     """The prompt could not be composed: a banned term (``term`` names it), a template's
     placeholders not filled as they must be, or nothing written."""
 
-    def __init__(self, error: prompts.PromptError) -> None:
-        super().__init__(str(error))
+    def __init__(self, error: prompts.PromptError, message: str | None = None) -> None:
+        super().__init__(message or str(error))
         self.error = error
         self.term: str | None = getattr(error, "term", None)
 
@@ -174,6 +176,302 @@ def estimate(provider: str | None, count: int) -> Estimate:
         return Estimate(backend.alias, count, tasks, price, price * count)
 
 
+@dataclass(frozen=True)
+class ImageLine:
+    """One line of a request: ``count`` images of one prompt at one aspect ratio.
+
+    ``aspect_ratio`` and ``negative_prompt`` None mean the campaign's defaults; ``alt_text``
+    empty means drafted from the prompt; ``line`` is where the line came from (a batch's
+    text or CSV line), named in every refusal about it.
+    """
+
+    prompt: str
+    count: int = 1
+    aspect_ratio: str | None = None
+    negative_prompt: str | None = None
+    alt_text: str = ""
+    line: int | None = None
+    #: The brand kit's parts (:func:`imagen_assets.prompts.compose_prompt`): a style preset,
+    #: a prompt template and what fills its placeholders (``prompt`` is then optional).
+    style_preset: StylePreset | None = None
+    template: PromptTemplate | None = None
+    template_values: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class PlannedLine:
+    """An :class:`ImageLine` checked against the campaign and the provider."""
+
+    prompt: str
+    final_prompt: str
+    count: int
+    aspect_ratio: str
+    negative_prompt: str
+    alt_text: str
+    line: int | None
+    #: Images per provider task of this line, e.g. [4, 4, 2].
+    sizes: tuple[int, ...]
+    #: How the prompt was made (template version, preset, values), recorded on the request.
+    composed: prompts.ComposedPrompt
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a request will make and cost, before anything is written or spent."""
+
+    campaign: Campaign
+    provider: str
+    provider_name: str
+    model: str
+    price_per_image: Decimal
+    lines: tuple[PlannedLine, ...]
+
+    @property
+    def count(self) -> int:
+        return sum(line.count for line in self.lines)
+
+    @property
+    def tasks(self) -> int:
+        return sum(len(line.sizes) for line in self.lines)
+
+    @property
+    def cost(self) -> Decimal:
+        return self.price_per_image * self.count
+
+
+def _on_line(line: int | None, message: str) -> str:
+    """``message`` about a batch's line, naming it ("Line 3: ...")."""
+    if line is None:
+        return message
+    return _("Line %(line)d: %(message)s") % {"line": line, "message": message}
+
+
+def plan_request(
+    *,
+    campaign: Campaign,
+    lines: Sequence[ImageLine],
+    provider: str | None = None,
+    max_images: int | None = None,
+) -> Plan:
+    """Check ``lines`` against the campaign and the provider (its aspect ratios, negative
+    prompts, the limits) and price them; nothing is written. Raises
+    :class:`GenerationRequestError` naming the first line refused.
+
+    Each line may ask for 1 to ``MAX_IMAGES_PER_REQUEST`` images; all lines together for at
+    most ``max_images`` (default ``MAX_IMAGES_PER_REQUEST``; a batch passes
+    ``MAX_IMAGES_PER_BATCH``). The budget is checked by :func:`create_request`, under lock.
+    """
+    if not lines:
+        raise GenerationRequestError(_("Write a prompt."))
+    per_line = conf.get("MAX_IMAGES_PER_REQUEST")
+    composed: list[prompts.ComposedPrompt] = []
+    for line in lines:
+        try:
+            composed.append(
+                prompts.compose_prompt(
+                    campaign, line.prompt, line.style_preset, line.template, line.template_values
+                )
+            )
+        except prompts.PromptError as exc:
+            raise PromptRefused(exc, _on_line(line.line, str(exc))) from None
+        if not 1 <= line.count <= per_line:
+            raise GenerationRequestError(
+                _on_line(
+                    line.line,
+                    _("Ask for between 1 and %(limit)d images.") % {"limit": per_line},
+                )
+            )
+    backend = usable_provider(provider or campaign.default_provider or None)
+    planned: list[PlannedLine] = []
+    with backend:
+        for line, made in zip(lines, composed, strict=True):
+            prompt = made.written
+            ratio = line.aspect_ratio or campaign.effective_aspect_ratio()
+            if ratio not in backend.aspect_ratios:
+                raise GenerationRequestError(
+                    _on_line(
+                        line.line,
+                        _("%(provider)s does not offer the aspect ratio %(ratio)s.")
+                        % {"provider": backend.display_name, "ratio": ratio},
+                    )
+                )
+            negative = line.negative_prompt
+            if negative is None:
+                negative = campaign.effective_negative_prompt()
+            negative = negative.strip()
+            if negative and not backend.supports_negative_prompt:
+                raise GenerationRequestError(
+                    _on_line(
+                        line.line,
+                        _("%(provider)s does not accept a negative prompt; leave it empty.")
+                        % {"provider": backend.display_name},
+                    )
+                )
+            alt = (line.alt_text or "").strip()[:ALT_TEXT_MAX_LENGTH]
+            planned.append(
+                PlannedLine(
+                    prompt=prompt,
+                    final_prompt=made.final,
+                    count=line.count,
+                    aspect_ratio=ratio,
+                    negative_prompt=negative,
+                    alt_text=alt or draft_alt_text(prompt) or gettext("Generated image"),
+                    line=line.line,
+                    sizes=tuple(split_into_tasks(line.count, backend.max_images_per_task)),
+                    composed=made,
+                )
+            )
+        plan = Plan(
+            campaign=campaign,
+            provider=backend.alias,
+            provider_name=backend.display_name,
+            model=backend.model,
+            price_per_image=backend.price_per_image,
+            lines=tuple(planned),
+        )
+    limit = per_line if max_images is None else max_images
+    if plan.count > limit:
+        raise GenerationRequestError(
+            _("This asks for %(count)d images; at most %(limit)d may be asked for at once.")
+            % {"count": plan.count, "limit": limit}
+        )
+    return plan
+
+
+def _check_spend(locked: Campaign, user: User | None, cost: Decimal, count: int) -> None:
+    """Refuse spending ``cost`` on ``count`` images of ``locked`` (the campaign's row, locked
+    by the caller) when it is over what may be spent. The one place the spend of a request
+    is checked: every request, single or batch, comes through here once, under the lock."""
+    # Without a budget there is nothing to check, so no need to sum the spend.
+    if locked.budget is not None:
+        spend = Spend(committed=locked.committed_spend(), budget=locked.budget)
+        if not spend.allows(cost):
+            raise BudgetExceeded(budget_refusal(spend, cost))
+    check_user_quota(user, count=count, cost=cost)
+
+
+def budget_refusal(spend: Spend, cost: Decimal) -> str:
+    """Why ``cost`` more is refused under ``spend`` (a budget it does not fit)."""
+    return _("This would cost %(cost)s but only %(left)s of the %(budget)s budget is left.") % {
+        "cost": dollars(cost),
+        "left": dollars(spend.left or 0),
+        "budget": dollars(spend.budget or 0),
+    }
+
+
+def create_request(
+    plan: Plan,
+    *,
+    seed: int | None = None,
+    user: User | None = None,
+    origin: str = GenerationRequest.Origin.NEW,
+    source_image: GeneratedImage | None = None,
+) -> list[GenerationTask]:
+    """Write ``plan``: one request, its tasks and their image rows, all or nothing.
+
+    Under the campaign's row lock the campaign must be open for generation and the whole
+    plan within what may be spent (:func:`_check_spend`), so two concurrent requests cannot
+    both spend the last dollar and a batch is never made in part. Each task gets its own
+    seed (``seed``, ``seed + 1``, ... across all lines), so a request is reproducible
+    without producing the same picture over and over; without ``seed`` a random one is
+    chosen here rather than by the provider, so every image records the seed that made it.
+    Jobs are queued once the rows are committed.
+    """
+    if seed is not None and not 0 <= seed <= SEED_MAX:
+        raise GenerationRequestError(
+            _("The seed must be between 0 and %(max)d.") % {"max": SEED_MAX}
+        )
+    if seed is None:
+        seed = secrets.randbelow(SEED_MAX + 1)
+    campaign = plan.campaign
+    user_id = getattr(user, "pk", None)
+    backend = usable_provider(plan.provider)
+    with backend, transaction.atomic():
+        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        try:
+            review_rules.check_open_for_generation(locked)
+        except ReviewError as exc:
+            raise GenerationRequestError(str(exc)) from None
+        price = backend.price_per_image
+        _check_spend(locked, user, price * plan.count, plan.count)
+        written = list(dict.fromkeys(line.prompt for line in plan.lines))
+        # A one-line request records how its prompt was made; a batch's lines differ.
+        made = plan.lines[0].composed if len(plan.lines) == 1 else None
+        request = GenerationRequest.objects.create(
+            campaign=locked,
+            prompt="\n".join(written),
+            count=plan.count,
+            origin=origin,
+            source_image=source_image,
+            requested_by_id=user_id,
+            style_preset=made.preset if made else None,
+            template_version=made.template_version if made else None,
+            template_values=made.values if made else {},
+        )
+        tasks: list[GenerationTask] = []
+        alt_texts: list[str] = []
+        for line in plan.lines:
+            for size in line.sizes:
+                task_seed = (seed + len(tasks)) % (SEED_MAX + 1)
+                params = GenerationParams(
+                    prompt=line.final_prompt,
+                    aspect_ratio=line.aspect_ratio,
+                    num_images=size,
+                    seed=task_seed,
+                    negative_prompt=line.negative_prompt,
+                )
+                tasks.append(
+                    GenerationTask(
+                        request=request,
+                        campaign=locked,
+                        provider=backend.alias,
+                        model=backend.model,
+                        prompt=line.final_prompt,
+                        negative_prompt=line.negative_prompt,
+                        aspect_ratio=line.aspect_ratio,
+                        num_images=size,
+                        seed=task_seed,
+                        request_body=backend.request_body(params, callback_url=None),
+                        estimated_cost=price * size,
+                        requested_by_id=user_id,
+                    )
+                )
+                alt_texts.append(line.alt_text)
+        GenerationTask.objects.bulk_create(tasks)
+        GeneratedImage.objects.bulk_create(
+            GeneratedImage(task=task, campaign=locked, index=index, alt_text=alt)
+            for task, alt in zip(tasks, alt_texts, strict=True)
+            for index in range(task.num_images)
+        )
+        task_ids = [task.pk for task in tasks]
+        if len(plan.lines) == 1:
+            note = _("%(count)d image(s) on %(provider)s: %(prompt)s") % {
+                "count": plan.count,
+                "provider": backend.display_name,
+                "prompt": written[0],
+            }
+        else:
+            note = _(
+                "A batch of %(count)d image(s) from %(prompts)d prompt(s) at %(ratios)s "
+                "on %(provider)s."
+            ) % {
+                "count": plan.count,
+                "prompts": len(written),
+                "ratios": ", ".join(dict.fromkeys(line.aspect_ratio for line in plan.lines)),
+                "provider": backend.display_name,
+            }
+        activity.record(locked, activity.Verb.GENERATED, Actor.of(user), note=note)
+        transaction.on_commit(lambda: enqueue_submits(task_ids))
+    logger.info(
+        "Queued %d image(s) in %d task(s) for campaign %s on %s",
+        plan.count,
+        len(tasks),
+        campaign.slug,
+        backend.alias,
+    )
+    return tasks
+
+
 def request_images(
     *,
     campaign: Campaign,
@@ -189,138 +487,53 @@ def request_images(
     style_preset: StylePreset | None = None,
     template: PromptTemplate | None = None,
     template_values: dict[str, str] | None = None,
+    alt_text: str = "",
 ) -> list[GenerationTask]:
-    """Create the request, the tasks and image rows for ``count`` images and queue their submission.
-
-    Rows are committed before any job is queued, the campaign's budget is checked under a
-    row lock (so two concurrent requests cannot both spend the last dollar), and each task
-    gets its own seed (``seed``, ``seed + 1``, ...) so a batch is reproducible without
-    producing the same picture over and over. Without ``seed`` a random one is chosen here
-    rather than by the provider, so every image records the seed that made it.
+    """Create the request, the tasks and image rows for ``count`` images and queue their
+    submission: a one-line request (:func:`plan_request`, then :func:`create_request`,
+    which checks the budget under the campaign's row lock).
 
     The final prompt is :func:`imagen_assets.prompts.compose_prompt`'s (``template`` filled
     with ``template_values``, ``style_preset``, the campaign's and its brand's words); a
     banned term or a placeholder not filled refuses the request before anything is saved.
     Without ``aspect_ratio`` or ``negative_prompt``, the campaign's (else its brand's) apply.
     """
-    try:
-        composed = prompts.compose_prompt(campaign, prompt, style_preset, template, template_values)
-    except prompts.PromptError as exc:
-        raise PromptRefused(exc) from None
-    limit = conf.get("MAX_IMAGES_PER_REQUEST")
-    if not 1 <= count <= limit:
-        raise GenerationRequestError(
-            _("Ask for between 1 and %(limit)d images.") % {"limit": limit}
-        )
-    backend = usable_provider(provider or campaign.default_provider or None)
-    with backend:
-        aspect_ratio = aspect_ratio or campaign.effective_aspect_ratio()
-        if aspect_ratio not in backend.aspect_ratios:
-            raise GenerationRequestError(
-                _("%(provider)s does not offer the aspect ratio %(ratio)s.")
-                % {"provider": backend.display_name, "ratio": aspect_ratio}
-            )
-        if negative_prompt is None:
-            negative_prompt = campaign.effective_negative_prompt()
-        negative_prompt = negative_prompt.strip()
-        if negative_prompt and not backend.supports_negative_prompt:
-            raise GenerationRequestError(
-                _("%(provider)s does not accept a negative prompt; leave it empty.")
-                % {"provider": backend.display_name}
-            )
-        if seed is not None and not 0 <= seed <= SEED_MAX:
-            raise GenerationRequestError(
-                _("The seed must be between 0 and %(max)d.") % {"max": SEED_MAX}
-            )
-        if seed is None:
-            seed = secrets.randbelow(SEED_MAX + 1)
-        sizes = split_into_tasks(count, backend.max_images_per_task)
-        final_prompt = composed.final
-        user_id = getattr(user, "pk", None)
-
-        with transaction.atomic():
-            locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
-            try:
-                review_rules.check_open_for_generation(locked)
-            except ReviewError as exc:
-                raise GenerationRequestError(str(exc)) from None
-            cost = backend.price_per_image * count
-            # Without a budget there is nothing to check, so no need to sum the spend.
-            if locked.budget is not None:
-                spend = Spend(committed=locked.committed_spend(), budget=locked.budget)
-                if not spend.allows(cost):
-                    raise BudgetExceeded(
-                        _(
-                            "This would cost $%(cost)s but only $%(left)s of the "
-                            "$%(budget)s budget is left."
-                        )
-                        % {
-                            "cost": f"{cost:.2f}",
-                            "left": f"{spend.left:.2f}",
-                            "budget": f"{locked.budget:.2f}",
-                        }
-                    )
-            check_user_quota(user, count=count, cost=cost)
-            request = GenerationRequest.objects.create(
-                campaign=locked,
-                prompt=composed.written,
-                count=count,
-                origin=origin,
-                source_image=source_image,
-                requested_by_id=user_id,
-                style_preset=composed.preset,
-                template_version=composed.template_version,
-                template_values=composed.values,
-            )
-            tasks = []
-            for position, size in enumerate(sizes):
-                task_seed = (seed + position) % (SEED_MAX + 1)
-                params = GenerationParams(
-                    prompt=final_prompt,
-                    aspect_ratio=aspect_ratio,
-                    num_images=size,
-                    seed=task_seed,
-                    negative_prompt=negative_prompt,
-                )
-                tasks.append(
-                    GenerationTask(
-                        request=request,
-                        campaign=locked,
-                        provider=backend.alias,
-                        model=backend.model,
-                        prompt=final_prompt,
-                        negative_prompt=negative_prompt,
-                        aspect_ratio=aspect_ratio,
-                        num_images=size,
-                        seed=task_seed,
-                        request_body=backend.request_body(params, callback_url=None),
-                        estimated_cost=backend.price_per_image * size,
-                        requested_by_id=user_id,
-                    )
-                )
-            GenerationTask.objects.bulk_create(tasks)
-            GeneratedImage.objects.bulk_create(
-                GeneratedImage(task=task, campaign=locked, index=index)
-                for task in tasks
-                for index in range(task.num_images)
-            )
-            task_ids = [task.pk for task in tasks]
-            activity.record(
-                locked,
-                activity.Verb.GENERATED,
-                Actor.of(user),
-                note=_("%(count)d image(s) on %(provider)s: %(prompt)s")
-                % {"count": count, "provider": backend.display_name, "prompt": composed.written},
-            )
-            transaction.on_commit(lambda: enqueue_submits(task_ids))
-    logger.info(
-        "Queued %d image(s) in %d task(s) for campaign %s on %s",
-        count,
-        len(tasks),
-        campaign.slug,
-        backend.alias,
+    line = ImageLine(
+        prompt=prompt,
+        count=count,
+        aspect_ratio=aspect_ratio,
+        negative_prompt=negative_prompt,
+        alt_text=alt_text,
+        style_preset=style_preset,
+        template=template,
+        template_values=template_values,
     )
-    return tasks
+    if seed is not None and not 0 <= seed <= SEED_MAX:
+        raise GenerationRequestError(
+            _("The seed must be between 0 and %(max)d.") % {"max": SEED_MAX}
+        )
+    plan = plan_request(campaign=campaign, lines=[line], provider=provider)
+    return create_request(plan, seed=seed, user=user, origin=origin, source_image=source_image)
+
+
+def request_batch(
+    *,
+    campaign: Campaign,
+    lines: Sequence[ImageLine],
+    provider: str | None = None,
+    seed: int | None = None,
+    user: User | None = None,
+) -> list[GenerationTask]:
+    """Create one request (origin "batch") for all ``lines``, all or nothing: up to
+    ``MAX_IMAGES_PER_BATCH`` images, the whole batch's price checked against the budget
+    under the campaign's row lock (nothing is made when it does not fit)."""
+    plan = plan_request(
+        campaign=campaign,
+        lines=lines,
+        provider=provider,
+        max_images=conf.get("MAX_IMAGES_PER_BATCH"),
+    )
+    return create_request(plan, seed=seed, user=user, origin=GenerationRequest.Origin.BATCH)
 
 
 def check_user_quota(user: User | None, *, count: int, cost: Decimal) -> None:
@@ -398,6 +611,62 @@ def review_many(
         except ReviewError as exc:
             errors.append(str(exc))
     return done, errors
+
+
+#: Who may edit alt text besides an eligible reviewer of the campaign.
+ALT_TEXT_PERMISSIONS = ("imagen_assets.change_generatedimage", "imagen_assets.generate_images")
+
+
+def may_edit_alt_text(user: Any, image: GeneratedImage) -> bool:
+    """Whether ``user`` may edit ``image``'s alt text: whoever may generate images or change
+    them, or review its campaign."""
+    if user is None or not getattr(user, "is_active", False):
+        return False
+    if any(user.has_perm(permission) for permission in ALT_TEXT_PERMISSIONS):
+        return True
+    return review_rules.may_review(Actor.of(user), image.campaign)
+
+
+def set_alt_text(image_id: int, text: str, *, user: User) -> GeneratedImage:
+    """Replace an image's alt text (never with nothing). Allowed on an approved image too:
+    alt text describes the image, it is not the image, so its review, its campaign's
+    sign-off and the exports holding it stay as they are. Logged as ``alt_text_changed``.
+    Raises :class:`ReviewError` saying why when refused."""
+    text = " ".join((text or "").split())
+    if not text:
+        raise ReviewError(_("Write the alt text: a few words saying what the image shows."))
+    if len(text) > ALT_TEXT_MAX_LENGTH:
+        raise ReviewError(
+            _("Alt text is at most %(max)d characters (this is %(length)d).")
+            % {"max": ALT_TEXT_MAX_LENGTH, "length": len(text)}
+        )
+    with transaction.atomic():
+        try:
+            image = (
+                GeneratedImage.objects.select_for_update(of=("self",))
+                .select_related("campaign")
+                .get(pk=image_id)
+            )
+        except GeneratedImage.DoesNotExist:
+            raise ReviewError(_("There is no image #%(id)d.") % {"id": image_id}) from None
+        if not may_edit_alt_text(user, image):
+            raise ReviewError(
+                _("%(who)s may not edit the alt text of this image.")
+                % {"who": Actor.of(user).label}
+            )
+        if image.campaign.status == CampaignStatus.ARCHIVED:
+            raise ReviewError(_("%(campaign)s is archived.") % {"campaign": image.campaign})
+        if text != image.alt_text:
+            image.alt_text = text
+            image.save(update_fields=["alt_text", "updated_at"])
+            activity.record(
+                image.campaign,
+                activity.Verb.ALT_TEXT_CHANGED,
+                Actor.of(user),
+                image=image,
+                note=text,
+            )
+    return image
 
 
 def for_summary(images: QuerySet[GeneratedImage]) -> QuerySet[GeneratedImage]:

@@ -34,6 +34,7 @@ from imagen_assets.admin.base import (
     images_changelist_url,
     warn_about_providers,
 )
+from imagen_assets.admin.batches import CampaignBatchMixin
 from imagen_assets.admin.exports import CampaignExportsMixin
 from imagen_assets.admin.progress import recent_requests, summary_counts
 from imagen_assets.admin.spend import spend_section
@@ -96,7 +97,9 @@ class AnnotatedCampaign(Protocol):
     committed: Decimal
 
 
-class CampaignAdmin(ProviderAlertsMixin, CampaignExportsMixin, CampaignModelAdmin):
+class CampaignAdmin(
+    ProviderAlertsMixin, CampaignBatchMixin, CampaignExportsMixin, CampaignModelAdmin
+):
     """Campaigns: counts and spend in the list, summary and gallery on the page, and the
     page that asks for images at a price shown first."""
 

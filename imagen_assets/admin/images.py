@@ -33,6 +33,7 @@ from imagen_assets.admin.base import (
 )
 from imagen_assets.admin.progress import request_progress
 from imagen_assets.admin.review_screen import ReviewScreen
+from imagen_assets.alt_text import MAX_LENGTH as ALT_TEXT_MAX_LENGTH
 from imagen_assets.explain import Explanation, explain
 from imagen_assets.forms import ApproveForm, RejectForm, provider_display_name
 from imagen_assets.models import GeneratedImage, GenerationRequest, GenerationTask
@@ -252,6 +253,7 @@ class GeneratedImageAdmin(AgainMixin, ListPolishMixin, ProviderAlertsMixin, Imag
             {
                 "fields": [
                     "campaign",
+                    "alt_text",
                     "status_detail",
                     "size",
                     "file_size_display",
@@ -582,6 +584,7 @@ class GeneratedImageAdmin(AgainMixin, ListPolishMixin, ProviderAlertsMixin, Imag
                     "reject_form": RejectForm(auto_id="id_reject_%s"),
                     **self.workflow_context(request, obj),
                     **self.again_context(request, obj),
+                    **self.alt_text_context(request, obj),
                 }
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
@@ -626,6 +629,31 @@ class GeneratedImageAdmin(AgainMixin, ListPolishMixin, ProviderAlertsMixin, Imag
         return self.keep_filters(
             request, reverse("admin:imagen_assets_generatedimage_change", args=[image.pk])
         )
+
+    # -- alt text: editable on any image, approved ones too (it is not the image) ----------
+
+    def alt_text_context(self, request: HttpRequest, image: GeneratedImage) -> dict[str, Any]:
+        return {
+            "can_edit_alt_text": services.may_edit_alt_text(request.user, image),
+            "alt_text_url": reverse("admin:imagen_assets_generatedimage_alt_text", args=[image.pk]),
+            "alt_text_max": ALT_TEXT_MAX_LENGTH,
+        }
+
+    def alt_text_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Replace the image's alt text (POST ``alt_text``), then go back to its page. Its
+        review, and an approval, stay as they are."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        image = self.get_object(request, unquote(object_id))
+        if image is None:
+            raise Http404(gettext("No image with this id."))
+        try:
+            services.set_alt_text(image.pk, request.POST.get("alt_text", ""), user=request.user)
+        except review.ReviewError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            self.message_user(request, gettext("Alt text saved."), messages.SUCCESS)
+        return redirect(self.image_page_url(request, image))
 
     def comment_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Add a comment to the image's thread (POST only), then go back to its page."""
@@ -680,6 +708,11 @@ class GeneratedImageAdmin(AgainMixin, ListPolishMixin, ProviderAlertsMixin, Imag
                 "<path:object_id>/comment/",
                 self.admin_site.admin_view(self.comment_view),
                 name="{}_{}_comment".format(*info),
+            ),
+            path(
+                "<path:object_id>/alt-text/",
+                self.admin_site.admin_view(self.alt_text_view),
+                name="{}_{}_alt_text".format(*info),
             ),
             path(
                 "<path:object_id>/revoke/",
