@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001  (the data is Chinese, with its full-width punctuation)
 """Every page of the app, rendered in Simplified Chinese (Accept-Language: zh-hans, through
 the LocaleMiddleware the example site and the test settings run), shows no string of the
 app's catalogue untranslated.
@@ -231,9 +232,7 @@ def make_studio(admin_user: Any, make_task: Any, make_image: Any) -> dict[str, A
         with image.file.open("rb") as file:
             image.sha256 = hashlib.sha256(file.read()).hexdigest()
         image.save(update_fields=["sha256"])
-    failed = make_image(
-        campaign, status="failed", error_message="服务方拒绝了提示词"
-    )
+    failed = make_image(campaign, status="failed", error_message="服务方拒绝了提示词")
     withheld = make_image(campaign, status="filtered")
     queued = make_image(campaign, status="queued")
     review.decide(approved.pk, "approve", actor, note="很好")
@@ -488,17 +487,13 @@ class ChinesePagesTests:
 
     def test_export_request(self, logged_in: Any, zh_page: Any) -> None:
         campaign = logged_in["campaign"]
-        html = zh_page(
-            reverse("admin:imagen_assets_campaign_export", args=[campaign.pk]), data={}
-        )
+        html = zh_page(reverse("admin:imagen_assets_campaign_export", args=[campaign.pk]), data={})
         assert "messagelist" in html
 
     def test_export_download_of_a_missing_zip(self, logged_in: Any, client: Any) -> None:
         campaign = logged_in["campaign"]
         response = client.get(
-            reverse(
-                "admin:imagen_assets_campaign_export_download", args=[campaign.pk, 999999]
-            ),
+            reverse("admin:imagen_assets_campaign_export_download", args=[campaign.pk, 999999]),
             **ZH,
         )
         assert response.status_code == 404
