@@ -538,3 +538,17 @@ def test_the_search_finds_a_msgid_and_only_it(msgid: str, text: str, found: bool
 def test_images_of_every_state_exist(studio: dict[str, Any]) -> None:
     states = set(GeneratedImage.objects.values_list("status", flat=True))
     assert {"succeeded", "failed", "filtered", "queued"} <= states
+
+
+def test_the_header_switches_the_language(admin_client: Any) -> None:
+    """The example site's switcher (set_language, a cookie) takes the page the user was on
+    into the other language, filters kept."""
+    images = reverse("admin:imagen_assets_generatedimage_changelist") + "?status__exact=failed"
+    html = admin_client.get(images).content.decode()
+    assert 'name="language" value="zh-hans"' in html  # the other language, offered
+    response = admin_client.post(
+        reverse("set_language"), {"language": "zh-hans", "next": images}, follow=True
+    )
+    assert response.redirect_chain[-1][0] == images
+    assert response.headers["Content-Language"] == "zh-hans"
+    assert 'name="language" value="en"' in response.content.decode()
