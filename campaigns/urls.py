@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.templatetags.static import static as static_url
 from django.urls import include, path
 from django.views.generic import RedirectView
+from django.views.i18n import set_language
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
@@ -17,6 +18,8 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
     path("django-rq/", include("django_rq.urls")),
+    # The admin header's language switcher (English / 简体中文): a cookie, so also before a login.
+    path("i18n/setlang/", login_not_required(set_language), name="set_language"),
     path("imagen/", include("imagen_assets.urls")),
     *static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT),
 ]

@@ -829,7 +829,7 @@ class GeneratedImage(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Image #{self.pk} of {self.campaign}"
+        return _("Image #%(id)s of %(campaign)s") % {"id": self.pk, "campaign": self.campaign}
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         # Keep the derived review status true for rows saved whole (fixtures, the shell):
@@ -905,7 +905,10 @@ class WebhookEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.provider} webhook {self.event_id}"
+        return _("%(provider)s webhook %(event)s") % {
+            "provider": self.provider,
+            "event": self.event_id,
+        }
 
 
 class ProviderHealth(models.Model):
@@ -1034,7 +1037,11 @@ class ReviewDecision(models.Model):
         indexes = [models.Index(fields=["image", "round"], name="imagen_decision_round_idx")]
 
     def __str__(self) -> str:
-        return f"{self.reviewer_label} {self.decision} image #{self.image_id}"
+        return _("%(reviewer)s: %(decision)s, image #%(id)s") % {
+            "reviewer": self.reviewer_label,
+            "decision": self.get_decision_display(),
+            "id": self.image_id,
+        }
 
 
 class Comment(models.Model):
@@ -1061,7 +1068,7 @@ class Comment(models.Model):
         ordering = ["created_at", "pk"]
 
     def __str__(self) -> str:
-        return f"{self.author_label} on image #{self.image_id}"
+        return _("%(author)s on image #%(id)s") % {"author": self.author_label, "id": self.image_id}
 
 
 class Activity(models.Model):
@@ -1166,7 +1173,7 @@ class Export(models.Model):
         ordering = ["-created_at", "-pk"]
 
     def __str__(self) -> str:
-        return f"Export #{self.pk} of {self.campaign}"
+        return _("Export #%(id)s of %(campaign)s") % {"id": self.pk, "campaign": self.campaign}
 
 
 class ShareLink(models.Model):
@@ -1195,7 +1202,7 @@ class ShareLink(models.Model):
         ordering = ["-created_at", "-pk"]
 
     def __str__(self) -> str:
-        return f"{self.email} on {self.campaign}"
+        return _("%(email)s on %(campaign)s") % {"email": self.email, "campaign": self.campaign}
 
     @property
     def active(self) -> bool:

@@ -12,6 +12,8 @@ a skip is turned into a failure, so a green CI run means everything ran.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -25,6 +27,25 @@ from campaigns import stack
 IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 (stack.BASE_DIR / ".run").mkdir(exist_ok=True)
+
+
+def compile_catalogues() -> None:
+    """The app's translations compiled as ``make`` does (.mo files are never committed):
+    each .po newer than its .mo, with msgfmt when it is installed. Without msgfmt,
+    tests/unit/test_i18n_catalogue.py says what is missing."""
+    msgfmt = shutil.which("msgfmt")
+    if msgfmt is None:
+        return
+    for po in sorted((stack.BASE_DIR / "imagen_assets" / "locale").glob("*/LC_MESSAGES/*.po")):
+        mo = po.with_suffix(".mo")
+        if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
+            continue
+        partial = mo.with_name(f".{mo.name}.{os.getpid()}")
+        subprocess.run([msgfmt, "--check-format", "-o", str(partial), str(po)], check=True)
+        partial.replace(mo)
+
+
+compile_catalogues()
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -78,6 +78,11 @@ for url in ["/admin/imagen_assets/campaign/", "/admin/imagen_assets/generatedima
     response = client.get(url)
     assert response.status_code == 200, (url, response.status_code)
 assert client.get("/imagen/webhooks/wavespeed/").status_code == 405
+# The wheel's compiled catalogue: the admin in Chinese.
+from django.utils import translation
+with translation.override("zh-hans"):
+    page = client.get("/admin/imagen_assets/campaign/").content.decode()
+assert "生成图片" in page, page
 print("other site OK")
 """
 
@@ -96,6 +101,9 @@ def test_wheel_ships_only_the_app_and_works_in_another_site(tmp_path: Path) -> N
     assert "imagen_assets/migrations/0001_initial.py" in names
     assert any(n.startswith("imagen_assets/templates/") for n in names)
     assert "imagen_assets/py.typed" in names
+    # The translations, compiled when the wheel is built (.mo files are not in the repository).
+    assert "imagen_assets/locale/zh_Hans/LC_MESSAGES/django.po" in names
+    assert "imagen_assets/locale/zh_Hans/LC_MESSAGES/django.mo" in names
 
     target = tmp_path / "site-packages-under-test"
     subprocess.run(
