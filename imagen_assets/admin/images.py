@@ -31,7 +31,7 @@ from imagen_assets.admin.base import (
     admin_link,
     fieldset_fields,
 )
-from imagen_assets.admin.progress import request_progress
+from imagen_assets.admin.progress import ready_label, request_progress
 from imagen_assets.admin.review_screen import ReviewScreen
 from imagen_assets.alt_text import MAX_LENGTH as ALT_TEXT_MAX_LENGTH
 from imagen_assets.explain import Explanation, explain
@@ -371,8 +371,7 @@ class GeneratedImageAdmin(AgainMixin, ListPolishMixin, ProviderAlertsMixin, Imag
             _number, total = image_number(image)
             return {
                 "label": gettext("Request #%(id)d") % {"id": task.request_id},
-                "ready": gettext("%(ready)d of %(total)d ready")
-                % {"ready": getattr(image, "n_request_ready", 0), "total": total},
+                "ready": ready_label(getattr(image, "n_request_ready", 0), total),
                 "url": f"?task__request={task.request_id}&view=grid",
                 "campaign": image.campaign,
             }
@@ -452,8 +451,7 @@ class GeneratedImageAdmin(AgainMixin, ListPolishMixin, ProviderAlertsMixin, Imag
             {
                 "url": f"?task__request={task.request_id}",
                 "label": gettext("Request #%(id)d") % {"id": task.request_id},
-                "ready": gettext("%(ready)d of %(total)d ready")
-                % {"ready": getattr(obj, "n_request_ready", 0), "total": total},
+                "ready": ready_label(getattr(obj, "n_request_ready", 0), total),
             },
         )
 

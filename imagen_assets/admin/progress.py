@@ -53,9 +53,7 @@ class RequestProgress:
     @property
     def label(self) -> str:
         """ "3 of 8 ready" """
-        return ngettext(
-            "%(ready)d of %(total)d ready", "%(ready)d of %(total)d ready", self.total
-        ) % {"ready": self.ready, "total": self.total}
+        return ready_label(self.ready, self.total)
 
     @property
     def percent(self) -> int:
@@ -181,3 +179,11 @@ def summary_counts(campaign_id: int, stats: Any) -> list[Figure]:
             "neutral",
         ),
     ]
+
+
+def ready_label(ready: int, total: int) -> str:
+    """ "3 of 8 ready": the one wording of a request's progress (lists, grid, pages)."""
+    return ngettext("%(ready)d of %(total)d ready", "%(ready)d of %(total)d ready", total) % {
+        "ready": ready,
+        "total": total,
+    }

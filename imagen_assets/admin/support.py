@@ -24,6 +24,7 @@ from imagen_assets.admin.base import (
     fieldset_fields,
     images_changelist_url,
 )
+from imagen_assets.admin.progress import ready_label
 from imagen_assets.models import (
     GeneratedImage,
     GenerationRequest,
@@ -284,10 +285,7 @@ class GenerationRequestAdmin(ListPolishMixin, ReadOnlyAdminMixin, RequestModelAd
     @admin.display(description=_("images"))
     def ready_column(self, obj: GenerationRequest) -> str:
         total = max(obj.count, getattr(obj, "n_images", 0))
-        ready = gettext("%(ready)d of %(total)d ready") % {
-            "ready": getattr(obj, "n_ready", 0),
-            "total": total,
-        }
+        ready = ready_label(getattr(obj, "n_ready", 0), total)
         return link(images_changelist_url(task__request=obj.pk), ready)
 
     @admin.display(description=_("provider tasks"))
