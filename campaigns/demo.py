@@ -52,6 +52,8 @@ SANDBOX_SECRET = "whsec_" + secrets.token_hex(24)
 CAMPAIGN = "spring-launch"
 BRAND = "Meadow & Co."
 TEMPLATE = "Hero shot"
+#: The batch the demo makes (one line in Chinese: prompts in Chinese work too).
+BATCH_CSV = Path(__file__).resolve().parent / "demo_batch.csv"
 OWNER = "owner"
 REVIEWERS = ("reviewer1", "reviewer2")
 REVIEWER_GROUP = "Reviewers"
@@ -317,6 +319,26 @@ def _start_and_wait(started: list[Process]) -> int:
             ),
             env,
         )
+        print("Generating a batch (3 prompts x 2 aspect ratios) from a CSV ...", flush=True)
+        run(
+            manage(
+                "imagen_generate",
+                "--campaign",
+                CAMPAIGN,
+                "--from-csv",
+                str(BATCH_CSV),
+                "--aspect-ratio",
+                "1:1,16:9",
+                "--style",
+                "Outdoor lifestyle",
+                "--user",
+                OWNER,
+                "--wait",
+                "--timeout",
+                str(GENERATE_TIMEOUT),
+            ),
+            env,
+        )
         run(manage("imagen_campaign", CAMPAIGN, "--submit", "--user", OWNER), env)
         _write_env_file(env)
         _banner(passwords)
@@ -393,9 +415,10 @@ def _banner(passwords: dict[str, str]) -> None:
         f"  imagen-assets demo is running\n\n"
         f"  Admin:  http://127.0.0.1:{WEB_PORT}/admin/\n"
         f"  Logins (user, password):\n{logins}\n"
-        f"  'Spring launch' is in review: its four images each need the approval of\n"
-        f"  both reviewers (the owner may not approve them), then one of them signs\n"
-        f"  the campaign off.\n\n"
+        f"  'Spring launch' (brand kit 'Meadow & Co.', template 'Hero shot') is in\n"
+        f"  review: 4 images from the template and a finished batch of 6 (3 prompts x\n"
+        f"  2 aspect ratios). Each needs the approval of both reviewers (the owner may\n"
+        f"  not approve them), then one of them signs the campaign off.\n\n"
         f"  From another terminal, against this demo:\n"
         f"    set -a; . {_shown(ENV_FILE)}; set +a\n"
         f"    .venv/bin/python manage.py imagen_status --campaign {CAMPAIGN}\n"

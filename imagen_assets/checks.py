@@ -26,7 +26,7 @@ POSITIVE_SECONDS = ("HTTP_TIMEOUT", "HTTP_DEADLINE", "BREAKER_COOLDOWN")
 
 @checks.register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    from imagen_assets.providers import WebhookAuth, get_provider
+    from imagen_assets.providers import WebhookAuth, get_provider, served_by_sandbox
 
     errors: list[checks.CheckMessage] = []
     user = conf.user_settings()
@@ -93,8 +93,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         errors.extend(_provider_values(alias, provider.options))
         with provider:
             missing = provider.missing_options()
-            if not missing:
-                # Only a provider that can be used: one missing its key has W001/E007.
+            if not missing and not served_by_sandbox(alias):
+                # Only a provider that can be used (one missing its key has W001/E007), and
+                # not one the sandbox stands in for (the demo's): it serves any model.
                 errors.extend(_retired_model(alias, provider))
             if missing:
                 message = f"Provider {alias!r} is missing {', '.join(missing)} and cannot be used."

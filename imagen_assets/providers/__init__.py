@@ -93,13 +93,28 @@ def provider_display_name(alias: str) -> str:
 
     try:
         cls = get_provider_class(alias)
-        if issubclass(cls, SandboxProvider):
-            return cls.display_name
-        url = _base_url(alias, cls)
-        for other in provider_aliases():
-            other_cls = get_provider_class(other)
-            if issubclass(other_cls, SandboxProvider) and url == _base_url(other, other_cls):
-                return gettext("Sandbox (%(protocol)s protocol)") % {"protocol": cls.display_name}
+        if not issubclass(cls, SandboxProvider) and served_by_sandbox(alias):
+            return gettext("Sandbox (%(protocol)s protocol)") % {"protocol": cls.display_name}
     except ImproperlyConfigured:
         return alias
     return cls.display_name
+
+
+def served_by_sandbox(alias: str) -> bool:
+    """Whether provider ``alias`` is the sandbox, or a real provider's backend pointed at a
+    configured sandbox's address (then its images, prices and models are the sandbox's:
+    what is said of the vendor, such as a retired model, does not apply)."""
+    from imagen_assets.providers.sandbox import SandboxProvider
+
+    cls = get_provider_class(alias)
+    if issubclass(cls, SandboxProvider):
+        return True
+    url = _base_url(alias, cls)
+    for other in provider_aliases():
+        try:
+            other_cls = get_provider_class(other)
+        except ImproperlyConfigured:
+            continue  # a broken provider is reported by its own check (E001)
+        if issubclass(other_cls, SandboxProvider) and url == _base_url(other, other_cls):
+            return True
+    return False

@@ -133,6 +133,23 @@ class RetiredModelCheckTests:
     def test_the_same_model_id_on_another_provider_is_not_retired(self, settings):
         assert run(settings, **with_options("wavespeed", MODEL="imagen-4.0")) == []
 
+    def test_no_w040_for_a_provider_the_sandbox_stands_in_for(self, settings):
+        # The demo without keys: Wave's backend pointed at the sandbox, which serves any model.
+        config = imagen_settings()
+        config["PROVIDERS"]["wave"]["OPTIONS"] = {
+            "API_KEY": "sandbox",
+            "BASE_URL": "http://127.0.0.1:8765",
+            "RESULT_HOSTS": ["127.0.0.1"],
+        }
+        config["PROVIDERS"]["sandbox"] = {
+            "BACKEND": "imagen_assets.providers.sandbox.SandboxProvider",
+            "OPTIONS": {"BASE_URL": "http://127.0.0.1:8765/"},
+        }
+        assert "imagen_assets.W040" not in ids(run(settings, **config))
+
+        config["PROVIDERS"]["sandbox"]["OPTIONS"]["BASE_URL"] = "http://127.0.0.1:9999"
+        assert "imagen_assets.W040" in ids(run(settings, **config))
+
     def test_no_w040_for_a_provider_that_cannot_be_used_yet(self, settings):
         config = imagen_settings()
         config["PROVIDERS"]["wave"]["OPTIONS"] = {"API_KEY": ""}

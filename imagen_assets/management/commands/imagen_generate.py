@@ -26,6 +26,7 @@ from imagen_assets.models import (
     PromptTemplate,
     StylePreset,
 )
+from imagen_assets.money import dollars, unit_price
 
 
 class Command(BaseCommand):
@@ -380,23 +381,23 @@ class Command(BaseCommand):
         self.stdout.write("  ".join([f"{_('total'):>5}", *totals, f"{grid.total:>6}"]))
         self.stdout.write(
             _(
-                "%(count)d image(s) in %(tasks)d task(s) on %(provider)s at $%(price)s each: "
-                "$%(cost)s."
+                "%(count)d image(s) in %(tasks)d task(s) on %(provider)s at %(price)s each: "
+                "%(cost)s."
             )
             % {
                 "count": plan.count,
                 "tasks": plan.tasks,
                 "provider": plan.provider_name,
-                "price": plan.price_per_image,
-                "cost": f"{plan.cost:.2f}",
+                "price": unit_price(plan.price_per_image),
+                "cost": dollars(plan.cost),
             }
         )
         campaign = plan.campaign
         if campaign.pk is not None and campaign.budget is not None:
             spend = services.Spend(committed=campaign.committed_spend(), budget=campaign.budget)
             self.stdout.write(
-                _("Budget left: $%(left)s of $%(budget)s.")
-                % {"left": f"{spend.left:.2f}", "budget": f"{campaign.budget:.2f}"}
+                _("Budget left: %(left)s of %(budget)s.")
+                % {"left": dollars(spend.left), "budget": dollars(campaign.budget)}
             )
         if dry_run:
             self.stdout.write(_("Dry run: nothing was queued or spent."))
