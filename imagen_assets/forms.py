@@ -587,8 +587,8 @@ class GenerateBatchForm(forms.Form):
             (ratio, f"{ratio} · {pixel_size(*sizes[ratio])}" if ratio in sizes else ratio)
             for ratio in ASPECT_RATIOS
         ]
-        ratio_field.initial = [campaign.default_aspect_ratio]
-        self.fields["negative_prompt"].initial = campaign.default_negative_prompt
+        ratio_field.initial = [campaign.effective_aspect_ratio()]
+        self.fields["negative_prompt"].initial = campaign.effective_negative_prompt()
 
     def clean(self) -> dict[str, Any]:
         super().clean()

@@ -255,6 +255,7 @@ class CampaignBatchMixin:
             "opts": self.opts,
             "campaign": campaign,
             "form": form,
+            "prompt_shape": prompt_shape(campaign),
             "max_batch": conf.get("MAX_IMAGES_PER_BATCH"),
             "cancel_url": reverse("admin:imagen_assets_campaign_change", args=[campaign.pk]),
             "media": self.media + form.media,
@@ -317,3 +318,11 @@ class CampaignBatchMixin:
             elif values.get(name) not in (None, ""):
                 pairs.append((name, values.get(name)))
         return pairs
+
+
+def prompt_shape(campaign: Campaign) -> str:
+    """What every prompt of a batch is sent as, with the brand kit's and the campaign's
+    words around it ("" when it is sent as written): the one join, Campaign.build_prompt."""
+    marker = f"[{gettext('each prompt')}]"
+    shaped = campaign.build_prompt(marker)
+    return "" if shaped == marker else shaped

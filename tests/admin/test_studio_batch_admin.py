@@ -235,3 +235,24 @@ class AltTextAdminTests:
         client.post(url, {"alt_text": "Changed"})
         image.refresh_from_db()
         assert image.alt_text == "A kite"
+
+
+def test_the_batch_form_says_how_each_prompt_is_sent_with_the_brand_kit_and_defaults(
+    admin_client: Any,
+) -> None:
+    from imagen_assets.models import Brand
+
+    brand = Brand.objects.create(
+        name="Meadow", prompt_prefix="Meadow photo.", default_aspect_ratio="9:16"
+    )
+    campaign = Campaign.objects.create(
+        name="Kit", slug="kit", brand=brand, brand_prompt="Spring.", default_aspect_ratio=""
+    )
+    response = admin_client.get(
+        reverse("admin:imagen_assets_campaign_generate_batch", args=[campaign.pk])
+    )
+    html = response.content.decode()
+    assert "Meadow photo.\n\n[each prompt]\n\nSpring." in response.context["prompt_shape"]
+    assert "Meadow photo." in html
+    # The brand's default ratio is checked, since the campaign has none of its own.
+    assert response.context["form"].fields["aspect_ratios"].initial == ["9:16"]
