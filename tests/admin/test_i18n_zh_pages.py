@@ -26,16 +26,23 @@ from typing import Any
 
 import pytest
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone, translation
 
 from imagen_assets import exports, review, sharing
 from imagen_assets.activity import Actor
+from imagen_assets.alt_text import MAX_LENGTH as ALT_TEXT_MAX_LENGTH
 from imagen_assets.models import (
+    Brand,
     Campaign,
     GeneratedImage,
     GenerationRequest,
+    PromptTemplate,
     ProviderHealth,
+    StylePreset,
+    UserQuota,
     WebhookEvent,
 )
 from tests.po_files import ZH_HANS_PO, Entry, read_po
@@ -58,6 +65,15 @@ MAY_APPEAR: dict[str, str] = {
 # inside them.
 DJANGO_UNTRANSLATED: dict[str, str] = {
     "Model name": "Django 5.2 admin's app_list.html, a visually hidden table header",
+    "Add link": "Django 5.2 admin's app_list.html, a visually hidden table header",
+    "Change or view list link": "Django 5.2 admin's app_list.html, a visually hidden header",
+    "Error:": "Django 5.2 admin's change_form.html, the title's prefix when a form has errors",
+}
+
+# The example site's own words (templates/admin/base_site.html), not the app's: its name,
+# in every page's title and header.
+SITE_TEXT: dict[str, str] = {
+    "imagen-assets · Campaigns": "the example site's name, a proper name",
 }
 
 PLACEHOLDER = re.compile(r"%\(\w+\)[sdgr]|%[sdgr]|\{\w*\}")
@@ -115,8 +131,8 @@ def shown_text(html: str) -> str:
     # One line per chunk, whitespace collapsed: a sentence of the app is never cut by a
     # tag in the middle except where a msgid carries the tag (see pattern()).
     text = "\n".join(" ".join(chunk.split()) for chunk in parser.chunks)
-    for django_string in DJANGO_UNTRANSLATED:
-        text = text.replace(django_string, "")
+    for not_the_apps in (*DJANGO_UNTRANSLATED, *SITE_TEXT):
+        text = text.replace(not_the_apps, "")
     return text
 
 
@@ -131,16 +147,29 @@ def translated_differently(entry: Entry) -> bool:
 
 
 def pattern(msgid: str) -> re.Pattern[str] | None:
-    """A regex finding ``msgid`` in shown text: its tags dropped (the text is tag-free),
-    each placeholder standing for some text on the same line; None when the msgid has no
-    word of its own to find (e.g. "%(line)s (%(reason)s)")."""
-    text = re.sub(r"<[^>]+>", "", msgid).replace("%%", "%")
-    parts = PLACEHOLDER.split(text)
-    if not any(re.search(r"[A-Za-z]{2,}", part) for part in parts):
+    """A regex finding ``msgid`` in shown text: each placeholder standing for some text on
+    the same line, each tag for where the page's text is cut into chunks (lines: the text
+    is tag-free), a first lowercase letter in either case (Django capitalizes a verbose
+    name in a heading, a label or a column: "brands" shows as "Brands"); None when the
+    msgid has no word of its own to find (e.g. "%(line)s (%(reason)s)")."""
+    text = msgid.replace("%%", "%")
+    if not re.search(r"[A-Za-z]{2,}", PLACEHOLDER.sub(" ", re.sub(r"<[^>]+>", " ", text))):
         return None
-    body = r"[^\n]{1,200}?".join(r"\s+".join(map(re.escape, part.split(" "))) for part in parts)
-    # Not part of a longer word, identifier or path ("image/png", "request_body").
-    return re.compile(r"(?<![\w/-])" + body + r"(?![\w/-])", re.ASCII)
+    chunks = []
+    for chunk in re.split(r"<[^>]+>", text):
+        if not chunk.strip():
+            continue
+        parts = PLACEHOLDER.split(" ".join(chunk.split()))
+        chunks.append(
+            r"[^\n]{1,200}?".join(r"\s+".join(map(re.escape, part.split(" "))) for part in parts)
+        )
+    body = r"\s*".join(chunks)
+    first = text[0]
+    if first.isascii() and first.islower():
+        body = f"[{first}{first.upper()}]" + body[1:]
+    # Not part of a longer word, identifier or path ("image/png", "request_body"), nor a
+    # template's placeholder ("{name}", kept as it is by a translation: python-brace-format).
+    return re.compile(r"(?<![\w/{-])" + body + r"(?![\w/}-])", re.ASCII)
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +227,9 @@ def studio(
     admin_user: Any, media: Any, priced: Any, enqueued: Any, make_task: Any, make_image: Any
 ) -> dict[str, Any]:
     """A Chinese team's campaign in review, with an image of each state, a decision, a
-    comment, an export, an outside reviewer's link, a webhook event and a provider alert.
+    comment, an export, an outside reviewer's link, a webhook event and a provider alert;
+    its brand kit (style presets, a template in its second version), two requests (one
+    still being made, over two tasks) and users' daily quotas.
 
     Made in Chinese, as the team would: what is written down in the language of the moment
     (the History's object names, an export's error) is then Chinese too."""
@@ -208,10 +239,24 @@ def studio(
 
 def make_studio(admin_user: Any, make_task: Any, make_image: Any) -> dict[str, Any]:
     actor = Actor.of(admin_user)
+    brand = Brand.objects.create(
+        name="青禾生活",
+        prompt_prefix="青禾生活的产品照片：",
+        prompt_suffix="清新明亮，点缀品牌绿。",
+        banned_terms="耐克\n阿迪达斯",
+        default_aspect_ratio="4:3",
+    )
+    StylePreset.objects.create(brand=brand, name="棚拍产品照", prompt="纯白背景，柔光箱布光")
+    StylePreset.objects.create(brand=brand, name="户外生活", prompt="午后阳光，浅景深", position=1)
+    template = PromptTemplate(brand=brand, name="主打图", text="{产品}摆在{台面}上")
+    template.save(changed_by=admin_user)
+    template.text = "{产品}摆在{台面}上，旁边有一束鲜花"
+    template.save(changed_by=admin_user)  # version 2: the page shows both
     campaign = Campaign.objects.create(
         name="春季新品发布",
         slug="spring-cn",
         brief="为春季新品做社交媒体图片。",
+        brand=brand,
         brand_prompt="柔和的粉彩色调，自然光。",
         budget=Decimal("50.00"),
     )
@@ -226,15 +271,36 @@ def make_studio(admin_user: Any, make_task: Any, make_image: Any) -> dict[str, A
         cost=Decimal("0.08"),
         estimated_cost=Decimal("0.08"),
     )
-    approved = make_image(campaign, task=task, index=0, with_file=True)
-    pending = make_image(campaign, task=task, index=1, with_file=True)
+    approved = make_image(
+        campaign, task=task, index=0, with_file=True, alt_text="海边的一辆红色自行车"
+    )
+    pending = make_image(campaign, task=task, index=1, with_file=True, alt_text="海边的红色自行车")
     for image in (approved, pending):  # the export checks the files against their hashes
         with image.file.open("rb") as file:
             image.sha256 = hashlib.sha256(file.read()).hexdigest()
         image.save(update_fields=["sha256"])
     failed = make_image(campaign, status="failed", error_message="服务方拒绝了提示词")
     withheld = make_image(campaign, status="filtered")
-    queued = make_image(campaign, status="queued")
+    # Still being made: a request of three images over two tasks, so that the image's page
+    # offers to cancel the image, its task or its whole request.
+    fog = GenerationRequest.objects.create(
+        campaign=campaign, prompt="山间的晨雾", count=3, requested_by=admin_user
+    )
+    fog_tasks = [
+        make_task(
+            campaign,
+            request=fog,
+            prompt="山间的晨雾\n\n柔和的粉彩色调，自然光。",
+            status="queued",
+            num_images=size,
+            estimated_cost=Decimal("0.04") * size,
+            requested_by=admin_user,
+        )
+        for size in (2, 1)
+    ]
+    queued = make_image(campaign, status="queued", task=fog_tasks[0], index=0)
+    make_image(campaign, status="queued", task=fog_tasks[0], index=1)
+    make_image(campaign, status="queued", task=fog_tasks[1], index=0)
     review.decide(approved.pk, "approve", actor, note="很好")
     review.comment(pending.pk, actor, "背景再亮一点？")
     export = exports.request_export(campaign.pk, actor)
@@ -259,8 +325,24 @@ def make_studio(admin_user: Any, make_task: Any, make_image: Any) -> dict[str, A
         key_refused_at=timezone.now(),
         key_refused_message="HTTP 401",
     )
+    # Quotas: a user's own image limit, no limit, a spend limit (the rest the site's).
+    users = get_user_model().objects
+    quotas = {
+        "limited": UserQuota.objects.create(
+            user=users.create_user("李娜", password="pw", is_staff=True), images_per_day=20
+        ),
+        "unlimited": UserQuota.objects.create(
+            user=users.create_user("王强", password="pw", is_staff=True), unlimited=True
+        ),
+        "site": UserQuota.objects.create(user=admin_user, spend_per_day=Decimal("5.00")),
+    }
     return {
         "campaign": campaign,
+        "brand": brand,
+        "template": template,
+        "quotas": quotas,
+        "request": ask,
+        "unfinished_request": fog,
         "task": task,
         "images": {
             "approved": approved,
@@ -280,14 +362,80 @@ def change(model: str, pk: int) -> str:
     return reverse(f"admin:imagen_assets_{model}_change", args=[pk])
 
 
+def generate_fields(**fields: Any) -> dict[str, Any]:
+    """The generate page's form, as its script posts it for the live prompt preview."""
+    return {
+        "prompt": "",
+        "count": "2",
+        "aspect_ratio": "4:3",
+        "provider": "sandbox",
+        "seed": "",
+        "negative_prompt": "",
+        "template": "",
+        "style": "",
+        **fields,
+    }
+
+
+def batch_fields(**fields: Any) -> dict[str, Any]:
+    """The "Generate a batch" form, sent for its preview: three prompts, two ratios."""
+    return {
+        "imagen_batch_preview": "1",
+        "prompts": "海边的红色自行车\n雪山下的帐篷\n湖边的露营灯\n",
+        "aspect_ratios": ["1:1", "16:9"],
+        "count": "2",
+        "provider": "wavespeed",
+        "seed": "100",
+        "negative_prompt": "",
+        **fields,
+    }
+
+
+def confirm_fields(preview: str) -> dict[str, list[str]]:
+    """What the preview's Generate button posts: the hidden inputs of its form."""
+    form = preview[preview.index('class="imagen-batch-confirm"') :]
+    fields: dict[str, list[str]] = {}
+    for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form):
+        if name != "csrfmiddlewaretoken":
+            fields.setdefault(name, []).append(value)
+    return fields
+
+
 @pytest.fixture
 def logged_in(client: Any, admin_user: Any, studio: dict[str, Any]) -> dict[str, Any]:
     client.force_login(admin_user)
     return studio
 
 
+# Every model of the app's admin, by its list.
+LISTED = (
+    "campaign",
+    "brand",
+    "prompttemplate",
+    "generatedimage",
+    "generationrequest",
+    "generationtask",
+    "webhookevent",
+    "providerhealth",
+    "userquota",
+)
+
+# The management forms of a new brand's inlines (style presets, templates), none filled.
+EMPTY_INLINES = {
+    f"{prefix}-{field}": value
+    for prefix in ("presets", "templates")
+    for field, value in (
+        ("TOTAL_FORMS", "0"),
+        ("INITIAL_FORMS", "0"),
+        ("MIN_NUM_FORMS", "0"),
+        ("MAX_NUM_FORMS", "1000"),
+    )
+}
+
+
 # The admin URL names of the app, and the test that renders each (POST-only ones through
-# the page they lead to).
+# the page they lead to; the prompt preview, JSON for the generate page's script, through
+# the sentences it returns).
 COVERED = {
     "imagen_assets_campaign_changelist": "test_lists",
     "imagen_assets_campaign_add": "test_add_pages",
@@ -295,9 +443,22 @@ COVERED = {
     "imagen_assets_campaign_history": "test_history_and_delete_pages",
     "imagen_assets_campaign_delete": "test_history_and_delete_pages",
     "imagen_assets_campaign_generate": "test_generate_form",
+    "imagen_assets_campaign_summary": "test_campaign_summary_fragment",
+    "imagen_assets_campaign_prompt_preview": "test_prompt_preview",
     "imagen_assets_campaign_workflow": "test_workflow_steps",
+    "imagen_assets_campaign_generate_batch": "test_generate_batch",
     "imagen_assets_campaign_export": "test_export_request",
     "imagen_assets_campaign_export_download": "test_export_download_of_a_missing_zip",
+    "imagen_assets_brand_changelist": "test_lists",
+    "imagen_assets_brand_add": "test_add_pages",
+    "imagen_assets_brand_change": "test_brand_pages",
+    "imagen_assets_brand_history": "test_history_and_delete_pages",
+    "imagen_assets_brand_delete": "test_history_and_delete_pages",
+    "imagen_assets_prompttemplate_changelist": "test_lists",
+    "imagen_assets_prompttemplate_add": "test_add_pages",
+    "imagen_assets_prompttemplate_change": "test_brand_pages",
+    "imagen_assets_prompttemplate_history": "test_history_and_delete_pages",
+    "imagen_assets_prompttemplate_delete": "test_history_and_delete_pages",
     "imagen_assets_generatedimage_changelist": "test_lists",
     "imagen_assets_generatedimage_add": "test_add_pages",
     "imagen_assets_generatedimage_change": "test_image_pages",
@@ -308,6 +469,13 @@ COVERED = {
     "imagen_assets_generatedimage_revoke": "test_image_decisions",
     "imagen_assets_generatedimage_approve": "test_image_decisions",
     "imagen_assets_generatedimage_reject": "test_image_decisions",
+    "imagen_assets_generatedimage_cancel": "test_cancel_pages",
+    "imagen_assets_generatedimage_alt_text": "test_alt_text",
+    "imagen_assets_generationrequest_changelist": "test_lists",
+    "imagen_assets_generationrequest_add": "test_add_pages",
+    "imagen_assets_generationrequest_change": "test_support_pages",
+    "imagen_assets_generationrequest_history": "test_history_and_delete_pages",
+    "imagen_assets_generationrequest_delete": "test_history_and_delete_pages",
     "imagen_assets_generationtask_changelist": "test_lists",
     "imagen_assets_generationtask_add": "test_add_pages",
     "imagen_assets_generationtask_change": "test_support_pages",
@@ -323,6 +491,11 @@ COVERED = {
     "imagen_assets_providerhealth_change": "test_support_pages",
     "imagen_assets_providerhealth_history": "test_history_and_delete_pages",
     "imagen_assets_providerhealth_delete": "test_history_and_delete_pages",
+    "imagen_assets_userquota_changelist": "test_lists",
+    "imagen_assets_userquota_add": "test_add_pages",
+    "imagen_assets_userquota_change": "test_quota_pages",
+    "imagen_assets_userquota_history": "test_history_and_delete_pages",
+    "imagen_assets_userquota_delete": "test_history_and_delete_pages",
 }
 
 
@@ -339,6 +512,9 @@ def test_every_admin_page_is_covered() -> None:
     assert missing == [], (
         "admin pages no test renders in Chinese: add each to COVERED and to a test here"
     )
+    tests = {name for name in dir(ChinesePagesTests) if name.startswith("test_")}
+    assert sorted(set(COVERED.values()) - tests) == [], "COVERED names a test that is not here"
+    assert sorted(set(COVERED) - set(admin_url_names())) == [], "COVERED names a gone URL"
 
 
 class ChinesePagesTests:
@@ -349,43 +525,79 @@ class ChinesePagesTests:
 
     def test_lists(self, logged_in: Any, zh_page: Any) -> None:
         campaign = logged_in["campaign"]
-        for model in ("campaign", "generatedimage", "generationtask"):
+        for model in LISTED:
             zh_page(reverse(f"admin:imagen_assets_{model}_changelist"))
-        zh_page(reverse("admin:imagen_assets_webhookevent_changelist"))
-        zh_page(reverse("admin:imagen_assets_providerhealth_changelist"))
         images = reverse("admin:imagen_assets_generatedimage_changelist")
-        # Filtered, as the campaign page's links and the filters leave it.
+        # Filtered, as the campaign page's links and the filters leave it; and as a grid.
         for query in (
             f"?campaign__id__exact={campaign.pk}",
             "?status__exact=failed",
             "?status__exact=filtered",
             "?review_status__exact=pending",
             "?q=自行车",
+            "?view=grid",
+            "?view=grid&q=没有这样的图片",
+            f"?task__request={logged_in['unfinished_request'].pk}",
         ):
             zh_page(images + query)
+        requests = reverse("admin:imagen_assets_generationrequest_changelist")
+        zh_page(requests + "?q=晨雾")
+        templates = reverse("admin:imagen_assets_prompttemplate_changelist")
+        zh_page(templates + f"?brand__id__exact={logged_in['brand'].pk}")
+        zh_page(reverse("admin:imagen_assets_userquota_changelist") + "?unlimited__exact=1")
 
     def test_campaign_page(self, logged_in: Any, zh_page: Any) -> None:
         html = zh_page(change("campaign", logged_in["campaign"].pk))
         assert "春季新品发布" in html
 
     def test_add_pages(self, logged_in: Any, zh_page: Any, client: Any) -> None:
-        # Only campaigns are added by hand; the other rows are made by the app.
-        zh_page(reverse("admin:imagen_assets_campaign_add"))
-        for model in ("generatedimage", "generationtask", "webhookevent", "providerhealth"):
+        # Campaigns, brands, templates and quotas are added by hand; the other rows are
+        # made by the app.
+        for model in ("campaign", "brand", "prompttemplate", "userquota"):
+            zh_page(reverse(f"admin:imagen_assets_{model}_add"))
+        for model in (
+            "generatedimage",
+            "generationrequest",
+            "generationtask",
+            "webhookevent",
+            "providerhealth",
+        ):
             url = reverse(f"admin:imagen_assets_{model}_add")
             assert client.get(url, **ZH).status_code == 403, model
+        # Refused, each with its errors.
         zh_page(
             reverse("admin:imagen_assets_campaign_add"),
             data={"name": "", "slug": ""},
+        )
+        zh_page(
+            reverse("admin:imagen_assets_brand_add"),
+            data={
+                **EMPTY_INLINES,
+                "name": "山野咖啡",
+                "prompt_prefix": "耐克风格的海报：",  # holds its own banned term
+                "banned_terms": "耐克",
+            },
+        )
+        zh_page(
+            reverse("admin:imagen_assets_prompttemplate_add"),
+            data={"brand": logged_in["brand"].pk, "name": "错误模板", "text": "{产品 摆在桌上"},
+        )
+        zh_page(
+            reverse("admin:imagen_assets_userquota_add"),
+            data={"user": "", "images_per_day": "-1", "spend_per_day": "-5"},
         )
 
     def test_history_and_delete_pages(self, logged_in: Any, zh_page: Any, client: Any) -> None:
         objects = {
             "campaign": logged_in["campaign"].pk,
+            "brand": logged_in["brand"].pk,
+            "prompttemplate": logged_in["template"].pk,
             "generatedimage": logged_in["images"]["approved"].pk,
+            "generationrequest": logged_in["request"].pk,
             "generationtask": logged_in["task"].pk,
             "webhookevent": logged_in["event"].pk,
             "providerhealth": logged_in["health"].pk,
+            "userquota": logged_in["quotas"]["limited"].pk,
         }
         for model, pk in objects.items():
             zh_page(reverse(f"admin:imagen_assets_{model}_history", args=[pk]))
@@ -498,7 +710,163 @@ class ChinesePagesTests:
         )
         assert response.status_code == 404
 
+    def test_campaign_summary_fragment(self, logged_in: Any, zh_page: Any) -> None:
+        # The summary alone, as the campaign page's script asks for it while images are
+        # being made (a request is unfinished).
+        campaign = logged_in["campaign"]
+        html = zh_page(reverse("admin:imagen_assets_campaign_summary", args=[campaign.pk]))
+        assert "data-imagen-summary-open" in html
+
+    def test_prompt_preview(self, logged_in: Any, client: Any, untranslated: Any) -> None:
+        """JSON for the generate page's script, which shows each campaign's final prompt or
+        why it would be refused: those sentences must be Chinese."""
+        campaign = logged_in["campaign"]
+        template = logged_in["template"]
+        preset = StylePreset.objects.get(name="棚拍产品照")
+        filled = {"template": template.pk, "placeholder__产品": "陶瓷杯"}
+        answers = []
+        for fields in (
+            {"prompt": "雪山下的帐篷", "style": preset.pk},
+            {"prompt": "穿耐克鞋的跑者"},  # a term the brand bans
+            filled,  # a blank of the template left empty
+            {**filled, "placeholder__台面": "木桌"},
+        ):
+            response = client.post(
+                reverse("admin:imagen_assets_campaign_prompt_preview"),
+                {**generate_fields(**fields), "preview_campaign": [campaign.pk]},
+                **ZH,
+            )
+            assert response.status_code == 200
+            assert response.headers.get("Content-Language") == "zh-hans"
+            [answer] = response.json()["previews"]
+            answers.append(answer)
+        assert [bool(answer["error"]) for answer in answers] == [False, True, True, False]
+        assert "陶瓷杯摆在木桌上" in answers[-1]["prompt"]
+        shown = "\n".join(
+            answer[key] for answer in answers for key in ("name", "prompt", "error") if answer[key]
+        )
+        assert len(CJK.findall(shown)) >= 10
+        left = untranslated(shown)
+        assert not left, "in English in the prompt preview:\n" + "\n".join(left)
+
+    def test_generate_batch(self, logged_in: Any, zh_page: Any, settings: Any) -> None:
+        campaign = logged_in["campaign"]
+        url = reverse("admin:imagen_assets_campaign_generate_batch", args=[campaign.pk])
+        zh_page(url)
+        # Refused, the form saying what is wrong: no ratio, a banned term on a line, a
+        # CSV's bad lines, both a text and a file, a file without prompts.
+        zh_page(url, data=batch_fields(aspect_ratios=[]))
+        zh_page(url, data=batch_fields(prompts="海边的红色自行车\n穿耐克鞋的跑者\n"))
+        csv = "prompt,aspect_ratio,count\n草地上的野餐,1:1,1\n沙漠里的越野车,2:1,1\n,1:1,1\n"
+        zh_page(
+            url,
+            data=batch_fields(prompts="", csv_file=SimpleUploadedFile("批量.csv", csv.encode())),
+        )
+        zh_page(url, data=batch_fields(csv_file=SimpleUploadedFile("批量.csv", csv.encode())))
+        for empty in (b"\n", b"prompt\n"):  # no header; a header and no prompt
+            zh_page(
+                url, data=batch_fields(prompts="", csv_file=SimpleUploadedFile("空.csv", empty))
+            )
+        # The preview: the matrix, its price and the budget left.
+        preview = zh_page(url, data=batch_fields())
+        assert "湖边的露营灯" in preview
+        confirm = {**confirm_fields(preview), "imagen_batch_confirm": "1"}
+        # "Change the batch": the form again, with its values.
+        zh_page(url, data={**confirm_fields(preview), "imagen_batch_edit": "1"})
+        # Refused: an altered preview; a price changed since; the budget gone meanwhile.
+        zh_page(url, data={**confirm, "batch": [confirm["batch"][0][:-2] + "xx"]})
+        config = settings.IMAGEN_ASSETS
+        settings.IMAGEN_ASSETS = {
+            **config,
+            "PROVIDERS": {
+                **config["PROVIDERS"],
+                "wavespeed": {
+                    **config["PROVIDERS"]["wavespeed"],
+                    "OPTIONS": {"API_KEY": "k", "PRICE_PER_IMAGE": "0.05"},
+                },
+            },
+        }
+        zh_page(url, data=confirm)
+        settings.IMAGEN_ASSETS = config
+        Campaign.objects.filter(pk=campaign.pk).update(budget=Decimal("0.10"))
+        zh_page(url, data=confirm)
+        zh_page(url, data=batch_fields())  # the preview says why, and offers no Generate
+        Campaign.objects.filter(pk=campaign.pk).update(budget=Decimal("50.00"))
+        # Confirmed: the images list, saying what was queued.
+        html = zh_page(url, data=confirm)
+        assert "messagelist" in html
+        assert GenerationRequest.objects.filter(origin="batch").count() == 1
+
+    def test_generate_again(self, logged_in: Any, zh_page: Any) -> None:
+        # The generate page opened from an image's "Generate again" links, prefilled.
+        failed = logged_in["images"]["failed"]
+        html = zh_page(change("generatedimage", failed.pk))
+        url = reverse("admin:imagen_assets_campaign_generate", args=[failed.campaign_id])
+        assert f"again={failed.pk}" in html
+        for mode in ("retry", "more", "other"):
+            zh_page(f"{url}?again={failed.pk}&mode={mode}")
+        zh_page(f"{url}?again={failed.pk}&mode=other&provider=wavespeed")
+
+    def test_brand_pages(self, logged_in: Any, zh_page: Any) -> None:
+        html = zh_page(change("brand", logged_in["brand"].pk))
+        assert "棚拍产品照" in html
+        template = logged_in["template"]
+        url = change("prompttemplate", template.pk)
+        html = zh_page(url)
+        assert "旁边有一束鲜花" in html  # the history: version 2 above version 1
+        fields = {"brand": logged_in["brand"].pk, "name": "主打图"}
+        zh_page(url, data={**fields, "text": "{产品}摆在{台面}上，清晨的光线"})
+        zh_page(url, data={**fields, "text": "{产品 摆在{台面}上"})  # refused: a lone brace
+
+    def test_quota_pages(self, logged_in: Any, zh_page: Any, settings: Any) -> None:
+        quotas = logged_in["quotas"]
+        for quota in quotas.values():
+            zh_page(change("userquota", quota.pk))
+        # The site's defaults set: the list and the pages say which applies.
+        settings.IMAGEN_ASSETS = {
+            **settings.IMAGEN_ASSETS,
+            "USER_DAILY_IMAGES": 50,
+            "USER_DAILY_SPEND": "10.00",
+        }
+        zh_page(reverse("admin:imagen_assets_userquota_changelist"))
+        for quota in quotas.values():
+            zh_page(change("userquota", quota.pk))
+        # The generate page's refusal when a request goes over the user's quota.
+        UserQuota.objects.filter(pk=quotas["site"].pk).update(images_per_day=1)
+        campaign = logged_in["campaign"]
+        zh_page(
+            reverse("admin:imagen_assets_campaign_generate", args=[campaign.pk]),
+            data={"imagen_generate": "1", **generate_fields(prompt="湖边的露营灯")},
+        )
+
+    def test_cancel_pages(self, logged_in: Any, zh_page: Any) -> None:
+        queued = logged_in["images"]["queued"]
+        html = zh_page(change("generatedimage", queued.pk))  # offers the three cancels
+        url = reverse("admin:imagen_assets_generatedimage_cancel", args=[queued.pk])
+        assert f"{url}?scope=request" in html
+        for scope in ("image", "task", "request"):
+            zh_page(f"{url}?scope={scope}")
+        # Done: the image's page says what was cancelled.
+        html = zh_page(url, data={"scope": "task"})
+        assert "messagelist" in html
+        # Refused: nothing of it unfinished any more; an image that is ready.
+        zh_page(url, data={"scope": "task"})
+        approved = logged_in["images"]["approved"]
+        cancel_approved = reverse("admin:imagen_assets_generatedimage_cancel", args=[approved.pk])
+        zh_page(cancel_approved, data={"scope": "image"})
+
+    def test_alt_text(self, logged_in: Any, zh_page: Any) -> None:
+        image = logged_in["images"]["approved"]
+        url = reverse("admin:imagen_assets_generatedimage_alt_text", args=[image.pk])
+        html = zh_page(url, data={"alt_text": "海边停着一辆红色自行车，阳光柔和"})
+        assert "海边停着一辆红色自行车" in html
+        # Refused: empty; too long.
+        zh_page(url, data={"alt_text": "  "})
+        zh_page(url, data={"alt_text": "长" * (ALT_TEXT_MAX_LENGTH + 1)})
+
     def test_support_pages(self, logged_in: Any, zh_page: Any) -> None:
+        zh_page(change("generationrequest", logged_in["request"].pk))
+        zh_page(change("generationrequest", logged_in["unfinished_request"].pk))
         zh_page(change("generationtask", logged_in["task"].pk))
         zh_page(change("webhookevent", logged_in["event"].pk))
         zh_page(change("providerhealth", logged_in["health"].pk))
@@ -527,6 +895,16 @@ class OutsidePagesTests:
         ("%(spent)s of %(budget)s", "$1.00 / $5.00", False),
         ("<strong>%(committed)s</strong> committed", "$3.00 committed", True),
         ("Generating %(progress)d%%", "Generating 40%", True),
+        ("brands", "首页\n› Brands", True),  # a verbose name, capitalized by Django
+        ("brands", "Brandsville", False),
+        ("Approve", "approve", False),
+        (
+            'Carried over from <a href="%(url)s">image #%(id)s</a>; change anything below.',
+            "Carried over from\nimage #3\n; change anything below.",
+            True,
+        ),
+        ("<strong>%(committed)s</strong> committed", "$3.00\ncommitted", True),
+        ("placeholders", "带 {placeholders} 的提示词", False),
     ],
 )
 def test_the_search_finds_a_msgid_and_only_it(msgid: str, text: str, found: bool) -> None:
