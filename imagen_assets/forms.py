@@ -522,10 +522,12 @@ class GenerateBatchForm(forms.Form):
         label=_("CSV file"),
         required=False,
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
+        # Shown as HTML (Django's help texts are): the column names are code, not words.
         help_text=_(
-            "UTF-8, a header line first: prompt, and optionally aspect_ratio, count, "
-            "negative_prompt, alt_text. A line's own aspect ratio or count replaces the "
-            "ones chosen below for that line."
+            "UTF-8, a header line first: <code>prompt</code>, and optionally "
+            "<code>aspect_ratio</code>, <code>count</code>, <code>negative_prompt</code>, "
+            "<code>alt_text</code>. A line's own aspect ratio or count replaces the ones "
+            "chosen below for that line."
         ),
     )
     aspect_ratios = forms.MultipleChoiceField(

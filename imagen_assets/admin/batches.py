@@ -323,6 +323,6 @@ class CampaignBatchMixin:
 def prompt_shape(campaign: Campaign) -> str:
     """What every prompt of a batch is sent as, with the brand kit's and the campaign's
     words around it ("" when it is sent as written): the one join, Campaign.build_prompt."""
-    marker = f"[{gettext('each prompt')}]"
+    marker = "[" + gettext("each prompt") + "]"
     shaped = campaign.build_prompt(marker)
     return "" if shaped == marker else shaped

@@ -88,7 +88,8 @@ class ShownText(HTMLParser):
         self.hidden_depth = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style", "template"):
+        # <code>: names for code (a CSV's column names), the same in every language.
+        if tag in ("script", "style", "template", "code"):
             self.hidden_depth += 1
         for name, value in attrs:
             if not value or is_json(value):  # data for scripts, e.g. prepopulated fields
@@ -102,7 +103,7 @@ class ShownText(HTMLParser):
                 self.chunks.append(value)
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "template") and self.hidden_depth:
+        if tag in ("script", "style", "template", "code") and self.hidden_depth:
             self.hidden_depth -= 1
 
     def handle_data(self, data: str) -> None:
