@@ -24,7 +24,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.translation import gettext, ngettext
 
-from imagen_assets import review
+from imagen_assets import files, review
 from imagen_assets.activity import Actor
 from imagen_assets.models import Campaign, Comment, GeneratedImage, GenerationTask, ReviewDecision
 from imagen_assets.status import Decision, ReviewStatus
@@ -164,6 +164,11 @@ class ReviewScreen:
         page = paginator.get_page(request.GET.get("page"))
         page_images = list(page.object_list)
         for image in page_images:
+            # Through the permission-checked views: the images' storage may be private (its
+            # own URLs then answer 404).
+            image.preview_url = (  # type: ignore[attr-defined]
+                files.thumbnail_url(image) if image.thumbnail else files.original_url(image)
+            )
             # Only the current round counts (a revoke starts a new one).
             image.round_approvals = [  # type: ignore[attr-defined]
                 row

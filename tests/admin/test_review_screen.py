@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -13,7 +14,7 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 from django.utils import timezone
 
-from imagen_assets import review
+from imagen_assets import files, review
 from imagen_assets.activity import Actor
 from imagen_assets.admin.review_screen import PER_PAGE
 from imagen_assets.models import Campaign, Comment, GeneratedImage, ReviewDecision, ShareLink
@@ -162,6 +163,23 @@ class ScreenPageTests:
         # "Keep this one" only where there is another to reject.
         assert html.count("data-imagen-keep>") == 5
         assert "imagen_assets/review.js" in html
+
+    def test_images_come_through_the_permission_checked_views(
+        self, client, reviewer, campaign, request_of
+    ) -> None:
+        # The images' storage may be private: its own URLs (/media/...) would answer 404.
+        (image,) = request_of(campaign, n=1)
+        GeneratedImage.objects.filter(pk=image.pk).update(
+            file="imagen/spring/1-0.jpg",
+            thumbnail="imagen/spring/thumbs/1-0.jpg",
+            width=64,
+            height=64,
+        )
+        client.force_login(reviewer)
+        html = client.get(SCREEN).content.decode()
+        shown = re.findall(r'<img src="([^"]+)"', html)
+        assert shown == [files.thumbnail_url(image)]
+        assert "thumbs/1-0.jpg" not in html
 
     def test_filters_by_campaign_with_counts_per_campaign(
         self, client, reviewer, campaign, request_of
