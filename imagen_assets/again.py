@@ -64,18 +64,6 @@ class Prefill:
         }
 
 
-def written_prompt(image: GeneratedImage) -> str:
-    """What the marketer wrote for ``image``: its request's prompt, or (for images made
-    before requests were kept) the final prompt without the campaign's brand prompt."""
-    task = image.task
-    if task.request_id is not None and task.request is not None and task.request.prompt:
-        return task.request.prompt
-    brand = image.campaign.brand_prompt.strip()
-    if brand and task.prompt.endswith("\n\n" + brand):
-        return task.prompt[: -len(brand) - 2]
-    return task.prompt
-
-
 def prefill(
     image: GeneratedImage,
     mode: str,
@@ -95,7 +83,7 @@ def prefill(
             % {"mode": mode}
         )
     task = image.task
-    prompt = written_prompt(image)
+    prompt = image.task.prompt_as_written(image.campaign)
     whole_task = task.status in (TaskStatus.FAILED, TaskStatus.CANCELLED)
     count = task.num_images if whole_task and mode != "more" else 1
     initial: dict[str, Any] = {

@@ -598,6 +598,11 @@ class GenerationTask(models.Model):
     )
     provider = models.CharField(_("provider"), max_length=50)
     model = models.CharField(_("model"), max_length=100)
+    written_prompt = models.TextField(
+        _("prompt as written"),
+        blank=True,
+        help_text=_("The marketer's words for this task, before the brand kit's were added."),
+    )
     prompt = models.TextField(_("final prompt"))
     negative_prompt = models.TextField(_("negative prompt"), blank=True)
     aspect_ratio = models.CharField(_("aspect ratio"), max_length=8, choices=ASPECT_RATIO_CHOICES)
@@ -674,6 +679,22 @@ class GenerationTask(models.Model):
     @property
     def status_enum(self) -> TaskStatus:
         return TaskStatus(self.status)
+
+    def prompt_as_written(self, campaign: Campaign | None = None) -> str:
+        """What the marketer wrote for this task, before the brand kit's and the campaign's
+        words: recorded on the task (a batch's lines differ), else its request's (one-line)
+        prompt, else, for tasks older than both, the final prompt without the campaign's
+        words (the only ones added then). ``campaign``: the task's, when the caller has it
+        loaded already (a list: no query per row)."""
+        if self.written_prompt:
+            return self.written_prompt
+        request = self.request
+        if request is not None and request.prompt and request.origin != request.Origin.BATCH:
+            return request.prompt
+        campaign_words = (campaign or self.campaign).brand_prompt.strip()
+        if campaign_words and self.prompt.endswith("\n\n" + campaign_words):
+            return self.prompt[: -len(campaign_words) - 2]
+        return self.prompt
 
     def draft_alt_text(self) -> str:
         """Alt text for this task's images: the marketer's prompt (the request's, else the

@@ -426,6 +426,7 @@ def create_request(
                         campaign=locked,
                         provider=backend.alias,
                         model=backend.model,
+                        written_prompt=line.prompt,
                         prompt=line.final_prompt,
                         negative_prompt=line.negative_prompt,
                         aspect_ratio=line.aspect_ratio,

@@ -210,15 +210,6 @@ def image_number(image: GeneratedImage) -> tuple[int, int]:
     return image.index + 1, task.num_images
 
 
-def prompt_of(image: GeneratedImage) -> str:
-    """What the marketer asked for: the request's prompt (without the brand's words) when
-    there is one, else the task's final prompt."""
-    task = image.task
-    if task.request is not None and task.request.prompt:
-        return task.request.prompt
-    return task.prompt
-
-
 class GeneratedImageAdmin(AgainMixin, ListPolishMixin, ProviderAlertsMixin, ImageModelAdmin):
     """Generated images: never edited by hand, only looked at and reviewed."""
 
@@ -357,7 +348,7 @@ class GeneratedImageAdmin(AgainMixin, ListPolishMixin, ProviderAlertsMixin, Imag
                     "thumbnail": thumbnail_box(image, "grid"),
                     "status": status_badge(image, short=True),
                     "review": review_badge(image, short=True),
-                    "prompt": prompt_of(image),
+                    "prompt": image.task.prompt_as_written(image.campaign),
                     "number": number,
                     "total": total,
                 }
@@ -434,7 +425,9 @@ class GeneratedImageAdmin(AgainMixin, ListPolishMixin, ProviderAlertsMixin, Imag
 
     @admin.display(description=_("prompt"))
     def prompt_column(self, obj: GeneratedImage) -> str:
-        return render_fragment("prompt_excerpt.html", {"prompt": prompt_of(obj)})
+        return render_fragment(
+            "prompt_excerpt.html", {"prompt": obj.task.prompt_as_written(obj.campaign)}
+        )
 
     @admin.display(description=_("campaign"), ordering="campaign__name")
     def campaign_column(self, obj: GeneratedImage) -> str:

@@ -305,11 +305,11 @@ class AgainTests:
         with pytest.raises(again.AgainError):
             again.prefill(image, "sideways")
 
-    def test_an_old_image_without_a_request_loses_the_brand_prompt(self) -> None:
+    def test_the_prompt_as_written_stays_with_the_task_without_its_request(self) -> None:
         image = self.made()
         GenerationTask.objects.filter(pk=image.task_id).update(request=None)
         image = GeneratedImage.objects.select_related("task", "campaign").get(pk=image.pk)
-        assert again.written_prompt(image) == "A kite over a meadow"
+        assert image.task.prompt_as_written() == "A kite over a meadow"
 
 
 class CommandLineTests:

@@ -13,8 +13,8 @@ from django.contrib.auth.models import Permission
 from django.db import transaction
 from unit_helpers import imagen_settings, make_campaign
 
-from imagen_assets import jobs, services
-from imagen_assets.models import Activity, Campaign, GeneratedImage, GenerationRequest
+from imagen_assets import again, jobs, services
+from imagen_assets.models import Activity, Brand, Campaign, GeneratedImage, GenerationRequest
 from imagen_assets.providers.wavespeed import WaveSpeedProvider
 from imagen_assets.services import BudgetExceeded, GenerationRequestError, ImageLine
 from imagen_assets.status import CampaignStatus, ImageStatus, ReviewStatus
@@ -70,6 +70,30 @@ class BatchTests:
         assert GeneratedImage.objects.filter(task__request=request).count() == 8
         assert [job.args[0] for job in enqueued if job.func is jobs.submit] == [t.pk for t in tasks]
         assert Activity.objects.filter(verb=Activity.Verb.GENERATED).count() == 1
+
+    def test_each_task_keeps_its_own_lines_prompt_as_written(self, campaign) -> None:
+        # The request holds every line; an image of the batch (its list row, "Retry") is
+        # about its own line's words, without the campaign's.
+        tasks = services.request_batch(
+            campaign=campaign, lines=lines(("Kite", "1:1", 1), ("Dunes", "9:16", 1))
+        )
+        assert [task.prompt_as_written() for task in tasks] == ["Kite", "Dunes"]
+        dunes = GeneratedImage.objects.get(task=tasks[1])
+        assert again.prefill(dunes, "retry", usable={"sandbox": None}).initial["prompt"] == (
+            "Dunes"
+        )
+
+    def test_a_banned_term_of_the_brand_refuses_the_batch_naming_line_and_term(
+        self, campaign
+    ) -> None:
+        campaign.brand = Brand.objects.create(name="Meadow", banned_terms="Nike\n耐克")
+        campaign.save()
+        with pytest.raises(services.PromptRefused, match=r"^Line 3: .*耐克") as refused:
+            services.request_batch(
+                campaign=campaign, lines=lines(("Kite", "1:1", 1), ("穿耐克的跑者", "1:1", 1))
+            )
+        assert refused.value.term == "耐克"
+        assert nothing_created()
 
     def test_over_budget_makes_nothing_at_all(self, campaign, enqueued) -> None:
         # 26 images at $0.04 = $1.04 > $1.00: the first lines would fit, none is made.
