@@ -188,7 +188,7 @@ def cancel_task(task_id: int, message: str, actor: activity.Actor) -> Cancelled 
     The row is locked first, so a completion racing the cancel (``apply_state`` locks it
     too) ends one way only: whichever commits first wins and the other changes nothing.
     None when the task has already ended. A task that may have reached its provider (it
-    has a provider id, or a submit holds its claim) is recorded as
+    has a provider id, or a submit call is under way) is recorded as
     :data:`~imagen_assets.status.CANCELLED_MAY_BILL` with an unknown cost; one that
     cannot have is :data:`~imagen_assets.status.CANCELLED_UNBILLED`, cost 0.
     """
@@ -201,12 +201,10 @@ def cancel_task(task_id: int, message: str, actor: activity.Actor) -> Cancelled 
         )
         if task is None:
             return None
-        lease = task.submit_lease_until
-        may_bill = bool(
-            task.provider_task_id
-            or task.submit_started_at is not None
-            or (lease is not None and lease > now)
-        )
+        # Only a call under way or made can bill: a claim alone (a submit about to start,
+        # or one waiting for a provider that is down, a Retry-After) sends nothing once the
+        # task is cancelled, since mark_submit_started then finds it no longer queued.
+        may_bill = bool(task.provider_task_id or task.submit_started_at is not None)
         task.status = TaskStatus.CANCELLED
         task.error_message = message
         task.error_code = CANCELLED_MAY_BILL if may_bill else CANCELLED_UNBILLED

@@ -62,6 +62,15 @@ def task_spend() -> Case:
     )
 
 
+def counted_tasks() -> Q:
+    """The tasks whose images and spend count against a budget, a quota and the spend
+    report: open or delivered, and cancelled ones the provider may still bill (the rows
+    for which :func:`task_spend` may be more than zero)."""
+    return Q(status__in=(*OPEN_TASK_STATUSES, TaskStatus.SUCCEEDED)) | Q(
+        status=TaskStatus.CANCELLED, error_code=CANCELLED_MAY_BILL
+    )
+
+
 class CampaignQuerySet(models.QuerySet["Campaign"]):
     def with_stats(self) -> CampaignQuerySet:
         """Annotate image counts and committed spend, as subqueries (no row multiplication,

@@ -17,11 +17,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from imagen_assets import conf
-from imagen_assets.models import GenerationTask, UserQuota, task_spend
-from imagen_assets.status import OPEN_TASK_STATUSES, TaskStatus
-
-#: The tasks whose images and spend count against a quota (and a budget).
-COUNTED_TASK_STATUSES = (*OPEN_TASK_STATUSES, TaskStatus.SUCCEEDED)
+from imagen_assets.models import GenerationTask, UserQuota, counted_tasks, task_spend
 
 
 @dataclass(frozen=True)
@@ -108,9 +104,12 @@ def zone_name() -> str:
 
 def used_today(user_id: Any, now: dt.datetime | None = None) -> Used:
     """The images and dollars the user's tasks created today count. One query."""
-    totals = GenerationTask.objects.filter(
-        requested_by_id=user_id,
-        created_at__gte=day_start(now),
-        status__in=COUNTED_TASK_STATUSES,
-    ).aggregate(images=Sum("num_images"), spend=Sum(task_spend()))
+    totals = (
+        GenerationTask.objects.filter(
+            requested_by_id=user_id,
+            created_at__gte=day_start(now),
+        )
+        .filter(counted_tasks())
+        .aggregate(images=Sum("num_images"), spend=Sum(task_spend()))
+    )
     return Used(images=totals["images"] or 0, spend=totals["spend"] or Decimal(0))

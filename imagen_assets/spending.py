@@ -27,9 +27,8 @@ from django.db.models import Case, Count, DecimalField, F, Q, QuerySet, Sum, Val
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from imagen_assets.models import MONEY, Campaign, GenerationTask, task_spend
+from imagen_assets.models import MONEY, Campaign, GenerationTask, counted_tasks, task_spend
 from imagen_assets.providers import get_provider_class
-from imagen_assets.quotas import COUNTED_TASK_STATUSES
 from imagen_assets.status import OPEN_TASK_STATUSES, TaskStatus
 
 ZERO = Decimal(0)
@@ -124,25 +123,24 @@ def _row(key: Any, values: Mapping[str, Any], label: str = "") -> SpendRow:
     )
 
 
-def counted_tasks(campaign: Campaign) -> QuerySet[GenerationTask]:
-    """The campaign's tasks that count (delivered or still working), unordered."""
-    return GenerationTask.objects.filter(
-        campaign=campaign, status__in=COUNTED_TASK_STATUSES
-    ).order_by()
+def campaign_tasks(campaign: Campaign) -> QuerySet[GenerationTask]:
+    """The campaign's tasks that count (delivered, still working, or cancelled but maybe
+    billed: :func:`~imagen_assets.models.counted_tasks`), unordered."""
+    return GenerationTask.objects.filter(counted_tasks(), campaign=campaign).order_by()
 
 
 def by_day(campaign: Campaign) -> list[SpendRow]:
     """One row per site day on which tasks were asked for, oldest first. One query."""
     day = TruncDate("created_at", tzinfo=timezone.get_default_timezone())
     rows = (
-        counted_tasks(campaign).annotate(day=day).values("day").annotate(**_sums()).order_by("day")
+        campaign_tasks(campaign).annotate(day=day).values("day").annotate(**_sums()).order_by("day")
     )
     return [_row(values["day"], values) for values in rows]
 
 
 def by_provider(campaign: Campaign) -> list[SpendRow]:
     """One row per provider, most committed first. One query."""
-    rows = counted_tasks(campaign).values("provider").annotate(**_sums())
+    rows = campaign_tasks(campaign).values("provider").annotate(**_sums())
     result = [
         _row(values["provider"], values, provider_display_name(values["provider"]))
         for values in rows
@@ -153,7 +151,7 @@ def by_provider(campaign: Campaign) -> list[SpendRow]:
 def by_user(campaign: Campaign, *, nobody: str = "") -> list[SpendRow]:
     """One row per person who asked, most committed first; tasks without one (a host's
     code, a deleted user) under ``nobody``. Two queries (the sums, then the names)."""
-    rows = list(counted_tasks(campaign).values("requested_by").annotate(**_sums()))
+    rows = list(campaign_tasks(campaign).values("requested_by").annotate(**_sums()))
     ids = [values["requested_by"] for values in rows if values["requested_by"] is not None]
     user_model = get_user_model()
     names = {

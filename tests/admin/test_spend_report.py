@@ -17,10 +17,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from imagen_assets import spending
+from imagen_assets import quotas, spending
 from imagen_assets.admin.spend import chart, nice_ceiling
 from imagen_assets.models import Campaign, GenerationTask
 from imagen_assets.spending import SpendRow
+from imagen_assets.status import CANCELLED_MAY_BILL
 
 pytestmark = pytest.mark.django_db
 
@@ -116,6 +117,26 @@ class EstimatedAgainstChargedTests:
             created_at=day,
         )
         return ann, bob
+
+    def test_a_cancel_the_provider_may_still_bill_counts_everywhere_alike(
+        self, campaign, tasks, make_task
+    ):
+        ann, _bob = tasks
+        task(
+            campaign,
+            make_task,
+            provider="wave",
+            status="cancelled",
+            error_code=CANCELLED_MAY_BILL,
+            estimated_cost=Decimal("0.20"),
+            requested_by=ann,
+            created_at=at("2026-05-04 10:00"),
+        )
+        total = spending.campaign_spend(campaign, nobody="nobody").total
+        # The budget, the report and the user's quota count its estimate alike.
+        assert total.committed == Decimal("0.53") == campaign.committed_spend()
+        used = quotas.used_today(ann.pk, now=at("2026-05-04 12:00"))
+        assert used.spend == Decimal("0.12") + Decimal("0.20")  # charged + may be billed
 
     def test_totals_and_the_budgets_committed_spend_agree(self, campaign, tasks):
         report = spending.campaign_spend(campaign, nobody="nobody")

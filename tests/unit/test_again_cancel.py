@@ -93,8 +93,31 @@ class CancelBeforeTheProviderTests:
         lease = timezone.now() + timedelta(minutes=1)
         assert lifecycle.claim_submit(task.pk, lease)
         done = lifecycle.cancel_task(task.pk, "Cancelled.", cancels.Actor.of(user))
-        assert done is not None and done.may_bill  # a live claim: the call may be under way
+        # A claim alone sends nothing (the call would start with mark_submit_started, which
+        # now refuses): nothing is billed, and the estimate no longer counts.
+        assert done is not None and not done.may_bill
         assert not lifecycle.mark_submit_started(task.pk, lease)
+        task.refresh_from_db()
+        assert task.cost == 0
+
+    def test_a_task_waiting_for_a_provider_that_is_down_cancels_unbilled(self, user) -> None:
+        campaign = make_campaign()
+        task = make_task(campaign, provider="wave")
+        # What defer_submit leaves: a claim into the future, no call made.
+        GenerationTask.objects.filter(pk=task.pk).update(
+            submit_lease_until=timezone.now() + timedelta(minutes=5)
+        )
+        done = lifecycle.cancel_task(task.pk, "Cancelled.", cancels.Actor.of(user))
+        assert done is not None and not done.may_bill
+
+    def test_a_call_under_way_may_bill(self, user) -> None:
+        campaign = make_campaign()
+        task = make_task(campaign, provider="wave")
+        lease = timezone.now() + timedelta(minutes=1)
+        assert lifecycle.claim_submit(task.pk, lease)
+        assert lifecycle.mark_submit_started(task.pk, lease)
+        done = lifecycle.cancel_task(task.pk, "Cancelled.", cancels.Actor.of(user))
+        assert done is not None and done.may_bill
 
 
 class CancelAtWaveTests:
