@@ -63,6 +63,13 @@ def scope_images(image: GeneratedImage, scope: str) -> QuerySet[GeneratedImage]:
     return GeneratedImage.objects.filter(pk=image.pk)
 
 
+def open_in_scope(image: GeneratedImage, scope: str) -> list[GeneratedImage]:
+    """The images of ``scope`` (see :func:`scope_images`) that can still be cancelled, in
+    task order: what the admin's confirmation and ``imagen_cancel`` both cancel."""
+    rows = scope_images(image, scope).select_related("task").order_by("task_id", "index")
+    return [row for row in rows if refusal(row) is None]
+
+
 def refusal(image: GeneratedImage) -> str | None:
     """Why ``image`` cannot be cancelled, or None when it can (it is still being made)."""
     if image.status == ImageStatus.SUCCEEDED:

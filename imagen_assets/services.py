@@ -338,16 +338,15 @@ def plan_request(
     return plan
 
 
-def _check_spend(locked: Campaign, user: User | None, cost: Decimal, count: int) -> None:
-    """Refuse spending ``cost`` on ``count`` images of ``locked`` (the campaign's row, locked
-    by the caller) when it is over what may be spent. The one place the spend of a request
+def _check_spend(locked: Campaign, cost: Decimal) -> None:
+    """Refuse spending ``cost`` more on ``locked`` (the campaign's row, locked by the caller)
+    when it is over its budget. The one place the budget of a request
     is checked: every request, single or batch, comes through here once, under the lock."""
     # Without a budget there is nothing to check, so no need to sum the spend.
     if locked.budget is not None:
         spend = Spend(committed=locked.committed_spend(), budget=locked.budget)
         if not spend.allows(cost):
             raise BudgetExceeded(budget_refusal(spend, cost))
-    check_user_quota(user, count=count, cost=cost)
 
 
 def budget_refusal(spend: Spend, cost: Decimal) -> str:
@@ -387,13 +386,17 @@ def create_request(
     user_id = getattr(user, "pk", None)
     backend = usable_provider(plan.provider)
     with backend, transaction.atomic():
+        price = backend.price_per_image
+        # The user's row first, then the campaign's: every request takes its locks in that
+        # order, so the generate page's several campaigns in one transaction cannot deadlock
+        # with the same user's single request (A, user, B against B, user).
+        check_user_quota(user, count=plan.count, cost=price * plan.count)
         locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
         try:
             review_rules.check_open_for_generation(locked)
         except ReviewError as exc:
             raise GenerationRequestError(str(exc)) from None
-        price = backend.price_per_image
-        _check_spend(locked, user, price * plan.count, plan.count)
+        _check_spend(locked, price * plan.count)
         written = list(dict.fromkeys(line.prompt for line in plan.lines))
         # A one-line request records how its prompt was made; a batch's lines differ.
         made = plan.lines[0].composed if len(plan.lines) == 1 else None

@@ -155,10 +155,7 @@ class AgainMixin:
         scope = params.get("scope", "image")
         if scope not in cancels.SCOPES:
             scope = "image"
-        images = list(
-            cancels.scope_images(image, scope).select_related("task").order_by("task_id", "index")
-        )
-        cancellable = [row for row in images if cancels.refusal(row) is None]
+        cancellable = cancels.open_in_scope(image, scope)
         if not cancellable:
             reason = cancels.refusal(image) or gettext("Nothing here is unfinished any more.")
             self.message_user(  # type: ignore[attr-defined]

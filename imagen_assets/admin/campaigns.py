@@ -466,7 +466,8 @@ class CampaignAdmin(
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         ids = [int(pk) for pk in request.POST.getlist("preview_campaign") if pk.isdigit()]
-        found = Campaign.objects.select_related("brand").in_bulk(ids)
+        # The campaigns this admin shows this user (a host may narrow get_queryset), no other.
+        found = self.get_queryset(request).select_related("brand").in_bulk(ids)
         campaigns = [found[pk] for pk in dict.fromkeys(ids) if pk in found]
         if not campaigns:
             raise Http404(gettext("No campaign with this id."))

@@ -241,6 +241,22 @@ class GenerateFormBrandTests:
         )
         assert response.status_code == 403
 
+    def test_preview_only_of_campaigns_the_admin_shows_this_user(
+        self, admin_client: Any, campaign: Campaign, monkeypatch: Any
+    ) -> None:
+        # A host narrowing CampaignAdmin.get_queryset (e.g. to a user's own campaigns):
+        # the preview must not reveal another campaign's brand words or banned terms.
+        from imagen_assets.admin.campaigns import CampaignAdmin
+
+        monkeypatch.setattr(
+            CampaignAdmin, "get_queryset", lambda self, request: Campaign.objects.none()
+        )
+        response = admin_client.post(
+            reverse("admin:imagen_assets_campaign_prompt_preview"),
+            {**form_data(prompt="x"), "preview_campaign": [campaign.pk]},
+        )
+        assert response.status_code == 404
+
     def test_page_queries_do_not_grow_with_presets_and_templates(
         self, admin_client: Any, branded: Campaign, brand: Brand
     ) -> None:

@@ -367,3 +367,18 @@ class CommandLineTests:
         assert "nothing is charged" in out.getvalue()
         assert "has already ended" in err.getvalue()
         assert statuses(task) == [ImageStatus.CANCELLED]
+
+    def test_imagen_cancel_task_cancels_what_is_open_and_passes_over_the_ready(
+        self, user
+    ) -> None:
+        from django.contrib.auth.models import Permission
+        from django.core.management import call_command
+
+        user.user_permissions.add(Permission.objects.get(codename="generate_images"))
+        task = make_task(make_campaign(), provider="wave", num_images=2)
+        ready, still = task.images.order_by("index")
+        # One image of the task stored already, as the admin would show it: no refusal.
+        GeneratedImage.objects.filter(pk=ready.pk).update(status=ImageStatus.SUCCEEDED)
+        out = io.StringIO()
+        call_command("imagen_cancel", str(still.pk), "--task", "--user", "mia", stdout=out)
+        assert statuses(task) == [ImageStatus.SUCCEEDED, ImageStatus.CANCELLED]

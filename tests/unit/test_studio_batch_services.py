@@ -118,16 +118,16 @@ class BatchTests:
         seen: list[tuple[Any, ...]] = []
         check = services._check_spend
 
-        def spy(locked: Campaign, user: Any, cost: Decimal, count: int) -> None:
-            seen.append((locked.pk, cost, count, transaction.get_connection().in_atomic_block))
-            check(locked, user, cost, count)
+        def spy(locked: Campaign, cost: Decimal) -> None:
+            seen.append((locked.pk, cost, transaction.get_connection().in_atomic_block))
+            check(locked, cost)
 
         monkeypatch.setattr(services, "_check_spend", spy)
         services.request_batch(campaign=campaign, lines=lines(("A", "1:1", 3), ("B", "4:3", 2)))
         services.request_images(campaign=campaign, prompt="Single", count=2)
         assert seen == [
-            (campaign.pk, Decimal("0.20"), 5, True),
-            (campaign.pk, Decimal("0.08"), 2, True),
+            (campaign.pk, Decimal("0.20"), True),
+            (campaign.pk, Decimal("0.08"), True),
         ]
 
     def test_a_line_refused_makes_nothing_and_is_named(self, campaign) -> None:

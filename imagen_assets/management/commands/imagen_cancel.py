@@ -48,8 +48,14 @@ class Command(BaseCommand):
                     {"id": image_id}, _("There is no image #%(id)d.") % {"id": image_id}
                 )
                 continue
-            ids = list(cancels.scope_images(image, scope).values_list("pk", flat=True))
-            report = cancels.cancel(ids, user=user)
+            # As the admin's confirmation: only what can still be cancelled (a ready image
+            # of the task or request is no refusal), or why nothing can.
+            cancellable = cancels.open_in_scope(image, scope)
+            if not cancellable:
+                reason = cancels.refusal(image) or _("Nothing here is unfinished any more.")
+                results.refused({"id": image_id}, reason)
+                continue
+            report = cancels.cancel([row.pk for row in cancellable], user=user)
             if report.cancelled:
                 results.done(
                     {"id": image_id},
