@@ -576,6 +576,11 @@ class GenerationRequest(models.Model):
         help_text=_("What was filled in for each placeholder of the template."),
     )
     created_at = models.DateTimeField(_("requested"), default=timezone.now, db_index=True)
+    #: The confirmed preview a batch was made from (its signed token's nonce): the same
+    #: preview confirmed twice (a double click, the back button) makes one batch.
+    batch_key = models.CharField(
+        max_length=32, null=True, blank=True, unique=True, editable=False, default=None
+    )
 
     class Meta:
         verbose_name = _("generation request")

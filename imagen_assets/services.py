@@ -365,8 +365,12 @@ def create_request(
     user: User | None = None,
     origin: str = GenerationRequest.Origin.NEW,
     source_image: GeneratedImage | None = None,
+    batch_key: str | None = None,
 ) -> list[GenerationTask]:
     """Write ``plan``: one request, its tasks and their image rows, all or nothing.
+
+    ``batch_key`` names the confirmed preview a batch comes from: a second request with the
+    same key (the same preview confirmed twice) is refused and makes nothing.
 
     Under the campaign's row lock the campaign must be open for generation and the whole
     plan within what may be spent (:func:`_check_spend`), so two concurrent requests cannot
@@ -396,6 +400,15 @@ def create_request(
             review_rules.check_open_for_generation(locked)
         except ReviewError as exc:
             raise GenerationRequestError(str(exc)) from None
+        if batch_key is not None:
+            # Under the campaign's lock (a preview is for one campaign): two confirmations
+            # of it at once are counted one after the other. The unique column backs it up.
+            earlier = GenerationRequest.objects.filter(batch_key=batch_key).first()
+            if earlier is not None:
+                raise GenerationRequestError(
+                    _("This batch was made already (request #%(id)d): its images are listed.")
+                    % {"id": earlier.pk}
+                )
         _check_spend(locked, price * plan.count)
         written = list(dict.fromkeys(line.prompt for line in plan.lines))
         # A one-line request records how its prompt was made; a batch's lines differ.
@@ -410,6 +423,7 @@ def create_request(
             style_preset=made.preset if made else None,
             template_version=made.template_version if made else None,
             template_values=made.values if made else {},
+            batch_key=batch_key,
         )
         tasks: list[GenerationTask] = []
         alt_texts: list[str] = []
@@ -527,6 +541,7 @@ def request_batch(
     provider: str | None = None,
     seed: int | None = None,
     user: User | None = None,
+    batch_key: str | None = None,
 ) -> list[GenerationTask]:
     """Create one request (origin "batch") for all ``lines``, all or nothing: up to
     ``MAX_IMAGES_PER_BATCH`` images, the whole batch's price checked against the budget
@@ -537,7 +552,9 @@ def request_batch(
         provider=provider,
         max_images=conf.get("MAX_IMAGES_PER_BATCH"),
     )
-    return create_request(plan, seed=seed, user=user, origin=GenerationRequest.Origin.BATCH)
+    return create_request(
+        plan, seed=seed, user=user, origin=GenerationRequest.Origin.BATCH, batch_key=batch_key
+    )
 
 
 def check_user_quota(user: User | None, *, count: int, cost: Decimal) -> None:

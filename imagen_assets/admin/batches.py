@@ -10,6 +10,7 @@ signed field, so an uploaded file is read once and what is confirmed is what was
 
 from __future__ import annotations
 
+import secrets
 from decimal import Decimal
 from typing import Any
 
@@ -40,6 +41,8 @@ def sign_batch(campaign: Campaign, plan: services.Plan, seed: int | None) -> str
     return signing.dumps(
         {
             "campaign": campaign.pk,
+            # One per preview: confirming the same preview twice makes one batch.
+            "nonce": secrets.token_hex(16),
             "provider": plan.provider,
             "seed": seed,
             "cost": str(plan.cost),
@@ -207,6 +210,7 @@ class CampaignBatchMixin:
                 provider=payload["provider"],
                 seed=payload["seed"],
                 user=request.user,
+                batch_key=payload.get("nonce"),
             )
         except services.GenerationRequestError as exc:
             refusal = gettext("%(campaign)s: %(reason)s") % {"campaign": campaign, "reason": exc}

@@ -159,6 +159,25 @@ class BatchConfirmTests:
         [message] = [str(m) for m in get_messages(done.wsgi_request)]
         assert "Queued a batch of 8 images for Spring launch" in message
 
+    def test_the_same_preview_confirmed_twice_makes_one_batch(
+        self, admin_client, campaign, priced
+    ) -> None:
+        # A double click or the back button: one batch; a new preview may make another.
+        response = preview(admin_client, campaign)
+        data = confirm_data(response)
+        assert admin_client.post(batch_url(campaign), data).status_code == 302
+        again = admin_client.post(batch_url(campaign), data)
+        assert GenerationRequest.objects.count() == 1
+        assert "was made already" in again.context["refusal"]
+        assert GeneratedImage.objects.count() == 8
+        assert (
+            admin_client.post(
+                batch_url(campaign), confirm_data(preview(admin_client, campaign))
+            ).status_code
+            == 302
+        )
+        assert GenerationRequest.objects.count() == 2
+
     def test_confirm_refused_when_the_budget_went_meanwhile(
         self, admin_client, campaign, priced
     ) -> None:

@@ -368,9 +368,7 @@ class CommandLineTests:
         assert "has already ended" in err.getvalue()
         assert statuses(task) == [ImageStatus.CANCELLED]
 
-    def test_imagen_cancel_task_cancels_what_is_open_and_passes_over_the_ready(
-        self, user
-    ) -> None:
+    def test_imagen_cancel_task_cancels_what_is_open_and_passes_over_the_ready(self, user) -> None:
         from django.contrib.auth.models import Permission
         from django.core.management import call_command
 

@@ -31,4 +31,9 @@ class Migration(migrations.Migration):
             field=models.TextField(blank=True, help_text="The marketer's words for this task, before the brand kit's were added.", verbose_name='prompt as written'),
         ),
         migrations.RunPython(from_requests, migrations.RunPython.noop),
+        migrations.AddField(
+            model_name='generationrequest',
+            name='batch_key',
+            field=models.CharField(blank=True, default=None, editable=False, max_length=32, null=True, unique=True),
+        ),
     ]
