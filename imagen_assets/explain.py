@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from enum import StrEnum
 
 from django.core.exceptions import ImproperlyConfigured
@@ -21,6 +21,7 @@ from django.utils.translation import gettext_lazy as _
 
 from imagen_assets import breaker
 from imagen_assets.models import GeneratedImage, GenerationTask, ProviderHealth
+from imagen_assets.money import dollars
 from imagen_assets.retired_models import RetiredModel, retired
 from imagen_assets.status import BreakerState, ImageStatus, TaskStatus
 
@@ -254,11 +255,6 @@ def withheld_charge(task: GenerationTask) -> Decimal | None:
     return extra if extra >= Decimal("0.005") else Decimal(0)
 
 
-def _money(value: Decimal) -> str:
-    """Dollars as a person reads them: two decimals ("$0.04")."""
-    return f"${value.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,.2f}"
-
-
 def _withheld_charge_text(task: GenerationTask) -> str:
     extra = withheld_charge(task)
     if extra is None:
@@ -274,10 +270,10 @@ def _withheld_charge_text(task: GenerationTask) -> str:
         delivered,
     ) % {
         "provider": provider_name(task.provider),
-        "cost": _money(task.cost or Decimal(0)),
+        "cost": dollars(task.cost or Decimal(0)),
         "delivered": delivered,
         "asked": task.num_images,
-        "extra": _money(extra),
+        "extra": dollars(extra),
     }
 
 
@@ -288,7 +284,7 @@ def _cancelled_charge_text(task: GenerationTask) -> str:
         return gettext("It was not charged.")
     return gettext("%(provider)s charged %(cost)s for the task.") % {
         "provider": provider_name(task.provider),
-        "cost": _money(task.cost),
+        "cost": dollars(task.cost),
     }
 
 

@@ -22,24 +22,15 @@ from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Case, Count, DecimalField, F, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from imagen_assets.models import MONEY, Campaign, GenerationTask, counted_tasks, task_spend
-from imagen_assets.providers import get_provider_class
+from imagen_assets.providers import provider_display_name
 from imagen_assets.status import OPEN_TASK_STATUSES, TaskStatus
 
 ZERO = Decimal(0)
-
-
-def provider_display_name(alias: str) -> str:
-    """The provider's human name, or its alias when it is no longer (or badly) configured."""
-    try:
-        return get_provider_class(alias).display_name
-    except ImproperlyConfigured:
-        return alias
 
 
 @dataclass(frozen=True)

@@ -320,10 +320,8 @@ class CampaignAdmin(
             "percent": spend.percent,
             "over": spend.over,
             "counts": summary_counts(obj.pk, stats),
-            "unfinished": stats.n_open,
             "in_progress": stats.n_open > 0 or any(not row.finished for row in requests),
             "requests": requests,
-            "images_url": images_changelist_url(campaign__id__exact=obj.pk),
         }
         return render_to_string("imagen_assets/admin/campaign_summary.html", context)
 

@@ -82,11 +82,6 @@ REVIEWED_MANY = {
 TIMELINE_SIZE = 50
 
 
-def image_error(image: GeneratedImage) -> str:
-    """The reason an image failed, in the provider's (already readable) words."""
-    return image.error_message or image.task.error_message
-
-
 def explain_on_page(image: GeneratedImage) -> Explanation | None:
     """:func:`~imagen_assets.explain.explain` with the provider's health (one query): an
     open image whose provider is not answering reads "waiting", tried again by itself."""
@@ -376,12 +371,6 @@ class GeneratedImageAdmin(AgainMixin, ListPolishMixin, ProviderAlertsMixin, Imag
     def get_list_display(self, request: HttpRequest) -> Any:
         return self.again_list_display(request, list(super().get_list_display(request)))
 
-    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
-        # A request's images, linked from the campaign page's "3 of 8 ready" (progress.py).
-        if lookup == "task__request__id__exact":
-            return True
-        return super().lookup_allowed(lookup, value, request)  # type: ignore[arg-type]
-
     # Generated images are made by jobs and reviewed through the buttons: never edited.
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -551,7 +540,6 @@ class GeneratedImageAdmin(AgainMixin, ListPolishMixin, ProviderAlertsMixin, Imag
             context.update(
                 {
                     "image": obj,
-                    "image_error": image_error(obj),
                     "image_explanation": explain_on_page(obj),
                     "image_request": request_progress(obj),
                     "image_thumbnail": thumbnail_box(obj, "large"),

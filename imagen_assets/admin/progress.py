@@ -90,7 +90,7 @@ def request_rows(requests: QuerySet[GenerationRequest]) -> list[RequestProgress]
             failed=row.n_failed,  # type: ignore[attr-defined]
             withheld=row.n_withheld,  # type: ignore[attr-defined]
             cancelled=row.n_cancelled,  # type: ignore[attr-defined]
-            url=images_changelist_url(task__request__id__exact=row.pk),
+            url=images_changelist_url(task__request=row.pk),  # the list's request filter
         )
         for row in rows
     ]
