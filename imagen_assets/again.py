@@ -19,7 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext as _
 
 from imagen_assets import breaker
-from imagen_assets.models import GeneratedImage, GenerationRequest
+from imagen_assets.models import GeneratedImage, GenerationRequest, StylePreset
 from imagen_assets.providers import get_provider
 from imagen_assets.status import TaskStatus
 
@@ -48,6 +48,8 @@ class Prefill:
     initial: dict[str, Any]
     carried: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: The brand's style preset the image was made with (its words are added again).
+    style_preset: StylePreset | None = None
 
     def request_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``services.request_images`` making this request as is."""
@@ -61,6 +63,7 @@ class Prefill:
             "negative_prompt": self.initial["negative_prompt"],
             "origin": self.origin,
             "source_image": self.image,
+            "style_preset": self.style_preset,
         }
 
 
@@ -98,6 +101,13 @@ def prefill(
         (_("Prompt"), prompt),
         (_("Aspect ratio"), task.aspect_ratio),
     ]
+    request = task.request
+    preset = request.style_preset if request is not None else None
+    if preset is not None and preset.brand_id != image.campaign.brand_id:
+        preset = None  # the campaign has another brand now: its presets only
+    if preset is not None:
+        initial["style"] = preset.pk
+        carried.append((_("Style preset"), preset.name))
     if task.negative_prompt:
         carried.append((_("Negative prompt"), task.negative_prompt))
     notes: list[str] = []
@@ -149,7 +159,7 @@ def prefill(
             _("%(provider)s now uses the model %(current)s; this image was made with %(model)s.")
             % {"provider": name, "current": current, "model": task.model}
         )
-    return Prefill(image, mode, MODES[mode], initial, carried, notes)
+    return Prefill(image, mode, MODES[mode], initial, carried, notes, style_preset=preset)
 
 
 def _current_model(alias: str) -> str:

@@ -290,6 +290,23 @@ class AgainTests:
             task=task, index=index
         )
 
+    def test_retry_keeps_the_brands_style_preset(self) -> None:
+        from imagen_assets.models import Brand, StylePreset
+
+        image = self.made()
+        brand = Brand.objects.create(name="Meadow")
+        preset = StylePreset.objects.create(brand=brand, name="Studio", prompt="studio light")
+        image.campaign.brand = brand
+        image.campaign.save()
+        GenerationRequest.objects.filter(pk=image.task.request_id).update(style_preset=preset)
+        image = GeneratedImage.objects.select_related("task__request", "campaign").get(
+            pk=image.pk
+        )
+        made = again.prefill(image, "retry")
+        assert made.initial["style"] == preset.pk
+        assert made.request_kwargs()["style_preset"] == preset
+        assert ("Style preset", "Studio") in made.carried
+
     def test_retry_of_a_failed_task_asks_for_the_whole_task_with_its_seed(self) -> None:
         image = self.made(status="failed", num_images=3)
         made = again.prefill(image, "retry")
