@@ -1,12 +1,14 @@
-"""The admin changelists with 100 000 images: queries and time per page.
+"""The admin's pages with 100 000 images: queries and time per page.
 
-In-process, on a temporary SQLite file: 200 campaigns, 25 000 tasks of 4 images each, in
-the mix of states a busy site has. A superuser then opens the GeneratedImage changelist
-(first page, filtered by status, filtered by campaign) and the Campaign changelist through
-``django.test.Client``. Prints per page the query count, the median time of the requests
-and its ratio to the bound (500 ms), and checks the query count does not grow with the
-page size. For a page over its bound it prints the slowest query's EXPLAIN QUERY PLAN
-(``--explain``: for every page).
+In-process, on a temporary SQLite file: 200 campaigns, 25 000 tasks of 4 images each (two
+tasks per request), in the mix of states a busy site has. A superuser then opens through
+``django.test.Client`` the GeneratedImage changelist (first page, filtered by status, by
+campaign, by request, the grid), the Campaign changelist, and the studio's pages: a
+campaign's page (summary, recent requests, spend chart), its summary fragment, the generate
+and batch pages, an image's page, the requests list, a brand, the review screen. Prints
+per page the query count, the median time of the requests and its ratio to the bound
+(500 ms), and checks the query count does not grow with the page size. For a page over its
+bound it prints the slowest query's EXPLAIN QUERY PLAN (``--explain``: for every page).
 
 The Campaign changelist is the slow one: its with_stats() annotations are correlated
 subqueries that count the images of each campaign, and with no index on
@@ -31,6 +33,7 @@ from unittest import mock
 
 CAMPAIGN_PAGE = "/admin/imagen_assets/campaign/"
 IMAGE_PAGE = "/admin/imagen_assets/generatedimage/"
+REQUEST_PAGE = "/admin/imagen_assets/generationrequest/"
 
 
 def setup_django(database: Path) -> None:
@@ -50,7 +53,15 @@ def populate(campaigns: int, tasks: int, per_task: int) -> float:
     from django.db import transaction
     from django.utils import timezone
 
-    from imagen_assets.models import Campaign, GeneratedImage, GenerationTask
+    from imagen_assets.models import (
+        Brand,
+        Campaign,
+        GeneratedImage,
+        GenerationRequest,
+        GenerationTask,
+        PromptTemplate,
+        StylePreset,
+    )
 
     started = time.monotonic()
     now = timezone.now()
@@ -65,16 +76,37 @@ def populate(campaigns: int, tasks: int, per_task: int) -> float:
     ]
     reviews = ["pending", "approved", "approved", "rejected"]
     with transaction.atomic():
+        brand = Brand.objects.create(
+            name="Meadow", prompt_prefix="Photograph for Meadow.", banned_terms="Nike"
+        )
+        StylePreset.objects.create(brand=brand, name="Studio", prompt="studio light")
+        PromptTemplate(brand=brand, name="Hero", text="A {product} outdoors").save()
         Campaign.objects.bulk_create(
             Campaign(
                 name=f"Campaign {i:03d}",
                 slug=f"campaign-{i:03d}",
                 brief="Benchmark campaign",
                 budget=Decimal(500) if i % 2 else None,
+                brand=brand,
             )
             for i in range(campaigns)
         )
         campaign_ids = list(Campaign.objects.order_by("pk").values_list("pk", flat=True))
+        # One request per two tasks of a campaign (tasks i and i + campaigns).
+        requests = GenerationRequest.objects.bulk_create(
+            GenerationRequest(
+                campaign_id=campaign_ids[i % campaigns],
+                prompt=f"A product photo, variation {i}",
+                count=2 * per_task,
+                created_at=now - timedelta(seconds=10 * i),
+            )
+            for i in range((tasks + 1) // 2)
+        )
+        request_of = {
+            i: requests[(i % campaigns) + (i // (2 * campaigns)) * campaigns].pk
+            for i in range(tasks)
+            if (i % campaigns) + (i // (2 * campaigns)) * campaigns < len(requests)
+        }
         batch = 5000
         for start in range(0, tasks, batch):
             chunk = range(start, min(start + batch, tasks))
@@ -84,6 +116,8 @@ def populate(campaigns: int, tasks: int, per_task: int) -> float:
                 new_tasks.append(
                     GenerationTask(
                         campaign_id=campaign_ids[i % campaigns],
+                        request_id=request_of.get(i),
+                        written_prompt=f"A product photo, variation {i}",
                         provider=("sandbox", "wave", "wavespeed")[i % 3],
                         model="imagen-4",
                         prompt=f"A product photo, variation {i}",
@@ -119,7 +153,8 @@ def populate(campaigns: int, tasks: int, per_task: int) -> float:
                             height=768 if done else None,
                             bytes=412_000 if done else None,
                             content_type="image/jpeg" if done else "",
-                            review_status=reviews[(i + index) % 4] if done else "pending",
+                            review_status=reviews[(i + index) % 4] if done else "none",
+                            alt_text=f"A product photo, variation {i}",
                             created_at=now - timedelta(seconds=10 * i - index),
                         )
                     )
@@ -215,7 +250,7 @@ def run(args: argparse.Namespace, database: Path) -> int:
     from django.core.management import call_command
     from django.test import Client
 
-    from imagen_assets.models import Campaign, GeneratedImage
+    from imagen_assets.models import Brand, Campaign, GeneratedImage, GenerationRequest
 
     call_command("migrate", verbosity=0)
     seconds = populate(args.campaigns, args.tasks, args.images_per_task)
@@ -230,21 +265,38 @@ def run(args: argparse.Namespace, database: Path) -> int:
     )
 
     one_campaign = f"{IMAGE_PAGE}?campaign__id__exact={campaign.pk}"
+    request = GenerationRequest.objects.filter(campaign=campaign).order_by("-pk").first()
+    image = GeneratedImage.objects.filter(campaign=campaign, status="succeeded").first()
+    brand = Brand.objects.get()
+    assert request is not None and image is not None
+    # Pending review needs a campaign in review, the review screen a reviewable image.
+    Campaign.objects.filter(pk=campaign.pk).update(status="in_review")
     pages = [
         (GeneratedImage, "first page", IMAGE_PAGE),
         (GeneratedImage, "status=succeeded", f"{IMAGE_PAGE}?status__exact=succeeded"),
         (GeneratedImage, "one campaign", one_campaign),
         (GeneratedImage, "one campaign, approved", f"{one_campaign}&review_status__exact=approved"),
         (GeneratedImage, "provider=wave", f"{IMAGE_PAGE}?task__provider=wave"),
+        (GeneratedImage, "grid", f"{IMAGE_PAGE}?view=grid"),
+        (GeneratedImage, "one request, grid", f"{IMAGE_PAGE}?task__request={request.pk}&view=grid"),
         (Campaign, "first page", CAMPAIGN_PAGE),
+        (GenerationRequest, "first page", REQUEST_PAGE),
+        (Campaign, "a campaign's page", f"{CAMPAIGN_PAGE}{campaign.pk}/change/"),
+        (Campaign, "its summary fragment", f"{CAMPAIGN_PAGE}{campaign.pk}/summary/"),
+        (Campaign, "generate page", f"{CAMPAIGN_PAGE}{campaign.pk}/generate/"),
+        (Campaign, "batch page", f"{CAMPAIGN_PAGE}{campaign.pk}/generate-batch/"),
+        (GeneratedImage, "an image's page", f"{IMAGE_PAGE}{image.pk}/change/"),
+        (GeneratedImage, "review screen", f"{IMAGE_PAGE}review/"),
+        (Brand, "a brand's page", f"/admin/imagen_assets/brand/{brand.pk}/change/"),
     ]
     for model, label, url in pages:
         queries, median, captured = measure(client, url, args.runs)
         query_ms, sql = slowest_query(captured)
         over = median > args.bound_ms
+        listing = url.split("?")[0] in (IMAGE_PAGE, CAMPAIGN_PAGE, REQUEST_PAGE)
+        rows = f", {admin.site._registry[model].list_per_page} rows/page" if listing else ""
         print(
-            f"admin changelist {model.__name__}, {label} ({total} images, "
-            f"{admin.site._registry[model].list_per_page} rows/page): {queries} queries, "
+            f"admin {model.__name__}, {label} ({total} images{rows}): {queries} queries, "
             f"median of {args.runs} {median:.1f} ms (slowest query {query_ms:.1f} ms, "
             f"{describe(sql)}); bound {args.bound_ms:g} ms; ratio {median / args.bound_ms:.2f}"
             f"{'; OVER THE BOUND' if over else ''}"
