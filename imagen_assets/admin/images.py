@@ -10,8 +10,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -169,30 +168,40 @@ def request_label(pk: int, prompt: str) -> str:
     return text
 
 
-def with_request_numbers(queryset: QuerySet[GeneratedImage]) -> QuerySet[GeneratedImage]:
-    """Images annotated with where they stand in their request, for "#3 of 8" and "3 of 8
-    ready", in the list's one query: ``n_before`` (images of the request's earlier tasks)
-    and ``n_request_ready`` (its ready images)."""
-    earlier = (
-        GenerationTask.objects.filter(request=OuterRef("task__request"), pk__lt=OuterRef("task_id"))
+def number_in_requests(images: list[GeneratedImage]) -> None:
+    """Set where each image stands in its request, for "#3 of 8" and "3 of 8 ready":
+    ``n_before`` (images of the request's earlier tasks) and ``n_request_ready`` (its ready
+    images). Two queries for a page's images, whatever the list's size: done on the page's
+    rows after pagination, since as correlated subqueries in the list's query a database
+    computes them for every filtered row before sorting (1.3 s at 100 000 images)."""
+    request_ids = {image.task.request_id for image in images if image.task.request_id}
+    if not request_ids:
+        return
+    sizes: dict[int, list[tuple[int, int]]] = {}
+    for task_id, request_id, num_images in (
+        GenerationTask.objects.filter(request_id__in=request_ids)
         .order_by()
-        .values("request")
-        .annotate(n=Sum("num_images"))
-        .values("n")
-    )
-    ready = (
+        .values_list("pk", "request_id", "num_images")
+    ):
+        if request_id is not None:
+            sizes.setdefault(request_id, []).append((task_id, num_images))
+    ready = dict(
         GeneratedImage.objects.filter(
-            task__request=OuterRef("task__request"), status=GeneratedImage.Status.SUCCEEDED
+            task__request_id__in=request_ids, status=GeneratedImage.Status.SUCCEEDED
         )
         .order_by()
-        .values("task__request")
+        .values("task__request_id")
         .annotate(n=Count("pk"))
-        .values("n")
+        .values_list("task__request_id", "n")
     )
-    return queryset.annotate(
-        n_before=Coalesce(Subquery(earlier, output_field=IntegerField()), Value(0)),
-        n_request_ready=Coalesce(Subquery(ready, output_field=IntegerField()), Value(0)),
-    )
+    for image in images:
+        made_by = image.task.request_id
+        if not made_by:
+            continue
+        image.n_before = sum(  # type: ignore[attr-defined]
+            n for task_id, n in sizes.get(made_by, []) if task_id < image.task_id
+        )
+        image.n_request_ready = ready.get(made_by, 0)  # type: ignore[attr-defined]
 
 
 def image_number(image: GeneratedImage) -> tuple[int, int]:
@@ -284,11 +293,16 @@ class GeneratedImageAdmin(AgainMixin, ListPolishMixin, ProviderAlertsMixin, Imag
     readonly_fields = fieldset_fields(fieldsets)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[GeneratedImage]:
-        return with_request_numbers(
+        return (
             super()
             .get_queryset(request)
             .select_related("campaign", "task", "task__request", "reviewed_by")
         )
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        changelist = super().get_changelist_instance(request)
+        number_in_requests(list(changelist.result_list))
+        return changelist
 
     # -- list or grid ------------------------------------------------------------------------
 

@@ -299,9 +299,7 @@ class AgainTests:
         image.campaign.brand = brand
         image.campaign.save()
         GenerationRequest.objects.filter(pk=image.task.request_id).update(style_preset=preset)
-        image = GeneratedImage.objects.select_related("task__request", "campaign").get(
-            pk=image.pk
-        )
+        image = GeneratedImage.objects.select_related("task__request", "campaign").get(pk=image.pk)
         made = again.prefill(image, "retry")
         assert made.initial["style"] == preset.pk
         assert made.request_kwargs()["style_preset"] == preset
