@@ -28,6 +28,7 @@ from django.utils.translation import ngettext
 from imagen_assets import breaker, lifecycle
 from imagen_assets.activity import Actor
 from imagen_assets.models import GeneratedImage, GenerationTask
+from imagen_assets.money import dollars
 from imagen_assets.providers import ProviderError, get_provider
 from imagen_assets.status import OPEN_IMAGE_STATUSES, OPEN_TASK_STATUSES, ImageStatus
 
@@ -148,7 +149,7 @@ def _cancel_some(task: GenerationTask, ids: list[int], actor: Actor, report: Can
 
 def _cancel_task(task: GenerationTask, actor: Actor, report: CancelReport) -> None:
     name = breaker.display_name(task.provider)
-    values = {"who": _who(actor), "provider": name, "cost": f"{task.estimated_cost:.2f}"}
+    values = {"who": _who(actor), "provider": name, "cost": dollars(task.estimated_cost)}
     done = lifecycle.cancel_task(task.pk, _("Cancelled by %(who)s.") % values, actor)
     if done is None:
         report.refused.append(
@@ -161,7 +162,7 @@ def _cancel_task(task: GenerationTask, actor: Actor, report: CancelReport) -> No
     elif not done.provider_task_id:
         message = _(
             "Cancelled by %(who)s while it was being sent to %(provider)s, which may still "
-            "charge up to $%(cost)s for it. Its result will not be stored."
+            "charge up to %(cost)s for it. Its result will not be stored."
         )
     else:
         message, refunded = _ask_provider(task, done.provider_task_id, values)
@@ -182,7 +183,7 @@ def _ask_provider(
                 return (
                     _(
                         "Cancelled by %(who)s. %(provider)s cannot cancel a task it has "
-                        "been given, so it may still charge for it (up to $%(cost)s); its "
+                        "been given, so it may still charge for it (up to %(cost)s); its "
                         "result will not be stored."
                     ),
                     False,
@@ -194,7 +195,7 @@ def _ask_provider(
         return (
             _(
                 "Cancelled by %(who)s, but asking %(provider)s to cancel it failed "
-                "(%(error)s), so it may still charge for it (up to $%(cost)s). Its result "
+                "(%(error)s), so it may still charge for it (up to %(cost)s). Its result "
                 "will not be stored."
             ),
             False,
@@ -210,7 +211,7 @@ def _ask_provider(
     return (
         _(
             "Cancelled by %(who)s, but %(provider)s had already started the task and will "
-            "charge for it (up to $%(cost)s). Its result will not be stored."
+            "charge for it (up to %(cost)s). Its result will not be stored."
         ),
         False,
     )

@@ -26,6 +26,7 @@ from imagen_assets.hosts import ResultHosts
 from imagen_assets.imaging import Provenance
 from imagen_assets.ingest import NotStored
 from imagen_assets.models import GenerationTask, WebhookEvent
+from imagen_assets.money import dollars
 from imagen_assets.outcomes import Did, Outcome, Why
 from imagen_assets.providers import (
     GenerationParams,
@@ -245,8 +246,8 @@ def _cancelled_while_submitting(task_id: int, provider_task_id: str) -> bool:
     else:
         message = _(
             "Cancelled while it was being sent; %(provider)s had already taken it and may "
-            "still charge up to $%(cost)s for it. Its result will not be stored."
-        ) % {"provider": name, "cost": f"{task.estimated_cost:.2f}"}
+            "still charge up to %(cost)s for it. Its result will not be stored."
+        ) % {"provider": name, "cost": dollars(task.estimated_cost)}
     lifecycle.note_late_submit(task_id, provider_task_id, message)
     logger.info("Task %s was cancelled during its submit (refunded: %s)", task_id, refunded)
     return True
