@@ -113,3 +113,22 @@ def cdn(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCDN]:
     monkeypatch.setattr(ingest, "download", download)
     yield fake
     assert not fake.failures, fake.failures
+
+
+@pytest.fixture
+def migrate(transactional_db: None) -> Iterator[Any]:
+    """``migrate(target)`` -> the historical apps at ``target`` (a migration test's
+    before and after); the database goes back to the latest migration afterwards."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    def run(target: list[tuple[str, str]]) -> Any:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(target)
+        return executor.loader.project_state(target).apps
+
+    yield run
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())

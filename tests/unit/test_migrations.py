@@ -3,31 +3,10 @@ unready images not pending review."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 BEFORE = [("imagen_assets", "0003_submit_attempt_and_next_poll")]
 AFTER = [("imagen_assets", "0004_review_workflow")]
-
-
-@pytest.fixture
-def migrate(transactional_db: None) -> Iterator[Any]:
-    """``migrate(target)`` -> the historical apps at ``target``; back to the latest after."""
-
-    def run(target: list[tuple[str, str]]) -> Any:
-        executor = MigrationExecutor(connection)
-        executor.loader.build_graph()
-        executor.migrate(target)
-        return executor.loader.project_state(target).apps
-
-    yield run
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
 
 
 class ReviewWorkflowMigrationTests:

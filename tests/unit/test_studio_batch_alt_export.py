@@ -12,8 +12,6 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from test_exports import stored_image
 from unit_helpers import make_campaign
 
@@ -48,20 +46,6 @@ def test_the_manifests_carry_the_edited_alt_text_of_an_approved_image() -> None:
     ]
     assert [row["alt_text"] for row in table] == ["A red bicycle leaning on a sea wall"]
     assert list(table[0]).index("alt_text") == list(table[0]).index("image_id") + 1
-
-
-@pytest.fixture
-def migrate(transactional_db: None) -> Any:
-    executor = MigrationExecutor(connection)
-
-    def to(target: list[tuple[str, str]]) -> Any:
-        executor.loader.build_graph()
-        executor.migrate(target)
-        return executor.loader.project_state(target).apps
-
-    yield to
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
 
 
 def test_old_images_get_a_draft_from_their_prompt(migrate: Any) -> None:
@@ -102,3 +86,32 @@ def test_old_images_get_a_draft_from_their_prompt(migrate: Any) -> None:
         "A lighthouse at dusk",
         "春天的樱花",
     ]
+
+
+def test_tasks_of_one_line_requests_get_their_prompt_as_written(migrate: Any) -> None:
+    old = migrate([("imagen_assets", "0013_alt_text")])
+    Campaign = old.get_model("imagen_assets", "Campaign")
+    Request = old.get_model("imagen_assets", "GenerationRequest")
+    Task = old.get_model("imagen_assets", "GenerationTask")
+    campaign = Campaign.objects.create(name="Old", slug="old", brand_prompt="Pastel.")
+
+    def task(request: Any) -> Any:
+        return Task.objects.create(
+            campaign=campaign,
+            request=request,
+            provider="sandbox",
+            model="m",
+            prompt="whatever\n\nPastel.",
+            aspect_ratio="1:1",
+            num_images=1,
+        )
+
+    single = task(Request.objects.create(campaign=campaign, prompt="A kite", count=1))
+    batch = task(
+        Request.objects.create(campaign=campaign, prompt="A kite\nDunes", count=2, origin="batch")
+    )
+    new = migrate([("imagen_assets", "0014_prompt_as_written_and_batch_key")])
+    Task = new.get_model("imagen_assets", "GenerationTask")
+    assert Task.objects.get(pk=single.pk).written_prompt == "A kite"
+    # A batch's request holds every line: its tasks are not given the whole list.
+    assert Task.objects.get(pk=batch.pk).written_prompt == ""
