@@ -4,43 +4,17 @@ in-progress images at desktop and phone widths, and its summary refreshing in pl
 from __future__ import annotations
 
 import io
-import os
-import shutil
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.files.base import ContentFile
-from django.db import connections
 from PIL import Image
 
 from imagen_assets.models import Campaign, GeneratedImage, GenerationRequest, GenerationTask
+from tests.browser.test_admin_flow import browser_page, shot  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = Path(
-    os.environ.get(
-        "IMAGEN_SCREENSHOTS", Path(__file__).resolve().parents[2] / ".run" / "screenshots"
-    )
-)
-
-
-@pytest.fixture
-def chromium(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed (Debian package chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
-        )
-        yield browser
-        connections.close_all()
-        browser.close()
 
 
 def png(color: str) -> bytes:
@@ -123,18 +97,20 @@ def watch(page: Any, errors: list[str]) -> None:
     )
 
 
-def test_campaign_page_honest_states(chromium, live_server, admin_user, settings, tmp_path):
+def test_campaign_page_honest_states(browser_page, live_server, admin_user, settings, tmp_path):  # noqa: F811
     settings.MEDIA_ROOT = str(tmp_path)
     campaign, generating = build_campaign()
     errors: list[str] = []
     url = f"{live_server.url}/admin/imagen_assets/campaign/{campaign.pk}/change/"
+    page = browser_page
+    watch(page, errors)
+    page.goto(f"{live_server.url}/admin/login/?next={url}")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "password")
+    page.click("input[type=submit]")
     for width, height in ((1360, 900), (390, 844)):
-        page = chromium.new_page(viewport={"width": width, "height": height})
-        watch(page, errors)
-        page.goto(f"{live_server.url}/admin/login/?next={url}")
-        page.fill("#id_username", "admin")
-        page.fill("#id_password", "password")
-        page.click("input[type=submit]")
+        page.set_viewport_size({"width": width, "height": height})
+        page.goto(url)
         page.wait_for_selector("[data-imagen-summary-url]")
 
         summary = page.locator(".imagen-summary-live")
@@ -145,17 +121,11 @@ def test_campaign_page_honest_states(chromium, live_server, admin_user, settings
         gallery = page.locator(".imagen-gallery").inner_text()
         assert "Storing" in gallery and "Generating 40%" in gallery
         assert "Generating 100%" not in gallery
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / f"honest-campaign-{width}.png"), full_page=True)
-        page.close()
+        shot(page, f"honest-campaign-{width}")
 
     # The summary refreshes in place once the last images are done; the form stays.
-    page = chromium.new_page(viewport={"width": 1360, "height": 900})
-    watch(page, errors)
-    page.goto(f"{live_server.url}/admin/login/?next={url}")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "password")
-    page.click("input[type=submit]")
+    page.set_viewport_size({"width": 1360, "height": 900})
+    page.goto(url)
     page.wait_for_selector("[data-imagen-summary-open]")
     page.fill("#id_brief", "Typed while images were made")
     page.locator("#id_brief").evaluate("el => el.blur()")
@@ -163,6 +133,5 @@ def test_campaign_page_honest_states(chromium, live_server, admin_user, settings
     page.wait_for_selector("[data-imagen-summary-open]", state="detached", timeout=15_000)
     assert page.locator('[data-imagen-count="failed"]').inner_text() == "3 failed"
     assert page.input_value("#id_brief") == "Typed while images were made"
-    page.close()
     assert not errors, errors
     assert generating.pk
