@@ -15,9 +15,12 @@ from typing import Any
 
 from django.db.models import Sum
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from imagen_assets import conf
 from imagen_assets.models import GenerationTask, UserQuota, counted_tasks, task_spend
+from imagen_assets.money import dollars
 
 
 @dataclass(frozen=True)
@@ -113,3 +116,35 @@ def used_today(user_id: Any, now: dt.datetime | None = None) -> Used:
         .aggregate(images=Sum("num_images"), spend=Sum(task_spend()))
     )
     return Used(images=totals["images"] or 0, spend=totals["spend"] or Decimal(0))
+
+
+def summary(user_id: Any) -> str:
+    """What the generate page says of the user's quota before they ask ("3 of your 50
+    images used today. It resets at midnight (Europe/Paris)."); empty without a limit (or
+    with a broken setting: the request itself then says so)."""
+    if user_id is None:
+        return ""
+    try:
+        quota = quota_for(user_id)
+    except ValueError:
+        return ""
+    if not quota.limited:
+        return ""
+    used = used_today(user_id)
+    parts = []
+    if quota.images is not None:
+        parts.append(
+            ngettext(
+                "%(used)d of your %(limit)d image used today.",
+                "%(used)d of your %(limit)d images used today.",
+                quota.images,
+            )
+            % {"used": used.images, "limit": quota.images}
+        )
+    if quota.spend is not None:
+        parts.append(
+            _("%(used)s of your %(limit)s daily spend used.")
+            % {"used": dollars(used.spend), "limit": dollars(quota.spend)}
+        )
+    parts.append(_("Your quota resets at midnight (%(zone)s).") % {"zone": zone_name()})
+    return " ".join(parts)

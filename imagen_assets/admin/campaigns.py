@@ -26,7 +26,7 @@ from django.urls import path, reverse
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from imagen_assets import again, review, services
+from imagen_assets import again, quotas, review, services
 from imagen_assets.activity import Actor
 from imagen_assets.admin.base import (
     ImagenMedia,
@@ -600,5 +600,6 @@ class CampaignAdmin(
             # Before anything is typed: the words each campaign adds to any prompt.
             "added_words": [(campaign, campaign.build_prompt("")) for campaign in campaigns],
             "preview_url": reverse("admin:imagen_assets_campaign_prompt_preview"),
+            "quota_note": quotas.summary(request.user.pk),
             "media": self.media + form.media,
         }

@@ -217,6 +217,24 @@ class OverrideTests:
 
 
 class GenerateFormTests:
+    def test_the_generate_page_says_what_is_left_before_anything_is_asked(
+        self, client, quota, campaign, ann
+    ):
+        from django.contrib.auth.models import Permission
+
+        ann.user_permissions.add(
+            *Permission.objects.filter(codename__in=["generate_images", "view_campaign"])
+        )
+        client.force_login(ann)
+        url = reverse("admin:imagen_assets_campaign_generate", args=[campaign.pk])
+        assert "imagen-quota-note" not in client.get(url).content.decode()  # no limit
+
+        quota(images=5, spend="2.00")
+        html = client.get(url).content.decode()
+        assert "0 of your 5 images used today." in html
+        assert "$0.00 of your $2.00 daily spend used." in html
+        assert "Your quota resets at midnight (Europe/Paris)." in html
+
     def test_the_generate_page_shows_the_refusal_and_queues_nothing(
         self, client, quota, campaign, ann, enqueued
     ):
