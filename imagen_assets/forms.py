@@ -170,6 +170,13 @@ class CampaignAdminForm(CampaignModelForm):
         cast(forms.ChoiceField, self.fields["default_provider"]).choices = choices
 
 
+def seed_field(help_text: Any) -> forms.IntegerField:
+    """The optional seed of the generate and batch forms (0 to the providers' maximum)."""
+    return forms.IntegerField(
+        label=_("Seed"), required=False, min_value=0, max_value=SEED_MAX, help_text=help_text
+    )
+
+
 class GenerateImagesForm(forms.Form):
     """Ask for images for one or more campaigns; the price is shown before anything is spent."""
 
@@ -199,16 +206,12 @@ class GenerateImagesForm(forms.Form):
     count = forms.IntegerField(label=_("Number of images"))
     aspect_ratio = forms.ChoiceField(label=_("Aspect ratio"), widget=forms.RadioSelect)
     provider = forms.ChoiceField(label=_("Provider"), widget=ProviderSelect)
-    seed = forms.IntegerField(
-        label=_("Seed"),
-        required=False,
-        min_value=0,
-        max_value=SEED_MAX,
-        help_text=_(
+    seed = seed_field(
+        _(
             "Optional. The same seed and prompt give similar pictures; each further task "
             "of the batch uses the next number. Left empty, a random seed is chosen and "
             "recorded with each image."
-        ),
+        )
     )
     negative_prompt = forms.CharField(
         label=_("Negative prompt"),
@@ -538,15 +541,11 @@ class GenerateBatchForm(forms.Form):
     )
     count = forms.IntegerField(label=_("Images per prompt and ratio"))
     provider = forms.ChoiceField(label=_("Provider"))
-    seed = forms.IntegerField(
-        label=_("Seed"),
-        required=False,
-        min_value=0,
-        max_value=SEED_MAX,
-        help_text=_(
+    seed = seed_field(
+        _(
             "Optional. Each task of the batch uses the next number. Left empty, a random "
             "seed is chosen and recorded with each image."
-        ),
+        )
     )
     negative_prompt = forms.CharField(
         label=_("Negative prompt"),

@@ -313,14 +313,7 @@ def _cancel_open_images(
     )
     if rows:
         activity.record_many(rows[0][1], activity.Verb.CANCELLED, actor, ids, note=message)
-    for image_id in ids:
-        signals.send_on_commit(
-            signals.image_failed,
-            GeneratedImage,
-            image_id=image_id,
-            status=ImageStatus.CANCELLED,
-            reason=message,
-        )
+    _send_images_failed(ids, ImageStatus.CANCELLED, message)
     return ids
 
 
@@ -392,14 +385,7 @@ def _images_follow(task_id: int, status: TaskStatus, message: str, now: datetime
         status=status,
         reason=message,
     )
-    for image_id in ids:
-        signals.send_on_commit(
-            signals.image_failed,
-            GeneratedImage,
-            image_id=image_id,
-            status=image_status,
-            reason=message,
-        )
+    _send_images_failed(ids, image_status, message)
 
 
 # -- reads -----------------------------------------------------------------------------------
@@ -467,14 +453,7 @@ def withhold_images(image_ids: Sequence[int], message: str) -> int:
         )
         if rows:
             activity.record_system(rows[0][1], activity.Verb.FAILED, moved, note=message)
-        for image_id in moved:
-            signals.send_on_commit(
-                signals.image_failed,
-                GeneratedImage,
-                image_id=image_id,
-                status=ImageStatus.FILTERED,
-                reason=message,
-            )
+        _send_images_failed(moved, ImageStatus.FILTERED, message)
     return len(moved)
 
 
@@ -580,3 +559,11 @@ def _send_ready(image_id: int) -> None:
     image = GeneratedImage.objects.filter(pk=image_id).first()
     if image is not None:
         signals.image_ready.send_robust(GeneratedImage, image=image)
+
+
+def _send_images_failed(image_ids: list[int], status: str, reason: str) -> None:
+    """``image_failed`` for each of ``image_ids`` (ended as ``status``), once committed."""
+    for image_id in image_ids:
+        signals.send_on_commit(
+            signals.image_failed, GeneratedImage, image_id=image_id, status=status, reason=reason
+        )

@@ -122,23 +122,6 @@ class CampaignBatchMixin:
             *super().get_urls(),  # type: ignore[misc]
         ]
 
-    def render_change_form(
-        self,
-        request: HttpRequest,
-        context: dict[str, Any],
-        add: bool = False,
-        change: bool = False,
-        form_url: str = "",
-        obj: Campaign | None = None,
-    ) -> HttpResponse:
-        if obj is not None and self.has_generate_permission(request):
-            context["generate_batch_url"] = reverse(
-                "admin:imagen_assets_campaign_generate_batch", args=[obj.pk]
-            )
-        return super().render_change_form(  # type: ignore[misc,no-any-return]
-            request, context, add, change, form_url, obj
-        )
-
     def generate_batch_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """GET: the form. POST ``imagen_batch_preview``: the matrix and its price, or the
         form with what is wrong. POST ``imagen_batch_confirm``: the batch is made (all of

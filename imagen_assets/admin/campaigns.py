@@ -376,6 +376,9 @@ class CampaignAdmin(
             context["generate_url"] = reverse(
                 "admin:imagen_assets_campaign_generate", args=[obj.pk]
             )
+            context["generate_batch_url"] = reverse(  # CampaignBatchMixin's page
+                "admin:imagen_assets_campaign_generate_batch", args=[obj.pk]
+            )
         if obj is not None:
             context.update(self.workflow_context(request, obj))
         return super().render_change_form(request, context, add, change, form_url, obj)
