@@ -41,6 +41,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -303,6 +304,10 @@ def run_once(args: argparse.Namespace, webhooks: bool) -> Run:
     result = Run(mode, args.images, math.ceil(args.images / PER_TASK))
     work = Path(tempfile.mkdtemp(prefix="imagen-scale-"))
     with ExitStack() as cleanup:
+        if args.keep:
+            print(f"scale [{mode}] logs and data in {work}", file=sys.stderr)
+        else:  # over 100 MiB of images in SeaweedFS's volumes; removed after everything stopped
+            cleanup.callback(shutil.rmtree, work, ignore_errors=True)
         external_db = os.environ.get("DATABASE_URL")
         roots: dict[str, list[int]] = {}
         if external_db:
@@ -652,6 +657,7 @@ def main() -> int:
     parser.add_argument("--memory-bound", type=float, default=256, help="MiB, a work horse")
     parser.add_argument("--drift-bound", type=float, default=20, help="MiB, a parent worker")
     parser.add_argument("--admin-runs", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="keep each run's logs and data")
     parser.add_argument("--inspect", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inspect:
