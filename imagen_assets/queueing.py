@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus, get_current_job
+from rq.registry import ScheduledJobRegistry
 
 from imagen_assets import conf
 
@@ -68,7 +69,13 @@ def enqueue(
     try:
         queue = get_queue()
         if delay and delay > 0:
-            queue.enqueue_in(timedelta(seconds=delay), path, *args, **options)
+            due = time.time() + delay
+            job = queue.enqueue_in(timedelta(seconds=delay), path, *args, **options)
+            # RQ keeps whole seconds (due in 5.0 s could be moved at 4.0 s): the exact time,
+            # for the precise scheduler of imagen_assets.worker (a stock one reads it as the
+            # next whole second). XX: only while the job is still waiting there.
+            registry = ScheduledJobRegistry(queue=queue)  # type: ignore[no-untyped-call]  # rq: untyped
+            queue.connection.zadd(registry.key, {job.id: due}, xx=True)
         else:
             queue.enqueue(path, *args, **options)
     except RedisError as exc:
