@@ -184,9 +184,9 @@ class GenerateActionSubmitTests:
         )
         assert GeneratedImage.objects.filter(campaign=campaign).count() == 2
         assert GeneratedImage.objects.filter(campaign=other).count() == 2
-            ([pk],) for pk in tasks.values_list("pk", flat=True)
+        tasks = GenerationTask.objects.filter(campaign__in=[campaign, other])
         assert sorted(call.args for call in enqueued) == sorted(
-            (pk,) for pk in tasks.values_list("pk", flat=True)
+            ([pk],) for pk in tasks.values_list("pk", flat=True)
         )
         assert {call.func for call in enqueued} == {jobs.submit_many}
 
