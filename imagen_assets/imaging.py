@@ -235,13 +235,28 @@ def check_image(
         ) from None
 
 
-def _clean(
-    image: Image.Image, data: bytes, provenance: Provenance | None, thumbnail_size: int
-) -> CheckedImage:
+def clean_options(
+    image: Image.Image, data: bytes, provenance: Provenance | None
+) -> dict[str, object]:
+    """The ``Image.save`` options the clean copy of ``image`` (decoded from ``data``) is
+    written with, in its own format: the served JPEG's quantisation tables and chroma
+    subsampling, lossless or quality :data:`WEBP_LOSSY_QUALITY` WebP, PNG with its
+    transparency; the provenance XMP in each. Read before the pixels are turned or
+    converted (the served file's info is still there)."""
     fmt = image.format or ""
-    content_type, extension = FORMATS[fmt]
-    c2pa = has_c2pa(image, data)
+    xmp = provenance_xmp(provenance) if provenance else b""
     options: dict[str, object] = {}
+    if fmt == "PNG":
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        if xmp:
+            info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8"), zip=False)
+        options["pnginfo"] = info
+        transparency = image.info.get("transparency")
+        if transparency is not None and image.mode in ("1", "L", "P", "RGB", "I;16"):
+            options["transparency"] = transparency
+        return options
     if fmt == "JPEG":
         # The served file's own tables: the second generation is nearly lossless.
         options = {"qtables": getattr(image, "quantization", None)}
@@ -251,26 +266,24 @@ def _clean(
             options = {"lossless": True, "exact": True}
         else:
             options = {"quality": WEBP_LOSSY_QUALITY, "alpha_quality": 100}
-    transparency = image.info.get("transparency")
+    if xmp:
+        options["xmp"] = xmp
+    return options
+
+
+def _clean(
+    image: Image.Image, data: bytes, provenance: Provenance | None, thumbnail_size: int
+) -> CheckedImage:
+    fmt = image.format or ""
+    content_type, extension = FORMATS[fmt]
+    c2pa = has_c2pa(image, data)
+    options = clean_options(image, data, provenance)
     icc = image.info.get("icc_profile")
     _apply_orientation(image)
     pixels = _to_srgb(image, icc) if icc else image
     pixels.info = {}
-    xmp = provenance_xmp(provenance) if provenance else b""
     buffer = io.BytesIO()
-    if fmt == "PNG":
-        from PIL.PngImagePlugin import PngInfo
-
-        info = PngInfo()
-        if xmp:
-            info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8"), zip=False)
-        if transparency is not None and pixels.mode in ("1", "L", "P", "RGB", "I;16"):
-            options["transparency"] = transparency
-        pixels.save(buffer, "PNG", pnginfo=info, **options)
-    else:
-        if xmp:
-            options["xmp"] = xmp
-        pixels.save(buffer, fmt, **options)
+    pixels.save(buffer, fmt, **options)
     content = buffer.getvalue()
     thumbnail = _thumbnail(pixels, thumbnail_size)
     return CheckedImage(
