@@ -284,6 +284,10 @@ def _clean(
     pixels.info = {}
     buffer = io.BytesIO()
     pixels.save(buffer, fmt, **options)
+    # Hashed where the encoder wrote it; getvalue() then hands over that same buffer
+    # (CPython's BytesIO shares it when nothing else holds a view: no copy).
+    with buffer.getbuffer() as encoded:
+        sha256 = hashlib.sha256(encoded).hexdigest()
     content = buffer.getvalue()
     thumbnail = _thumbnail(pixels, thumbnail_size)
     return CheckedImage(
@@ -292,7 +296,7 @@ def _clean(
         extension=extension,
         width=pixels.width,
         height=pixels.height,
-        sha256=hashlib.sha256(content).hexdigest(),
+        sha256=sha256,
         served_sha256=hashlib.sha256(data).hexdigest(),
         provider_c2pa=c2pa,
         thumbnail=thumbnail,
@@ -321,14 +325,25 @@ def _to_srgb(image: Image.Image, icc: bytes) -> Image.Image:
     return converted if converted is not None else image
 
 
+#: How the thumbnail is made from the decoded pixels: first ``Image.reduce`` (box
+#: averaging by the largest whole factor that keeps at least the thumbnail's size, e.g. 7
+#: for a 2816-pixel side and 400), then a Hamming resample of that small image to the exact
+#: size. A thumbnail costs about 3 ms for a 2K image, against 7 ms with Pillow's default
+#: (Lanczos, reducing gap 2.0) and 50 ms for a full Lanczos resample; PSNR 31 to 34 dB
+#: against the latter, not told apart at the size it is shown (``benchmarks.complete``).
+THUMBNAIL_FILTER = Image.Resampling.HAMMING
+THUMBNAIL_REDUCING_GAP = 1.0
+
+
 def _thumbnail(image: Image.Image, size: int) -> bytes:
-    """A JPEG of at most ``size`` pixels on its longest side, never enlarged."""
+    """A JPEG of at most ``size`` pixels on its longest side, never enlarged, from the
+    decoded pixels (no second decode)."""
     # Reduced first, then converted: no full-size RGB copy of an RGBA image.
     small = image.convert("RGB") if image.mode not in ("RGB", "RGBA", "L", "LA") else image
     scale = min(1.0, size / max(image.width, image.height))
     target = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     if target != small.size:
-        small = small.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)
+        small = small.resize(target, THUMBNAIL_FILTER, reducing_gap=THUMBNAIL_REDUCING_GAP)
     if small.mode not in ("RGB", "L"):
         small = small.convert("RGB")
     buffer = io.BytesIO()
