@@ -328,9 +328,10 @@ def _to_srgb(image: Image.Image, icc: bytes) -> Image.Image:
 #: How the thumbnail is made from the decoded pixels: first ``Image.reduce`` (box
 #: averaging by the largest whole factor that keeps at least the thumbnail's size, e.g. 7
 #: for a 2816-pixel side and 400), then a Hamming resample of that small image to the exact
-#: size. A thumbnail costs about 3 ms for a 2K image, against 7 ms with Pillow's default
-#: (Lanczos, reducing gap 2.0) and 50 ms for a full Lanczos resample; PSNR 31 to 34 dB
-#: against the latter, not told apart at the size it is shown (``benchmarks.complete``).
+#: size. About 3 ms for a 2K image (``benchmarks.complete`` times it with the rest of
+#: ``complete()``), against 7 ms with Lanczos and reducing gap 2.0 (as before) and tens of
+#: ms for a full Lanczos resample; PSNR 31 to 34 dB against the latter before the JPEG
+#: encode (about 30 dB after it, tests/unit/test_imaging.py), hard to tell apart at 400 px.
 THUMBNAIL_FILTER = Image.Resampling.HAMMING
 THUMBNAIL_REDUCING_GAP = 1.0
 
