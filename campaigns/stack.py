@@ -565,14 +565,48 @@ def start_worker(
     return _start(process, started)
 
 
+def gunicorn_workers() -> int:
+    """gunicorn's usual worker count for this machine: 2 x cores + 1."""
+    return 2 * (os.cpu_count() or 1) + 1
+
+
+def gunicorn_command(port: int, workers: int | None = None, threads: int = 1) -> list[str]:
+    """The site under gunicorn on 127.0.0.1:``port``, as README's "Running in production"
+    starts it: ``workers`` processes (default :func:`gunicorn_workers`), each serving one
+    request at a time (``threads`` > 1: the ``gthread`` worker, which also keeps
+    connections alive), access log off."""
+    argv = [
+        sys.executable, "-m", "gunicorn", "campaigns.wsgi:application",
+        "--bind", f"127.0.0.1:{port}",
+        "--workers", str(workers or gunicorn_workers()),
+    ]  # fmt: skip
+    if threads > 1:
+        argv += ["--worker-class", "gthread", "--threads", str(threads)]
+    return argv
+
+
 def start_web(
     port: int,
     env: Mapping[str, str],
     log_path: Path | None,
     *,
+    server: str = "runserver",
+    workers: int | None = None,
+    threads: int = 1,
     started: list[Process] | None = None,
 ) -> Process:
-    process = Process("web", manage("runserver", "--noreload", f"127.0.0.1:{port}"), env, log_path)
+    """The example site on 127.0.0.1:``port``: Django's ``runserver`` (the demo's, threaded,
+    a database connection per request), or ``server="gunicorn"`` (:func:`gunicorn_command`;
+    each worker keeps its database connection, ``DATABASE_CONN_MAX_AGE`` 60 unless ``env``
+    sets it)."""
+    if server == "runserver":
+        argv = manage("runserver", "--noreload", f"127.0.0.1:{port}")
+    elif server == "gunicorn":
+        argv = gunicorn_command(port, workers, threads)
+        env = {"DATABASE_CONN_MAX_AGE": "60", **env}
+    else:
+        raise ValueError(f"unknown web server {server!r} (runserver or gunicorn)")
+    process = Process("web", argv, env, log_path)
     _start(process, started)
     wait_until(lambda: port_open("127.0.0.1", port), 30, "the Django server")
     return process
