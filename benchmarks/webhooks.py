@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from campaigns.stack import (
+    GUNICORN_THREADS,
     Postgres,
     descendants,
     free_port,
@@ -332,7 +333,9 @@ def client_thread(
             errors.append(f"warm-up: {status} {body[:200]!r}")
     except OSError as exc:
         errors.append(f"warm-up: {exc!r}")
-        connection.close()
+    # A new connection for the timed part: waiting for the other clients may outlast the
+    # server's keep-alive timeout (gunicorn's is 2 s).
+    connection.close()
     ready.wait()
     clock = time.perf_counter
     while True:
@@ -459,7 +462,10 @@ def main() -> int:
         "--workers", type=int, default=None, help=f"gunicorn workers ({gunicorn_workers()} here)"
     )
     parser.add_argument(
-        "--threads", type=int, default=1, help="gunicorn threads per worker (> 1: gthread)"
+        "--threads",
+        type=int,
+        default=GUNICORN_THREADS,
+        help="gunicorn threads per worker (> 1: the gthread worker, keep-alive; 1: sync)",
     )
     parser.add_argument(
         "--servers", default="runserver,gunicorn", help="which to run, in order (bounds: both)"

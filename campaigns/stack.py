@@ -565,16 +565,23 @@ def start_worker(
     return _start(process, started)
 
 
+#: Threads per gunicorn worker (README, "Running in production"): the ``gthread`` worker,
+#: which keeps connections alive.
+GUNICORN_THREADS = 4
+
+
 def gunicorn_workers() -> int:
     """gunicorn's usual worker count for this machine: 2 x cores + 1."""
     return 2 * (os.cpu_count() or 1) + 1
 
 
-def gunicorn_command(port: int, workers: int | None = None, threads: int = 1) -> list[str]:
+def gunicorn_command(
+    port: int, workers: int | None = None, threads: int = GUNICORN_THREADS
+) -> list[str]:
     """The site under gunicorn on 127.0.0.1:``port``, as README's "Running in production"
-    starts it: ``workers`` processes (default :func:`gunicorn_workers`), each serving one
-    request at a time (``threads`` > 1: the ``gthread`` worker, which also keeps
-    connections alive), access log off."""
+    starts it: ``workers`` processes (default :func:`gunicorn_workers`) of ``threads``
+    threads each (``gthread``; 1: gunicorn's default sync worker, one request at a time
+    and a connection closed after each answer), access log off."""
     argv = [
         sys.executable, "-m", "gunicorn", "campaigns.wsgi:application",
         "--bind", f"127.0.0.1:{port}",
@@ -592,7 +599,7 @@ def start_web(
     *,
     server: str = "runserver",
     workers: int | None = None,
-    threads: int = 1,
+    threads: int = GUNICORN_THREADS,
     started: list[Process] | None = None,
 ) -> Process:
     """The example site on 127.0.0.1:``port``: Django's ``runserver`` (the demo's, threaded,
