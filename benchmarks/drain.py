@@ -62,7 +62,11 @@ def status_reads(env: dict[str, str]) -> list[int]:
         "print(*T.objects.values_list('polls', flat=True))"
     )
     out = subprocess.run(
-        manage("shell", "-v", "0", "-c", script), env=env, capture_output=True, text=True, check=True
+        manage("shell", "-v", "0", "-c", script),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return [int(n) for n in out.split()]
 
