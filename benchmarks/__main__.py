@@ -52,6 +52,8 @@ BENCHMARKS = [
     ["benchmarks.calls"],
     ["benchmarks.sweep"],
     ["benchmarks.recovery"],
+    # Issue 9: 1,000 images, 4 workers, PostgreSQL + S3, cap 50; polling, then webhooks.
+    ["benchmarks.scale"],
 ]
 
 failed = 0

@@ -18,6 +18,7 @@ from typing import Any
 
 from .config import (
     IMAGE_FORMATS,
+    OVER_CAPACITY_CHOICES,
     WAVE_PROGRESS_STYLES,
     WAVE_TIMESTAMP_UNITS,
     WAVE_URL_STYLES,
@@ -134,7 +135,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-concurrency",
         type=_non_negative_int,
         metavar="N",
-        help="tasks running at once; more wait queued (default 0 = unlimited)",
+        help="tasks in progress at once (default 0 = unlimited); see --over-capacity",
+    )
+    add(
+        "--over-capacity",
+        choices=OVER_CAPACITY_CHOICES,
+        help="beyond --max-concurrency, a task waits queued or its submit is answered 429 "
+        f"(default {d['over_capacity']})",
     )
     add(
         "--api-key",

@@ -18,11 +18,13 @@ WaveProgressStyle = Literal["int", "percent"]
 WaveTimestamps = Literal["ms", "s"]
 WaveUrlStyle = Literal["list", "string"]
 ImageFormat = Literal["jpeg", "png"]
+OverCapacity = Literal["queue", "reject"]
 
 WAVE_PROGRESS_STYLES: tuple[str, ...] = ("int", "percent")
 WAVE_TIMESTAMP_UNITS: tuple[str, ...] = ("ms", "s")
 WAVE_URL_STYLES: tuple[str, ...] = ("list", "string")
 IMAGE_FORMATS: tuple[str, ...] = ("jpeg", "png")
+OVER_CAPACITY_CHOICES: tuple[str, ...] = ("queue", "reject")
 
 # Knobs that must never be read or changed over the sandbox's own HTTP control endpoint.
 SECRET_FIELDS: frozenset[str] = frozenset({"api_key", "webhook_secret"})
@@ -67,7 +69,13 @@ class SandboxConfig:
     """After the terminal delivery, send a stale one (WaveSpeed: a ``processing`` prediction;
     Wave: the terminal object again, later)."""
     max_concurrency: int = 0
-    """Tasks running at once across both APIs; 0 = unlimited. Extra tasks wait queued."""
+    """Tasks in progress at once across both APIs; 0 = unlimited. What happens to a submit
+    beyond it is ``over_capacity``'s choice."""
+    over_capacity: OverCapacity = "queue"
+    """Beyond ``max_concurrency``: ``queue`` (the task waits for a slot, as WaveSpeed's
+    account levels are documented to behave) or ``reject`` (the submit is answered 429 while
+    that many tasks are submitted and not yet terminal: a provider enforcing its cap
+    strictly, so that a client which overshoots it shows up as 429s)."""
     api_key: str | None = None
     """If set, the only accepted Bearer token; if None any non-empty Bearer token works."""
     webhook_secret: str = field(default_factory=new_webhook_secret)
@@ -112,6 +120,7 @@ class SandboxConfig:
             "wave_timestamps": WAVE_TIMESTAMP_UNITS,
             "wave_url_style": WAVE_URL_STYLES,
             "image_format": IMAGE_FORMATS,
+            "over_capacity": OVER_CAPACITY_CHOICES,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -5,7 +5,8 @@ A task moves ``queued -> processing -> completed | failed`` on a clock, or
 (a heap of due events plus a condition variable) flips states at the right moments, so
 tasks finish and callbacks fire whether or not anyone polls. With ``max_concurrency`` set,
 tasks beyond the cap wait queued in FIFO order and their ``latency`` clock starts only when
-a slot frees, like WaveSpeed's account concurrency.
+a slot frees, like WaveSpeed's account concurrency; with ``over_capacity="reject"`` a submit
+that would exceed the cap raises :class:`CapacityError` instead (the server answers 429).
 
 All mutation happens under one lock. Code outside the engine only ever sees snapshots
 (shallow copies) of tasks, so it can format responses without holding any lock.
@@ -86,6 +87,16 @@ class Task:
         return len(self.image_specs)
 
 
+class CapacityError(Exception):
+    """A submit refused because ``max_concurrency`` tasks are in progress (submitted, not
+    yet terminal) and ``over_capacity`` is ``reject``. Nothing was registered."""
+
+    def __init__(self, in_progress: int, cap: int) -> None:
+        super().__init__(f"{in_progress} tasks in progress, the limit is {cap}")
+        self.in_progress = in_progress
+        self.cap = cap
+
+
 class CancelResult:
     """Outcome names of :meth:`TaskEngine.cancel`."""
 
@@ -122,6 +133,7 @@ class TaskEngine:
         self._sequence = itertools.count()
         self._waiting: deque[Task] = deque()
         self._running = 0
+        self._peak_in_progress = 0
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -157,15 +169,25 @@ class TaskEngine:
 
     def submit(self, task: Task) -> Task:
         """Register a new task, decide its outcome from the prompt and the knobs, schedule
-        it, and return a snapshot (always ``queued``)."""
+        it, and return a snapshot (always ``queued``).
+
+        Raises :class:`CapacityError` (registering nothing) when ``over_capacity`` is
+        ``reject`` and ``max_concurrency`` tasks are already in progress; the check and the
+        registration happen under one lock, so concurrent submits cannot overshoot the cap.
+        """
         config = self._config
         with self._lock:
+            cap = config.max_concurrency
+            in_progress = self._running + len(self._waiting)
+            if config.over_capacity == "reject" and 0 < cap <= in_progress:
+                raise CapacityError(in_progress, cap)
             if FAIL_MARKER in task.prompt or self._random.random() < config.failure_rate:
                 task.will_fail = True
             elif FILTER_MARKER in task.prompt or self._random.random() < config.filter_rate:
                 task.dropped = 1
             self._tasks[(task.api, task.id)] = task
             self._waiting.append(task)
+            self._peak_in_progress = max(self._peak_in_progress, in_progress + 1)
             self._start_waiting_locked(time.monotonic())
             return self._snapshot_locked(task, time.monotonic())
 
@@ -214,12 +236,15 @@ class TaskEngine:
             return self._snapshot_locked(task, time.monotonic())
 
     def counts(self) -> dict[str, int]:
-        """``active`` (tasks holding a slot), ``waiting`` (queued behind the cap), ``tasks``."""
+        """``active`` (tasks holding a slot), ``waiting`` (queued behind the cap), ``tasks``
+        (ever created) and ``peak_in_progress`` (the most tasks ever submitted and not yet
+        terminal at one time, holding a slot or waiting for one)."""
         with self._lock:
             return {
                 "active": self._running,
                 "waiting": len(self._waiting),
                 "tasks": len(self._tasks),
+                "peak_in_progress": self._peak_in_progress,
             }
 
     # --- internals ----------------------------------------------------------------------

@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .callbacks import CallbackDispatcher
 from .config import SECRET_FIELDS, SandboxConfig
-from .engine import Task, TaskEngine
+from .engine import CapacityError, Task, TaskEngine
 from .http_types import Request, Response, json_response
 from .images import ImageStore
 from .stats import Counters
@@ -47,6 +47,7 @@ class _ApiFront(Protocol):
 
     def unauthorized(self) -> Response: ...
     def rate_limited(self) -> Response: ...
+    def over_capacity(self, error: CapacityError) -> Response: ...
     def server_error(self) -> Response: ...
     def unavailable(self) -> Response: ...
 
@@ -236,7 +237,7 @@ class SandboxServer:
     @property
     def stats(self) -> dict[str, int]:
         """A snapshot of all counters plus ``active`` (tasks running), ``waiting`` (queued
-        behind ``max_concurrency``) and ``tasks`` (ever created)."""
+        behind ``max_concurrency``), ``tasks`` (ever created) and ``peak_in_progress``."""
         return {**self._counters.snapshot(), **self._engine.counts()}
 
     @property
@@ -334,6 +335,11 @@ class SandboxServer:
                     if fault == UNAVAILABLE:
                         self._counters.incr("unavailable")
                         return front.unavailable()
+                    try:
+                        return route.handler(request, **match.groupdict())
+                    except CapacityError as error:
+                        self._counters.incr("over_capacity")
+                        return front.over_capacity(error)
             return route.handler(request, **match.groupdict())
         if allowed:
             return json_response(

@@ -19,7 +19,8 @@ COUNTER_NAMES: tuple[str, ...] = (
     "callbacks_failed",  # deliveries given up after all retries
     "callbacks_dropped",  # deliveries suppressed by drop_callbacks
     "callback_attempts",  # every POST attempt, retries included
-    "rate_limited",  # submits answered 429
+    "rate_limited",  # submits answered 429 by the rate-limit knobs
+    "over_capacity",  # submits answered 429: max_concurrency tasks in progress (reject mode)
     "server_errors",  # submits answered 500 by server_error_next
     "unavailable",  # submits answered 503 by unavailable_rate
     "unauthorized",  # requests answered 401

@@ -38,6 +38,7 @@ from .engine import (
     PROCESSING,
     QUEUED,
     CancelResult,
+    CapacityError,
     Task,
     TaskEngine,
 )
@@ -249,6 +250,22 @@ class WaveAPI:
             "quota_window_exceeded",
             "Rate limit exceeded for the current window; retry after reset_at",
             extra={"window": "60s", "used": 60, "cap": 60, "reset_at": reset_at},
+            headers=(("Retry-After", "1"),),
+        )
+
+    def over_capacity(self, error: CapacityError) -> Response:
+        """The account's concurrency is used up (``--over-capacity reject``): Wave's
+        documented 429 shape, its window the tasks in progress."""
+        return error_response(
+            429,
+            "quota_window_exceeded",
+            "Too many tasks in progress; retry after reset_at",
+            extra={
+                "window": "concurrent",
+                "used": error.in_progress,
+                "cap": error.cap,
+                "reset_at": self._timestamp(time.time() + 1),
+            },
             headers=(("Retry-After", "1"),),
         )
 

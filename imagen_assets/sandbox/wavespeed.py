@@ -30,7 +30,7 @@ from imagen_assets.imagen_sizes import ASPECT_RATIOS
 
 from .callbacks import CallbackDispatcher, Delivery
 from .config import SandboxConfig
-from .engine import COMPLETED, FAILED, PROCESSING, QUEUED, Task, TaskEngine
+from .engine import COMPLETED, FAILED, PROCESSING, QUEUED, CapacityError, Task, TaskEngine
 from .http_types import Request, Response, json_response
 from .images import ImageStore, image_specs
 from .signing import sign_wavespeed_webhook
@@ -214,6 +214,16 @@ class WaveSpeedAPI:
 
     def rate_limited(self) -> Response:
         return error_response(429, "Too many requests", headers=(("Retry-After", "1"),))
+
+    def over_capacity(self, error: CapacityError) -> Response:
+        """The account's concurrency is used up (``--over-capacity reject``): the same 429
+        envelope as a rate limit, naming the limit."""
+        return error_response(
+            429,
+            f"Too many requests: {error.in_progress} tasks in progress, the concurrency "
+            f"limit is {error.cap}",
+            headers=(("Retry-After", "1"),),
+        )
 
     def server_error(self) -> Response:
         return error_response(500, "internal error")
