@@ -32,6 +32,7 @@ class CapTests:
     ) -> None:
         sandbox.config.latency = 1.0
         sandbox.config.max_concurrency = 2
+        sandbox.config.over_capacity = "reject"  # 429 beyond 2, as a full account answers
         before = sandbox.stats
         start_worker(capped_env)
         start_worker(capped_env)
@@ -45,7 +46,7 @@ class CapTests:
 
         assert {image.status for image in images} == {"succeeded"}
         stats = sandbox.stats
-        assert stats["rate_limited"] - before["rate_limited"] == 0
+        assert stats["over_capacity"] - before["over_capacity"] == 0
         assert stats["peak_in_progress"] <= 2
         assert stats["wavespeed_submits"] - before["wavespeed_submits"] == 6
         # Waiting is not an attempt: each task was sent once.
