@@ -237,12 +237,17 @@ def imagen_assets_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         value = environ.get(name, "").strip()
         return {"MODEL": value} if value else {}
 
+    def cap(name: str) -> dict[str, Any]:
+        """``{"MAX_CONCURRENCY": n}`` when the environment sets one, else nothing (no cap)."""
+        value = environ.get(name, "").strip()
+        return {"MAX_CONCURRENCY": int(value)} if value else {}
+
     return {
         "DEFAULT_PROVIDER": environ.get("IMAGEN_DEFAULT_PROVIDER", "sandbox"),
         "PROVIDERS": {
             "sandbox": {
                 "BACKEND": "imagen_assets.providers.sandbox.SandboxProvider",
-                "OPTIONS": {"BASE_URL": sandbox_url},
+                "OPTIONS": {"BASE_URL": sandbox_url, **cap("IMAGEN_SANDBOX_MAX_CONCURRENCY")},
             },
             "wave": {
                 "BACKEND": "imagen_assets.providers.wave.WaveProvider",
@@ -250,6 +255,7 @@ def imagen_assets_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
                     "API_KEY": environ.get("IMAGEN_WAVE_API_KEY", ""),
                     "BASE_URL": environ.get("IMAGEN_WAVE_BASE_URL") or "https://www.qingbo.dev",
                     **model("IMAGEN_WAVE_MODEL"),
+                    **cap("IMAGEN_WAVE_MAX_CONCURRENCY"),
                     **result_hosts("IMAGEN_WAVE_RESULT_HOSTS"),
                 },
             },
@@ -260,6 +266,7 @@ def imagen_assets_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
                     "BASE_URL": environ.get("IMAGEN_WAVESPEED_BASE_URL")
                     or "https://api.wavespeed.ai",
                     **model("IMAGEN_WAVESPEED_MODEL"),
+                    **cap("IMAGEN_WAVESPEED_MAX_CONCURRENCY"),
                     "WEBHOOK_SECRET": environ.get("IMAGEN_WAVESPEED_WEBHOOK_SECRET", ""),
                     **result_hosts("IMAGEN_WAVESPEED_RESULT_HOSTS"),
                 },

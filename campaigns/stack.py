@@ -565,14 +565,55 @@ def start_worker(
     return _start(process, started)
 
 
+#: Threads per gunicorn worker (README, "Running in production"): the ``gthread`` worker,
+#: which keeps connections alive.
+GUNICORN_THREADS = 4
+
+
+def gunicorn_workers() -> int:
+    """gunicorn's usual worker count for this machine: 2 x cores + 1."""
+    return 2 * (os.cpu_count() or 1) + 1
+
+
+def gunicorn_command(
+    port: int, workers: int | None = None, threads: int = GUNICORN_THREADS
+) -> list[str]:
+    """The site under gunicorn on 127.0.0.1:``port``, as README's "Running in production"
+    starts it: ``workers`` processes (default :func:`gunicorn_workers`) of ``threads``
+    threads each (``gthread``; 1: gunicorn's default sync worker, one request at a time
+    and a connection closed after each answer), access log off."""
+    argv = [
+        sys.executable, "-m", "gunicorn", "campaigns.wsgi:application",
+        "--bind", f"127.0.0.1:{port}",
+        "--workers", str(workers or gunicorn_workers()),
+    ]  # fmt: skip
+    if threads > 1:
+        argv += ["--worker-class", "gthread", "--threads", str(threads)]
+    return argv
+
+
 def start_web(
     port: int,
     env: Mapping[str, str],
     log_path: Path | None,
     *,
+    server: str = "runserver",
+    workers: int | None = None,
+    threads: int = GUNICORN_THREADS,
     started: list[Process] | None = None,
 ) -> Process:
-    process = Process("web", manage("runserver", "--noreload", f"127.0.0.1:{port}"), env, log_path)
+    """The example site on 127.0.0.1:``port``: Django's ``runserver`` (the demo's, threaded,
+    a database connection per request), or ``server="gunicorn"`` (:func:`gunicorn_command`;
+    each worker keeps its database connection, ``DATABASE_CONN_MAX_AGE`` 60 unless ``env``
+    sets it)."""
+    if server == "runserver":
+        argv = manage("runserver", "--noreload", f"127.0.0.1:{port}")
+    elif server == "gunicorn":
+        argv = gunicorn_command(port, workers, threads)
+        env = {"DATABASE_CONN_MAX_AGE": "60", **env}
+    else:
+        raise ValueError(f"unknown web server {server!r} (runserver or gunicorn)")
+    process = Process("web", argv, env, log_path)
     _start(process, started)
     wait_until(lambda: port_open("127.0.0.1", port), 30, "the Django server")
     return process

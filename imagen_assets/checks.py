@@ -21,7 +21,14 @@ ID = "imagen_assets."
 #: ``whsec_`` prefix, which is what the HMAC is keyed with (docs/providers.md §2.7).
 MIN_WEBHOOK_SECRET_BYTES = 24
 #: Settings that must be a positive number of seconds (check E032).
-POSITIVE_SECONDS = ("HTTP_TIMEOUT", "HTTP_DEADLINE", "BREAKER_COOLDOWN")
+POSITIVE_SECONDS = (
+    "HTTP_TIMEOUT",
+    "HTTP_DEADLINE",
+    "BREAKER_COOLDOWN",
+    "POLL_EXPECTED_SECONDS",
+    "POLL_INTERVAL",
+    "POLL_MAX_INTERVAL",
+)
 
 
 @checks.register()
@@ -269,8 +276,9 @@ def _batch_limit() -> list[checks.CheckMessage]:
 
 
 def _provider_values(alias: str, options: dict[str, Any]) -> list[checks.CheckMessage]:
-    """E031 (a webhook secret too short to sign with) and E032 (a provider's TIMEOUT or
-    DEADLINE that is not a positive number). Never repeats a secret."""
+    """E031 (a webhook secret too short to sign with), E032 (a provider's TIMEOUT or
+    DEADLINE that is not a positive number) and E037 (a MAX_CONCURRENCY that is not a whole
+    number of at least 1). Never repeats a secret."""
     errors: list[checks.CheckMessage] = []
     where = f"IMAGEN_ASSETS['PROVIDERS'][{alias!r}]['OPTIONS']"
     for key in ("TIMEOUT", "DEADLINE"):
@@ -283,6 +291,18 @@ def _provider_values(alias: str, options: dict[str, Any]) -> list[checks.CheckMe
                     id=ID + "E032",
                 )
             )
+    cap = options.get("MAX_CONCURRENCY")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+        errors.append(
+            checks.Error(
+                f"{where}['MAX_CONCURRENCY'] must be a whole number of at least 1, not {cap!r}.",
+                hint=(
+                    "The most tasks this provider may run at once for your account (WaveSpeed: "
+                    "2 at Bronze, 300 at Silver); leave it out for no cap."
+                ),
+                id=ID + "E037",
+            )
+        )
     errors.extend(_result_hosts(where, options.get("RESULT_HOSTS")))
     configured = options.get("WEBHOOK_SECRET")
     secrets = [configured] if isinstance(configured, str) else list(configured or [])

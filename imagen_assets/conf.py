@@ -37,12 +37,18 @@ DEFAULTS: dict[str, Any] = {
     # Total seconds for one provider API call, however slowly the answer arrives.
     "HTTP_DEADLINE": 60.0,
     "SUBMIT_MAX_ATTEMPTS": 6,
+    # One request's tasks are sent this many at once, from threads of one job.
+    "SUBMIT_THREADS": 8,
     # Circuit breaker per provider: opened after this many transient failures in a row
     # (no answer, 5xx); while open, jobs wait BREAKER_COOLDOWN seconds, then one probes.
     "BREAKER_THRESHOLD": 5,
     "BREAKER_COOLDOWN": 60.0,
-    # Polling: first check after POLL_INTERVAL s, then x POLL_BACKOFF up to POLL_MAX_INTERVAL.
-    "POLL_INTERVAL": 2.0,
+    # Polling (imagen_assets/latency.py): the first status read when the task is expected
+    # to be done (the median of the provider's recent tasks; POLL_EXPECTED_SECONDS until
+    # three have finished), then every POLL_INTERVAL s while it is about due, then
+    # (POLL_BACKOFF - 1) x the time it is overdue, at most POLL_MAX_INTERVAL.
+    "POLL_EXPECTED_SECONDS": 6.0,
+    "POLL_INTERVAL": 0.5,
     "POLL_BACKOFF": 1.5,
     "POLL_MAX_INTERVAL": 30.0,
     # A task the provider has not finished after this many seconds is failed.

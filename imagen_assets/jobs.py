@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from imagen_assets import breaker, conf, ingest, lifecycle, orphans, queueing
+from imagen_assets import breaker, capacity, conf, ingest, latency, lifecycle, orphans, queueing
 from imagen_assets.hosts import ResultHosts
 from imagen_assets.imaging import Provenance
 from imagen_assets.ingest import NotStored
@@ -75,8 +77,16 @@ def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
 
 
 def poll_delay(polls: int) -> float:
+    """The wait before reading again after a read that failed (no answer, 5xx, an answer
+    that could not be read): POLL_INTERVAL x POLL_BACKOFF per read so far, at most
+    POLL_MAX_INTERVAL. A read that worked waits as :mod:`imagen_assets.latency` says."""
     base = conf.get("POLL_INTERVAL") * conf.get("POLL_BACKOFF") ** polls
     return float(min(base, conf.get("POLL_MAX_INTERVAL")))
+
+
+def _next_read(task: GenerationTask) -> float:
+    expected = latency.expected_seconds(task.provider, task.model)
+    return latency.next_read(task.submitted_at, expected, task.progress)
 
 
 def callback_url(task: GenerationTask, provider: Provider) -> str | None:
@@ -114,6 +124,46 @@ def _fail_unconfigured(task: GenerationTask, exc: ImproperlyConfigured) -> Outco
 
 
 # -- submit ----------------------------------------------------------------------------------
+
+#: Tasks a provider is working on (for its cap, :mod:`imagen_assets.capacity`).
+IN_FLIGHT = frozenset({TaskStatus.SUBMITTED, TaskStatus.PROCESSING})
+
+
+def submit_many(task_ids: list[int]) -> list[Outcome]:
+    """Submit several tasks at once, each as :func:`submit` does, from up to
+    ``SUBMIT_THREADS`` threads: one request's tasks reach the provider together, not one
+    job after another. Each thread has its own database connection, closed when done."""
+
+    def one(task_id: int) -> Outcome:
+        try:
+            return submit(task_id)
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    workers = max(1, min(int(conf.get("SUBMIT_THREADS")), len(task_ids)))
+    if workers == 1:
+        return [submit(task_id) for task_id in task_ids]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, task_ids))
+
+
+def queue_submits(task_ids: Sequence[int]) -> bool:
+    """Queue the submits of ``task_ids`` (committed), ``SUBMIT_THREADS`` to a job; False
+    when Redis refused one (the reconciler queues what is left)."""
+    size = max(1, int(conf.get("SUBMIT_THREADS")))
+    for start in range(0, len(task_ids), size):
+        chunk = list(task_ids[start : start + size])
+        if not queueing.enqueue(submit_many, chunk):
+            return False
+    return True
+
+
+def send_waiting(alias: str) -> None:
+    """A task of ``alias`` left flight: queue the submits of the oldest tasks waiting for
+    a slot (nothing for a provider without a cap)."""
+    ids = capacity.waiting_to_send(alias)
+    if ids:
+        queue_submits(ids)
 
 
 def submit(task_id: int) -> Outcome:
@@ -182,9 +232,20 @@ def submit(task_id: int) -> Outcome:
                     provider.prepare_webhooks()
                 except ProviderError as exc:
                     logger.warning("Could not prepare %s webhooks: %s", task.provider, exc)
-            # From here until the outcome is known, a crash leaves the attempt marked.
-            if not lifecycle.mark_submit_started(task_id, lease):
+            # From here until the outcome is known, a crash leaves the attempt marked; with
+            # a cap, only while the provider has a slot (imagen_assets.capacity).
+            cap = provider.max_concurrency
+            started, running = capacity.start_submit(task_id, lease, task.provider, cap)
+            if started is capacity.Start.GONE:
                 return _skipped(Why.CLAIM_LOST)  # cancelled since the claim: nothing sent
+            if started is capacity.Start.FULL:
+                lifecycle.wait_for_slot(
+                    task_id,
+                    lease,
+                    _("Waiting for %(provider)s: %(running)d tasks are running, its limit.")
+                    % {"provider": provider.display_name, "running": running},
+                )
+                return Outcome(Did.WAITING, Why.PROVIDER_FULL)
             try:
                 result = provider.submit(
                     params, idempotency_key=str(task.idempotency_key), callback_url=url
@@ -192,14 +253,17 @@ def submit(task_id: int) -> Outcome:
             except ProviderError as exc:
                 breaker.record(task.provider, exc)
                 called = True
-                return _submit_failed(task, exc, idempotent=provider.idempotent_submit)
+                failed = _submit_failed(task, exc, idempotent=provider.idempotent_submit)
+                if cap is not None:
+                    send_waiting(task.provider)  # its slot is free again
+                return failed
             breaker.record(task.provider, None)
             called = True
         finally:
             if not called:
                 # Ended without calling the provider: a probe it held goes to the next job.
                 breaker.release_probe(task.provider)
-    delay = poll_delay(0)
+    delay = latency.first_read(latency.expected_seconds(task.provider, task.model))
     if not lifecycle.record_submitted(task_id, lease, result.task_id, body, delay):
         if _cancelled_while_submitting(task_id, result.task_id):
             return _skipped(Why.CLAIM_LOST)
@@ -390,10 +454,12 @@ def poll(task_id: int, reschedule: bool = True) -> Outcome:
             _schedule_poll(task_id, max(poll_delay(task.polls + 1), exc.retry_after or 0))
         return Outcome(Did.READ_FAILED, detail=str(exc))
     task = lifecycle.apply_state(task_id, state, counted_poll=True)
+    if task.status not in IN_FLIGHT:
+        send_waiting(task.provider)
     if task.status == TaskStatus.SUCCEEDED:
         return complete(task_id)
     if not task.is_terminal and reschedule:
-        _schedule_poll(task_id, poll_delay(task.polls))
+        _schedule_poll(task_id, _next_read(task))
     return Outcome(Did.READ, detail=task.status)
 
 
@@ -596,6 +662,8 @@ def process_webhook(event_id: int) -> Outcome:
             outcome = Outcome(Did.IGNORED, detail=f"{state.status}: the task was already {before}")
         else:
             outcome = Outcome(Did.APPLIED, detail=state.status)
+        if not before.terminal and task.status not in IN_FLIGHT:
+            send_waiting(task.provider)
         if task.status == TaskStatus.SUCCEEDED:
             outcome = Outcome(outcome.did, detail=outcome.detail, then=complete(task.pk))
     else:
@@ -634,8 +702,17 @@ def reconcile(reschedule: bool = False, lost_before: float | None = None) -> dic
         to_submit = to_submit.filter(
             Q(submit_lease_until__isnull=True) | Q(submit_lease_until__lt=now)
         )
-    for task_id, lease in to_submit.values_list("pk", "submit_lease_until"):
+    aliases = set(to_submit.values_list("provider", flat=True).distinct())
+    capped = {alias for alias in aliases if capacity.cap_of(alias) is not None}
+    # A capped provider's tasks not yet sent wait for a slot (below); one whose call was
+    # cut short needs no slot (it is counted in flight) but its outcome settled.
+    direct = to_submit.exclude(provider__in=capped, submit_started_at__isnull=True)
+    for task_id, lease in direct.values_list("pk", "submit_lease_until"):
         counts["submit"] += queueing.enqueue(submit, task_id, delay=_due_in(lease, now))
+    for alias in sorted(capped):
+        # Tasks waiting for a slot: as many as are free now, oldest first (a wake lost).
+        waiting = capacity.waiting_to_send(alias)
+        counts["submit"] += len(waiting) if queue_submits(waiting) else 0
     to_poll = GenerationTask.objects.filter(
         status__in=[TaskStatus.SUBMITTED, TaskStatus.PROCESSING], updated_at__lt=stale
     ).exclude(provider_task_id="")

@@ -95,6 +95,20 @@ def mark_submit_started(task_id: int, lease: datetime) -> bool:
     )
 
 
+def wait_for_slot(task_id: int, lease: datetime, message: str) -> None:
+    """Give back the claim taken with ``lease`` without sending: the provider has no slot
+    (:mod:`imagen_assets.capacity`). Not an attempt; the task waits, saying why, until a
+    slot frees (or the reconciler looks again)."""
+    GenerationTask.objects.filter(
+        pk=task_id, status=TaskStatus.QUEUED, submit_lease_until=lease
+    ).update(
+        submit_lease_until=None,
+        attempts=F("attempts") - 1,
+        error_message=message,
+        updated_at=timezone.now(),
+    )
+
+
 def record_submitted(
     task_id: int, lease: datetime, provider_task_id: str, body: dict[str, Any], first_read: float
 ) -> bool:

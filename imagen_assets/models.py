@@ -685,6 +685,13 @@ class GenerationTask(models.Model):
                 condition=Q(progress__lte=100), name="imagen_task_progress_lte_100"
             ),
         ]
+        indexes = [
+            # How long the provider has been taking (imagen_assets.latency): its last
+            # tasks, newest first.
+            models.Index(fields=["provider", "model", "-completed_at"], name="imagen_task_latency"),
+            # Tasks in flight and waiting per provider (imagen_assets.capacity).
+            models.Index(fields=["provider", "status"], name="imagen_task_provider_status"),
+        ]
 
     def __str__(self) -> str:
         # No status here: the admin shows it with the images delivered ("Delivered 3 of 4").

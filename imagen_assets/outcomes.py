@@ -44,6 +44,7 @@ class Why(StrEnum):
     AMBIGUOUS = "ambiguous submit"
     TIMEOUT = "timeout"
     PROVIDER_DOWN = "provider not answering"
+    PROVIDER_FULL = "provider at its concurrency cap"
     KEY_REFUSED = "API key refused"
     UNEXPECTED_ANSWER = "unexpected provider response"
 

@@ -20,7 +20,7 @@ from django.db.models import Prefetch, QuerySet
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext as _
 
-from imagen_assets import activity, conf, jobs, prompts, queueing, quotas
+from imagen_assets import activity, capacity, conf, jobs, prompts, quotas
 from imagen_assets import review as review_rules
 from imagen_assets.activity import Actor
 from imagen_assets.alt_text import MAX_LENGTH as ALT_TEXT_MAX_LENGTH
@@ -136,20 +136,19 @@ def split_into_tasks(count: int, per_task: int) -> list[int]:
     return [per_task] * full + ([rest] if rest else [])
 
 
-def enqueue_submits(task_ids: Sequence[int]) -> None:
-    """Queue the submit job of each task (called once the tasks are committed).
+def enqueue_submits(task_ids: Sequence[int], provider: str) -> None:
+    """Queue the submits of a request's tasks (called once they are committed): together,
+    several to a job (:func:`jobs.submit_many`). With a concurrency cap, only as many as
+    the provider has free slots, oldest waiting tasks first; the rest are sent as slots
+    free up (:mod:`imagen_assets.capacity`).
 
     Redis refusing one (down, or stalled past its socket timeout) stops there: the request
-    is not held up by a timeout per task, and the reconciler queues the rest.
+    is not held up by a timeout per job, and the reconciler queues the rest.
     """
-    for done, task_id in enumerate(task_ids):
-        if not queueing.enqueue(jobs.submit, task_id):
-            if len(task_ids) - done > 1:
-                logger.error(
-                    "Not queueing the other %d task(s) either; the reconciler will.",
-                    len(task_ids) - done - 1,
-                )
-            return
+    if capacity.cap_of(provider) is not None:
+        task_ids = capacity.waiting_to_send(provider)
+    if task_ids and not jobs.queue_submits(task_ids):
+        logger.error("Could not queue every submit; the reconciler will queue the rest.")
 
 
 def usable_provider(alias: str | None) -> Provider:
@@ -479,7 +478,7 @@ def create_request(
                 "provider": backend.display_name,
             }
         activity.record(locked, activity.Verb.GENERATED, Actor.of(user), note=note)
-        transaction.on_commit(lambda: enqueue_submits(task_ids))
+        transaction.on_commit(lambda: enqueue_submits(task_ids, backend.alias))
     logger.info(
         "Queued %d image(s) in %d task(s) for campaign %s on %s",
         plan.count,

@@ -17,6 +17,14 @@ block for about 405 s); a lost connection is retried every few seconds at most; 
 that finds its own registration gone from Redis registers again and runs maintenance at
 once, which restarts the scheduler and queues the job every open row waits for
 (:func:`imagen_assets.queueing.restore_lost_jobs`).
+Its scheduler is also precise: stock RQ keeps a delayed job's due time in whole seconds and
+looks every second, so a job due in 5.0 s runs anywhere from 4 to 6 s later. A status read
+due when the provider is expected to be done would then be early half the time (a wasted
+read) or up to a second late. :func:`imagen_assets.queueing.enqueue` writes the exact due
+time (a float score; a stock scheduler reads it as due at the next whole second, never
+early), and this worker's scheduler looks every :data:`SCHEDULER_INTERVAL` seconds and
+moves a job when its exact time has come.
+
 Use it with ``rqworker --worker-class imagen_assets.worker.Worker --with-scheduler`` or
 ``RQ = {"WORKER_CLASS": "imagen_assets.worker.Worker"}``.
 """
@@ -37,8 +45,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Worker as RQWorker
 from rq import worker_registration
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.job import Job
 from rq.queue import Queue
+from rq.registry import ScheduledJobRegistry
 from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
 from rq.utils import now
 
@@ -53,6 +63,49 @@ _RELEASE_IF_OWNER = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
+
+
+#: How often the scheduler looks for delayed jobs that are due (RQ's own: every second).
+SCHEDULER_INTERVAL = 0.2
+
+
+class PreciseScheduledJobRegistry(ScheduledJobRegistry):
+    """Due means due to the fraction of a second (RQ compares whole seconds)."""
+
+    def get_jobs_to_schedule(
+        self, timestamp: int | None = None, chunk_size: int = 1000
+    ) -> list[str]:
+        due = self.connection.zrangebyscore(self.key, 0, time.time(), start=0, num=chunk_size)
+        return [job_id.decode() if isinstance(job_id, bytes) else str(job_id) for job_id in due]
+
+
+class PreciseScheduler(RQScheduler):
+    """RQ's scheduler, looking every :data:`SCHEDULER_INTERVAL` s and moving jobs at their
+    exact due time (its heartbeat and locks keep RQ's one-second rhythm)."""
+
+    def prepare_registries(self, queue_names: Any = None) -> None:
+        names = list(queue_names or self._acquired_locks)
+        self._scheduled_job_registries = [
+            PreciseScheduledJobRegistry(  # type: ignore[no-untyped-call]  # rq: untyped
+                name, connection=self.connection, serializer=self.serializer
+            )
+            for name in names
+        ]
+
+    def work(self) -> None:
+        # RQ's loop (rq.scheduler.RQScheduler.work), looking for due jobs more often.
+        self._install_signal_handlers()  # type: ignore[no-untyped-call]
+        self.register_birth()
+        beat = 0.0
+        while not self._stop_requested:
+            if time.monotonic() - beat >= self.interval:
+                if self.should_reacquire_locks:
+                    self.acquire_locks()  # type: ignore[no-untyped-call]
+                self.heartbeat()  # type: ignore[no-untyped-call]
+                beat = time.monotonic()
+            self.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+            time.sleep(SCHEDULER_INTERVAL)
+        self.stop()  # type: ignore[no-untyped-call]
 
 
 def _process_exists(pid: int) -> bool:
@@ -143,6 +196,34 @@ class Worker(RQWorker):
             except _REDIS_LOST:
                 time.sleep(wait)
                 wait = min(wait * 2, self.max_connection_wait_time)
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        # RQ's own, with the precise scheduler.
+        self.scheduler = PreciseScheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+        )
+        self.scheduler.acquire_locks()  # type: ignore[no-untyped-call]
+        if self.scheduler.acquired_locks:
+            if burst:
+                try:
+                    self.scheduler.register_birth()
+                    self.scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+                finally:
+                    self.scheduler.release_locks()  # type: ignore[no-untyped-call]
+                    self.scheduler.register_death()
+            else:
+                self.scheduler.start()  # type: ignore[no-untyped-call]
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         if kwargs.get("with_scheduler"):

@@ -36,7 +36,7 @@ from imagen_assets.admin.base import (
 )
 from imagen_assets.admin.batches import CampaignBatchMixin
 from imagen_assets.admin.exports import CampaignExportsMixin
-from imagen_assets.admin.progress import recent_requests, summary_counts
+from imagen_assets.admin.progress import provider_queues, recent_requests, summary_counts
 from imagen_assets.admin.spend import spend_section
 from imagen_assets.forms import CampaignAdminForm, GenerateImagesForm, usable_providers
 from imagen_assets.models import Campaign, CampaignQuerySet, GeneratedImage
@@ -322,6 +322,7 @@ class CampaignAdmin(
             "counts": summary_counts(obj.pk, stats),
             "in_progress": stats.n_open > 0 or any(not row.finished for row in requests),
             "requests": requests,
+            "provider_queues": provider_queues(obj.pk) if stats.n_open else [],
         }
         return render_to_string("imagen_assets/admin/campaign_summary.html", context)
 

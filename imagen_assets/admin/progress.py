@@ -10,8 +10,10 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 from django.utils.translation import gettext, ngettext
 
+from imagen_assets import capacity
 from imagen_assets.admin.base import images_changelist_url
 from imagen_assets.models import GeneratedImage, GenerationRequest
+from imagen_assets.providers import provider_display_name
 from imagen_assets.status import OPEN_IMAGE_STATUSES, ImageStatus, ReviewStatus
 
 #: The newest requests shown on a campaign's page.
@@ -187,3 +189,33 @@ def ready_label(ready: int, total: int) -> str:
         "ready": ready,
         "total": total,
     }
+
+
+@dataclass(frozen=True)
+class ProviderQueue:
+    """A capped provider's tasks: "12 running, 188 waiting for the provider"."""
+
+    alias: str
+    name: str
+    running: int
+    waiting: int
+    cap: int
+
+
+def provider_queues(campaign_id: int) -> list[ProviderQueue]:
+    """The capped providers this campaign has tasks waiting for, with their counts across
+    every campaign (the cap is the account's, :mod:`imagen_assets.capacity`)."""
+    aliases = (
+        capacity.waiting_tasks_anywhere()
+        .filter(campaign_id=campaign_id)
+        .values_list("provider", flat=True)
+        .distinct()
+    )
+    queues = []
+    for alias in sorted(set(aliases)):
+        cap = capacity.cap_of(alias)
+        if cap is None:
+            continue
+        running, waiting = capacity.counts(alias)
+        queues.append(ProviderQueue(alias, provider_display_name(alias), running, waiting, cap))
+    return queues

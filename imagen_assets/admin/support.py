@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from imagen_assets import breaker
+from imagen_assets import breaker, capacity
 from imagen_assets.admin.base import (
     LIST_TEMPLATE,
     ImagenMedia,
@@ -350,6 +350,7 @@ class ProviderHealthAdmin(
     list_display = [
         "provider_name",
         "state",
+        "tasks_in_flight",
         "failures",
         "failing_since",
         "retry_at",
@@ -378,6 +379,19 @@ class ProviderHealthAdmin(
     def provider_name(self, obj: ProviderHealth) -> str:
         name = breaker.display_name(obj.provider)
         return name if name == obj.provider else f"{name} ({obj.provider})"
+
+    @admin.display(description=_("tasks"))
+    def tasks_in_flight(self, obj: ProviderHealth) -> str:
+        """ "12 running, 188 waiting for the provider (50 at once)" for a capped provider."""
+        cap = capacity.cap_of(obj.provider)
+        running, waiting = capacity.counts(obj.provider)
+        text = _("%(running)d running, %(waiting)d waiting for the provider") % {
+            "running": running,
+            "waiting": waiting,
+        }
+        if cap is None:
+            return text
+        return _("%(counts)s (%(cap)d at once)") % {"counts": text, "cap": cap}
 
     @admin.display(description=_("last error"))
     def last_error_preview(self, obj: ProviderHealth) -> str:

@@ -65,7 +65,16 @@ class Provider(HTTPBackend):
 
     #: Every OPTIONS key this backend understands.
     option_names: ClassVar[frozenset[str]] = frozenset(
-        {"API_KEY", "BASE_URL", "DEADLINE", "MODEL", "PRICE_PER_IMAGE", "RESULT_HOSTS", "TIMEOUT"}
+        {
+            "API_KEY",
+            "BASE_URL",
+            "DEADLINE",
+            "MAX_CONCURRENCY",
+            "MODEL",
+            "PRICE_PER_IMAGE",
+            "RESULT_HOSTS",
+            "TIMEOUT",
+        }
     )
     #: OPTIONS that must be non-empty for the provider to be usable.
     required_options: ClassVar[frozenset[str]] = frozenset({"API_KEY"})
@@ -154,6 +163,16 @@ class Provider(HTTPBackend):
     def base_url(self) -> str:
         base_url = str(self.options.get("BASE_URL", "")).rstrip("/")
         return base_url.removesuffix(self.api_path) if self.api_path else base_url
+
+    @property
+    def max_concurrency(self) -> int | None:
+        """``OPTIONS["MAX_CONCURRENCY"]``: the most tasks in flight at once across every
+        worker (:mod:`imagen_assets.capacity`); None for no cap (check E037 refuses a value
+        that is not a whole number of at least 1)."""
+        value = self.options.get("MAX_CONCURRENCY")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return None
+        return value
 
     @property
     def price_per_image(self) -> Decimal:

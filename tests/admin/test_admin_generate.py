@@ -165,7 +165,7 @@ class GenerateActionSubmitTests:
         assert task.requested_by == admin_user
         assert task.prompt == "A red bicycle by the sea\n\nPastel palette, soft daylight."
         assert GeneratedImage.objects.filter(campaign=campaign, status="queued").count() == 4
-        assert [(call.func, call.args) for call in enqueued] == [(jobs.submit, (task.pk,))]
+        assert [(call.func, call.args) for call in enqueued] == [(jobs.submit_many, ([task.pk],))]
         messages = [str(m) for m in get_messages(response.wsgi_request)]
         assert messages == [
             "Queued 4 images for Spring launch on Sandbox. They will appear here as they finish."
@@ -186,9 +186,9 @@ class GenerateActionSubmitTests:
         assert GeneratedImage.objects.filter(campaign=other).count() == 2
         tasks = GenerationTask.objects.filter(campaign__in=[campaign, other])
         assert sorted(call.args for call in enqueued) == sorted(
-            (pk,) for pk in tasks.values_list("pk", flat=True)
+            ([pk],) for pk in tasks.values_list("pk", flat=True)
         )
-        assert {call.func for call in enqueued} == {jobs.submit}
+        assert {call.func for call in enqueued} == {jobs.submit_many}
 
     @pytest.mark.parametrize(
         ("fields", "expected"),
@@ -341,7 +341,7 @@ class GenerateViewTests:
         assert f"campaign__id__exact={campaign.pk}" in response["Location"]
         assert GeneratedImage.objects.filter(campaign=campaign).count() == 3
         task = GenerationTask.objects.get(campaign=campaign)
-        assert [(call.func, call.args) for call in enqueued] == [(jobs.submit, (task.pk,))]
+        assert [(call.func, call.args) for call in enqueued] == [(jobs.submit_many, ([task.pk],))]
 
     def test_post_with_errors_shows_them(self, admin_client, campaign, enqueued):
         response = admin_client.post(

@@ -28,7 +28,7 @@ class DefaultsTests:
     def test_an_empty_setting_means_all_defaults(self, settings, value):
         settings.IMAGEN_ASSETS = value
 
-        assert conf.get("POLL_INTERVAL") == 2.0
+        assert conf.get("POLL_INTERVAL") == 0.5
         assert conf.user_settings() == {}
 
     def test_a_partial_setting_keeps_the_other_defaults(self, settings):

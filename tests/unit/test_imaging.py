@@ -125,6 +125,38 @@ class AcceptedFormatTests:
 
         assert Image.open(io.BytesIO(checked.thumbnail)).size == (50, 40)
 
+    @pytest.mark.parametrize(
+        ("size", "expected"), [((2816, 1536), (400, 218)), ((1024, 1024), (400, 400))]
+    )
+    def test_the_thumbnail_is_the_clean_copys_pixels_scaled_down(self, size, expected):
+        from imagen_assets.sandbox.images import ImageSpec, render_image
+
+        data = render_image(
+            ImageSpec(
+                api_label="Wave",
+                aspect_ratio="16:9",
+                width=size[0],
+                height=size[1],
+                seed=7,
+                prompt="small text shows a shifted or aliased thumbnail",
+                index=0,
+            )
+        )
+
+        checked = check(data, thumbnail_size=400)
+
+        thumb = pixels(checked.thumbnail)
+        assert thumb.size == expected
+        fair = pixels(checked.content).resize(expected, Image.Resampling.LANCZOS)
+        # About 30 dB (the JPEG at quality 82 included); nearest-neighbour or a shift by a few
+        # pixels gives 15 to 24 dB.
+        assert psnr(thumb, fair) > 28
+
+    def test_the_thumbnail_follows_the_exif_orientation(self):
+        checked = check(hostile.hostile_jpeg(orientation=6), thumbnail_size=100)
+
+        assert pixels(checked.thumbnail).size == (75, 100)
+
     def test_accepts_an_image_of_exactly_max_pixels(self):
         checked = check(image_bytes("PNG", size=(100, 50)), max_pixels=5000)
 

@@ -28,7 +28,7 @@ from unit_helpers import (
     make_task,
 )
 
-from imagen_assets import imaging, ingest, jobs, lifecycle, providers, queueing
+from imagen_assets import conf, imaging, ingest, jobs, lifecycle, providers, queueing
 from imagen_assets.downloads import Downloaded, DownloadError
 from imagen_assets.jobs import Did, Outcome, Why
 from imagen_assets.models import GeneratedImage, GenerationTask, WebhookEvent
@@ -178,7 +178,9 @@ class SubmitJobTests:
         assert task.submitted_at is not None
         assert task.submit_lease_until is None
         assert task.attempts == 1
-        assert [(c.func, c.args, c.delay) for c in enqueued] == [(jobs.poll, (task.pk,), 2.0)]
+        # No history yet: the first read when a task is expected to be done by default.
+        first = 0.9 * conf.get("POLL_EXPECTED_SECONDS")
+        assert [(c.func, c.args, c.delay) for c in enqueued] == [(jobs.poll, (task.pk,), first)]
 
     def test_wave_submit_sends_the_key_and_the_idempotency_key(self, campaign, use_http, enqueued):
         task = queued_task(campaign, WAVE)
@@ -703,7 +705,9 @@ class PollJobTests:
             assert jobs.reconcile()["poll"] == 1
 
     def test_processing_updates_progress_and_reschedules(self, campaign, use_http, enqueued):
-        task = running_task(campaign, WAVE, num_images=2)
+        task = running_task(
+            campaign, WAVE, num_images=2, submitted_at=timezone.now() - timedelta(seconds=9)
+        )
         body = {**fixture("wave/status_processing_progress_percent.json"), "task_id": WAVE_ID}
         use_http(("GET", WAVE.status_url, json_response(200, body)))
 
@@ -714,19 +718,24 @@ class PollJobTests:
         assert task.progress == 45
         assert task.polls == 1
         assert [image.status for image in images_of(task)] == ["processing", "processing"]
-        assert [(c.func, c.args, c.delay) for c in enqueued] == [(jobs.poll, (task.pk,), 3.0)]
+        # 45 % done after 9 s: read again when the other 55 % should be, in about 11 s.
+        assert [(c.func, c.args) for c in enqueued] == [(jobs.poll, (task.pk,))]
+        assert enqueued[0].delay == pytest.approx(9 * 55 / 45, abs=0.2)
 
     def test_wavespeed_processing_reschedules_with_backoff(self, campaign, use_http, enqueued):
-        task = running_task(campaign, WAVESPEED, polls=3)
+        # Expected after 6 s (the default), and 20 s late: read again in (1.5 - 1) x 20 s.
+        sent = timezone.now() - timedelta(seconds=26)
+        task = running_task(campaign, WAVESPEED, polls=3, submitted_at=sent)
         use_http(("GET", WAVESPEED.status_url, WAVESPEED.state("processing")))
 
         jobs.poll(task.pk)
 
         assert reload(task).status == "processing"
-        assert enqueued[0].delay == pytest.approx(2.0 * 1.5**4)
+        assert enqueued[0].delay == pytest.approx(10.0, abs=0.2)
 
     def test_the_backoff_is_capped(self, campaign, use_http, enqueued):
-        task = running_task(campaign, WAVESPEED, status="processing", polls=40)
+        sent = timezone.now() - timedelta(minutes=10)
+        task = running_task(campaign, WAVESPEED, status="processing", polls=40, submitted_at=sent)
         use_http(("GET", WAVESPEED.status_url, WAVESPEED.state("processing")))
 
         jobs.poll(task.pk)

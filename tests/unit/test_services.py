@@ -247,8 +247,9 @@ class QueueingTests:
         # for a request.
         for callback in callbacks:
             callback()
+        # Together: SUBMIT_THREADS (8) to a job, sent from threads of it.
         assert [(call.func, call.args, call.delay) for call in enqueued] == [
-            (jobs.submit, (task.pk,), None) for task in tasks
+            (jobs.submit_many, ([task.pk for task in tasks],), None)
         ]
 
     def test_queues_nothing_when_the_surrounding_transaction_rolls_back(
@@ -344,11 +345,12 @@ class ReviewTests:
 
 class EnqueueSubmitsTests:
     def test_a_refused_enqueue_stops_the_rest_so_a_stalled_redis_costs_one_timeout(
-        self, monkeypatch, caplog
+        self, monkeypatch, caplog, settings
     ):
         # Q10: each refusal can take the full socket timeout; the reconciler queues the rest.
         from imagen_assets import queueing
 
+        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "SUBMIT_THREADS": 1}
         asked = []
 
         def refused(func, *args, **kwargs):
@@ -357,12 +359,16 @@ class EnqueueSubmitsTests:
 
         monkeypatch.setattr(queueing, "enqueue", refused)
 
-        services.enqueue_submits([11, 12, 13])
+        services.enqueue_submits([11, 12, 13], "wavespeed")
 
-        assert asked == [(11,)]
-        assert "Not queueing the other 2 task(s) either" in caplog.text
+        assert asked == [([11],)]
+        assert "Could not queue every submit; the reconciler will queue the rest." in caplog.text
 
-    def test_every_task_is_queued_while_redis_takes_them(self, enqueued):
-        services.enqueue_submits([11, 12, 13])
+    def test_every_task_is_queued_while_redis_takes_them(self, enqueued, settings):
+        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "SUBMIT_THREADS": 2}
+        services.enqueue_submits([11, 12, 13], "wavespeed")
 
-        assert [(c.name, c.args) for c in enqueued] == [("submit", (n,)) for n in (11, 12, 13)]
+        assert [(c.name, c.args) for c in enqueued] == [
+            ("submit_many", ([11, 12],)),
+            ("submit_many", ([13],)),
+        ]

@@ -83,6 +83,8 @@ TIMINGS = {
     "POLL_BACKOFF": 1.5,
     "POLL_MAX_INTERVAL": 30.0,
     "SUBMIT_MAX_ATTEMPTS": 6,
+    # One thread: the model runs in one transaction on one connection.
+    "SUBMIT_THREADS": 1,
 }
 PNG = image_bytes("PNG", (16, 12))
 
@@ -255,7 +257,7 @@ class FakeCDN:
 
 # -- the queue -------------------------------------------------------------------------------
 
-PIPELINE_JOBS = {jobs.submit, jobs.poll, jobs.complete, jobs.process_webhook}
+PIPELINE_JOBS = {jobs.submit, jobs.submit_many, jobs.poll, jobs.complete, jobs.process_webhook}
 
 
 @dataclass
@@ -354,7 +356,8 @@ class PipelineMachine(RuleBasedStateMachine):
         except WorkerKilled:
             event("worker killed during a submit")
             return  # the job is gone with its worker; the database keeps what was written
-        event(f"{job.func.__name__}: {outcome.did}{f' ({outcome.why})' if outcome.why else ''}")
+        for one in outcome if isinstance(outcome, list) else [outcome]:  # submit_many: a list
+            event(f"{job.func.__name__}: {one.did}{f' ({one.why})' if one.why else ''}")
 
     def committed(self) -> Any:
         """Run ``on_commit`` callbacks at the end of the block, as a real commit would."""

@@ -68,7 +68,8 @@ class BatchTests:
         assert {t.request_id for t in tasks} == {request.pk}
         assert all(t.prompt.endswith("Pastel palette, soft light.") for t in tasks)
         assert GeneratedImage.objects.filter(task__request=request).count() == 8
-        assert [job.args[0] for job in enqueued if job.func is jobs.submit] == [t.pk for t in tasks]
+        sent = [pk for job in enqueued if job.func is jobs.submit_many for pk in job.args[0]]
+        assert sent == [t.pk for t in tasks]
         assert Activity.objects.filter(verb=Activity.Verb.GENERATED).count() == 1
 
     def test_each_task_keeps_its_own_lines_prompt_as_written(self, campaign) -> None:
