@@ -38,7 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "HTTP_DEADLINE": 60.0,
     "SUBMIT_MAX_ATTEMPTS": 6,
     # One request's tasks are sent this many at once, from threads of one job.
-    "SUBMIT_THREADS": 8,
+    "JOB_THREADS": 8,
     # Circuit breaker per provider: opened after this many transient failures in a row
     # (no answer, 5xx); while open, jobs wait BREAKER_COOLDOWN seconds, then one probes.
     "BREAKER_THRESHOLD": 5,

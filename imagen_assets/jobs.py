@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -44,6 +44,9 @@ from imagen_assets.status import OPEN_IMAGE_STATUSES, TaskStatus
 
 logger = logging.getLogger(__name__)
 
+# How long a job's claim on a webhook event lasts: another job leaves it alone until then
+# (the reconciler's run for it comes after RECONCILE_AFTER, two minutes by default).
+WEBHOOK_CLAIM_SECONDS = 90
 # How long a webhook for a task we cannot find yet is retried before it is filed as orphaned
 # (the provider may answer before our submit transaction commits).
 ORPHAN_GRACE_SECONDS = 60
@@ -129,28 +132,54 @@ def _fail_unconfigured(task: GenerationTask, exc: ImproperlyConfigured) -> Outco
 IN_FLIGHT = frozenset({TaskStatus.SUBMITTED, TaskStatus.PROCESSING})
 
 
-def submit_many(task_ids: list[int]) -> list[Outcome]:
-    """Submit several tasks at once, each as :func:`submit` does, from up to
-    ``SUBMIT_THREADS`` threads: one request's tasks reach the provider together, not one
-    job after another. Each thread has its own database connection, closed when done."""
+def in_threads(func: Callable[[int], Outcome], ids: Sequence[int]) -> list[Outcome]:
+    """``func(id)`` for each of ``ids``, from up to ``JOB_THREADS`` threads of this job (in
+    it, with one thread), each closing its database connections when done."""
 
-    def one(task_id: int) -> Outcome:
+    def one(pk: int) -> Outcome:
         try:
-            return submit(task_id)
+            return func(pk)
         finally:
             connections.close_all()  # this thread's connections only
 
-    workers = max(1, min(int(conf.get("SUBMIT_THREADS")), len(task_ids)))
+    workers = max(1, min(int(conf.get("JOB_THREADS")), len(ids)))
     if workers == 1:
-        return [submit(task_id) for task_id in task_ids]
+        return [func(pk) for pk in ids]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(one, task_ids))
+        return list(pool.map(one, ids))
+
+
+def submit_many(task_ids: list[int]) -> list[Outcome]:
+    """Submit several tasks at once, each as :func:`submit` does, from threads
+    (:func:`in_threads`): one request's tasks reach the provider together, not one job
+    after another. Their first status reads are then one job, :func:`poll_many`, due
+    when the last of them is (tasks sent together are expected done together)."""
+    outcomes = in_threads(lambda pk: submit(pk, schedule_read=False), task_ids)
+    sent = [pk for pk, outcome in zip(task_ids, outcomes, strict=True) if _read_later(outcome)]
+    if sent:
+        due = GenerationTask.objects.filter(pk__in=sent).aggregate(due=Max("next_poll_at"))["due"]
+        delay = (due - timezone.now()).total_seconds() if due is not None else 0.0
+        if not queueing.enqueue(poll_many, sent, delay=max(delay, 0.001)):
+            logger.error("Could not queue the reads of tasks %s; the reconciler will.", sent)
+    return outcomes
+
+
+def _read_later(outcome: Outcome) -> bool:
+    """A submit that left its task at the provider, still to be read."""
+    return outcome.did is Did.SUBMITTED and outcome.then is None
+
+
+def poll_many(task_ids: list[int]) -> list[Outcome]:
+    """Read several tasks at once, each as :func:`poll` does (a task done is stored in its
+    thread, its images' downloads in threads of their own; one still running is read again
+    alone, when :mod:`imagen_assets.latency` says)."""
+    return in_threads(poll, task_ids)
 
 
 def queue_submits(task_ids: Sequence[int]) -> bool:
-    """Queue the submits of ``task_ids`` (committed), ``SUBMIT_THREADS`` to a job; False
+    """Queue the submits of ``task_ids`` (committed), ``JOB_THREADS`` to a job; False
     when Redis refused one (the reconciler queues what is left)."""
-    size = max(1, int(conf.get("SUBMIT_THREADS")))
+    size = max(1, int(conf.get("JOB_THREADS")))
     for start in range(0, len(task_ids), size):
         chunk = list(task_ids[start : start + size])
         if not queueing.enqueue(submit_many, chunk):
@@ -166,7 +195,7 @@ def send_waiting(alias: str) -> None:
         queue_submits(ids)
 
 
-def submit(task_id: int) -> Outcome:
+def submit(task_id: int, schedule_read: bool = True) -> Outcome:
     """Hand one task to its provider, exactly once, and save the provider's task id.
 
     A claim (a conditional UPDATE with a lease) makes a second concurrent run a no-op; the
@@ -175,6 +204,8 @@ def submit(task_id: int) -> Outcome:
     retried, later, with backoff; anything else fails the task with the provider's own
     message. An attempt that stopped mid-call (a crashed or killed worker) is not repeated
     for a provider without idempotency: it may have been billed, so the task fails.
+    With ``schedule_read=False`` the caller queues the first status read (it is due at the
+    task's ``next_poll_at``).
     """
     task = (
         GenerationTask.objects.filter(pk=task_id)
@@ -281,7 +312,8 @@ def submit(task_id: int) -> Outcome:
         lifecycle.apply_state(task_id, result, counted_poll=False)
         if result.status == TaskStatus.SUCCEEDED:
             return Outcome(Did.SUBMITTED, detail=result.task_id, then=complete(task_id))
-    queueing.enqueue(poll, task_id, delay=delay)
+    if schedule_read:  # else the caller does (submit_many: one read job for its tasks)
+        queueing.enqueue(poll, task_id, delay=delay)
     return submitted
 
 
@@ -625,7 +657,51 @@ def _provenance(task: GenerationTask) -> Provenance:
 
 
 def process_webhook(event_id: int) -> Outcome:
-    """Act on a recorded webhook: apply a signed state, or re-read a hinted task."""
+    """Act on a recorded webhook: apply a signed state, or re-read a hinted task; and,
+    from threads of this job (:func:`in_threads`), on the other webhooks recorded and not
+    yet taken by a job. A batch's tasks finish together and their callbacks arrive
+    together: one job stores them all at once instead of each waiting its turn. Each event
+    is claimed first (a conditional update with a lease), so the job queued for another
+    one it took finds it taken and does nothing."""
+    limit = int(conf.get("JOB_THREADS")) - 1
+    others: list[int] = []
+    if limit > 0:
+        others = list(
+            WebhookEvent.objects.filter(processed_at__isnull=True, received_at__lte=timezone.now())
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=timezone.now()))
+            .exclude(pk=event_id)
+            .order_by("received_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+
+    def run(pk: int) -> Outcome:
+        if pk == event_id:
+            return _process_claimed(pk)  # this job's own: its failure is the job's
+        try:
+            return _process_claimed(pk)
+        except Exception:
+            # Another job's event: its own job (or the reconciler) tries it again.
+            logger.exception("Webhook event %s failed in the job of event %s", pk, event_id)
+            WebhookEvent.objects.filter(pk=pk).update(claimed_until=None)
+            return _failed()
+
+    return in_threads(run, [event_id, *others])[0]
+
+
+def _process_claimed(event_id: int) -> Outcome:
+    """:func:`_process_event` once this run holds the event's claim."""
+    now = timezone.now()
+    claimed = (
+        WebhookEvent.objects.filter(pk=event_id, processed_at__isnull=True)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .update(claimed_until=now + timedelta(seconds=WEBHOOK_CLAIM_SECONDS))
+    )
+    if not claimed:
+        return _skipped(Why.PROCESSED)  # done, or another job is at it
+    return _process_event(event_id)
+
+
+def _process_event(event_id: int) -> Outcome:
     event = WebhookEvent.objects.filter(pk=event_id).first()
     if event is None or event.processed_at:
         return _skipped(Why.PROCESSED)
@@ -641,6 +717,7 @@ def process_webhook(event_id: int) -> Outcome:
     age = (timezone.now() - event.received_at).total_seconds()
     if task is None or not task.provider_task_id:
         if age < ORPHAN_GRACE_SECONDS:
+            WebhookEvent.objects.filter(pk=event_id).update(claimed_until=None)
             queueing.enqueue(process_webhook, event_id, delay=2 + age / 4)
             return Outcome(Did.WAITING)
         outcome = Outcome(Did.ORPHANED)

@@ -935,6 +935,9 @@ class WebhookEvent(models.Model):
     received_at = models.DateTimeField(_("received"), default=timezone.now)
     processed_at = models.DateTimeField(_("processed"), null=True, blank=True)
     outcome = models.CharField(_("outcome"), max_length=200, blank=True)
+    # While set and in the future, a job is processing this event (it may take the other
+    # events waiting with its own, imagen_assets.jobs.process_webhook).
+    claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("webhook event")
@@ -943,6 +946,14 @@ class WebhookEvent(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["provider", "event_id"], name="imagen_webhook_event_unique"
+            ),
+        ]
+        indexes = [
+            # The events still to process (a job takes those waiting with its own).
+            models.Index(
+                fields=["received_at"],
+                condition=Q(processed_at__isnull=True),
+                name="imagen_webhook_pending",
             ),
         ]
 

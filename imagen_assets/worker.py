@@ -226,6 +226,11 @@ class Worker(RQWorker):
                 self.scheduler.start()  # type: ignore[no-untyped-call]
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
+        # Built here, once, and inherited by every work horse forked from here: each job
+        # would otherwise read the CA bundle again for each HTTP client it makes.
+        from imagen_assets.providers.http import tls_context  # needs Django set up
+
+        tls_context()
         if kwargs.get("with_scheduler"):
             break_stale_scheduler_locks(self.connection, [q.name for q in self.queues])
         return super().work(*args, **kwargs)

@@ -12,7 +12,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -21,133 +20,481 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Campaign',
+            name="Campaign",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, verbose_name='name')),
-                ('slug', models.SlugField(max_length=100, unique=True, verbose_name='slug')),
-                ('brief', models.TextField(blank=True, help_text='What the campaign is for.', verbose_name='brief')),
-                ('brand_prompt', models.TextField(blank=True, help_text="Added to every prompt of this campaign, e.g. the brand's style and palette.", verbose_name='brand prompt')),
-                ('default_provider', models.CharField(blank=True, help_text="Provider alias; empty means the site's default.", max_length=50, verbose_name='default provider')),
-                ('default_aspect_ratio', models.CharField(choices=[('1:1', '1:1'), ('3:4', '3:4'), ('4:3', '4:3'), ('9:16', '9:16'), ('16:9', '16:9')], default='1:1', max_length=8, verbose_name='default aspect ratio')),
-                ('default_negative_prompt', models.TextField(blank=True, verbose_name='default negative prompt')),
-                ('budget', models.DecimalField(blank=True, decimal_places=2, help_text='Most this campaign may spend on generation; empty means no limit.', max_digits=10, null=True, validators=[django.core.validators.MinValueValidator(Decimal('0'))], verbose_name='budget (USD)')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='created by')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200, verbose_name="name")),
+                ("slug", models.SlugField(max_length=100, unique=True, verbose_name="slug")),
+                (
+                    "brief",
+                    models.TextField(
+                        blank=True, help_text="What the campaign is for.", verbose_name="brief"
+                    ),
+                ),
+                (
+                    "brand_prompt",
+                    models.TextField(
+                        blank=True,
+                        help_text="Added to every prompt of this campaign, e.g. the brand's style and palette.",
+                        verbose_name="brand prompt",
+                    ),
+                ),
+                (
+                    "default_provider",
+                    models.CharField(
+                        blank=True,
+                        help_text="Provider alias; empty means the site's default.",
+                        max_length=50,
+                        verbose_name="default provider",
+                    ),
+                ),
+                (
+                    "default_aspect_ratio",
+                    models.CharField(
+                        choices=[
+                            ("1:1", "1:1"),
+                            ("3:4", "3:4"),
+                            ("4:3", "4:3"),
+                            ("9:16", "9:16"),
+                            ("16:9", "16:9"),
+                        ],
+                        default="1:1",
+                        max_length=8,
+                        verbose_name="default aspect ratio",
+                    ),
+                ),
+                (
+                    "default_negative_prompt",
+                    models.TextField(blank=True, verbose_name="default negative prompt"),
+                ),
+                (
+                    "budget",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=2,
+                        help_text="Most this campaign may spend on generation; empty means no limit.",
+                        max_digits=10,
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(Decimal("0"))],
+                        verbose_name="budget (USD)",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created")),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated")),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="created by",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'campaign',
-                'verbose_name_plural': 'campaigns',
-                'ordering': ['-created_at'],
-                'permissions': [('generate_images', 'Can generate images for campaigns')],
+                "verbose_name": "campaign",
+                "verbose_name_plural": "campaigns",
+                "ordering": ["-created_at"],
+                "permissions": [("generate_images", "Can generate images for campaigns")],
             },
         ),
         migrations.CreateModel(
-            name='GenerationTask',
+            name="GenerationTask",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(max_length=50, verbose_name='provider')),
-                ('model', models.CharField(max_length=100, verbose_name='model')),
-                ('prompt', models.TextField(verbose_name='final prompt')),
-                ('negative_prompt', models.TextField(blank=True, verbose_name='negative prompt')),
-                ('aspect_ratio', models.CharField(choices=[('1:1', '1:1'), ('3:4', '3:4'), ('4:3', '4:3'), ('9:16', '9:16'), ('16:9', '16:9')], max_length=8, verbose_name='aspect ratio')),
-                ('num_images', models.PositiveSmallIntegerField(validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(4)], verbose_name='images')),
-                ('seed', models.BigIntegerField(blank=True, null=True, verbose_name='seed')),
-                ('request_body', models.JSONField(blank=True, default=dict, help_text='The exact JSON body submitted.', verbose_name='request sent')),
-                ('idempotency_key', models.UUIDField(default=uuid.uuid4, editable=False, verbose_name='idempotency key')),
-                ('callback_token', models.CharField(default=imagen_assets.models.new_callback_token, editable=False, max_length=64, unique=True, verbose_name='callback token')),
-                ('provider_task_id', models.CharField(blank=True, db_index=True, max_length=200, verbose_name='provider task id')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('submitted', 'Submitted'), ('processing', 'Processing'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], db_index=True, default='queued', max_length=20, verbose_name='status')),
-                ('progress', models.PositiveSmallIntegerField(default=0, verbose_name='progress')),
-                ('outputs', models.JSONField(blank=True, default=list, help_text='Result URLs the provider returned.', verbose_name='outputs')),
-                ('error_code', models.CharField(blank=True, max_length=100, verbose_name='error code')),
-                ('error_message', models.TextField(blank=True, verbose_name='error')),
-                ('attempts', models.PositiveSmallIntegerField(default=0, verbose_name='submit attempts')),
-                ('polls', models.PositiveIntegerField(default=0, verbose_name='status reads')),
-                ('estimated_cost', models.DecimalField(decimal_places=4, default=Decimal('0'), max_digits=10, verbose_name='estimated cost (USD)')),
-                ('cost', models.DecimalField(blank=True, decimal_places=4, max_digits=10, null=True, verbose_name='cost (USD)')),
-                ('submit_lease_until', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, verbose_name='created')),
-                ('submitted_at', models.DateTimeField(blank=True, null=True, verbose_name='submitted')),
-                ('completed_at', models.DateTimeField(blank=True, null=True, verbose_name='completed')),
-                ('updated_at', models.DateTimeField(auto_now=True, db_index=True, verbose_name='updated')),
-                ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tasks', to='imagen_assets.campaign', verbose_name='campaign')),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='requested by')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("provider", models.CharField(max_length=50, verbose_name="provider")),
+                ("model", models.CharField(max_length=100, verbose_name="model")),
+                ("prompt", models.TextField(verbose_name="final prompt")),
+                ("negative_prompt", models.TextField(blank=True, verbose_name="negative prompt")),
+                (
+                    "aspect_ratio",
+                    models.CharField(
+                        choices=[
+                            ("1:1", "1:1"),
+                            ("3:4", "3:4"),
+                            ("4:3", "4:3"),
+                            ("9:16", "9:16"),
+                            ("16:9", "16:9"),
+                        ],
+                        max_length=8,
+                        verbose_name="aspect ratio",
+                    ),
+                ),
+                (
+                    "num_images",
+                    models.PositiveSmallIntegerField(
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(4),
+                        ],
+                        verbose_name="images",
+                    ),
+                ),
+                ("seed", models.BigIntegerField(blank=True, null=True, verbose_name="seed")),
+                (
+                    "request_body",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text="The exact JSON body submitted.",
+                        verbose_name="request sent",
+                    ),
+                ),
+                (
+                    "idempotency_key",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, verbose_name="idempotency key"
+                    ),
+                ),
+                (
+                    "callback_token",
+                    models.CharField(
+                        default=imagen_assets.models.new_callback_token,
+                        editable=False,
+                        max_length=64,
+                        unique=True,
+                        verbose_name="callback token",
+                    ),
+                ),
+                (
+                    "provider_task_id",
+                    models.CharField(
+                        blank=True, db_index=True, max_length=200, verbose_name="provider task id"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("submitted", "Submitted"),
+                            ("processing", "Processing"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=20,
+                        verbose_name="status",
+                    ),
+                ),
+                ("progress", models.PositiveSmallIntegerField(default=0, verbose_name="progress")),
+                (
+                    "outputs",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="Result URLs the provider returned.",
+                        verbose_name="outputs",
+                    ),
+                ),
+                (
+                    "error_code",
+                    models.CharField(blank=True, max_length=100, verbose_name="error code"),
+                ),
+                ("error_message", models.TextField(blank=True, verbose_name="error")),
+                (
+                    "attempts",
+                    models.PositiveSmallIntegerField(default=0, verbose_name="submit attempts"),
+                ),
+                ("polls", models.PositiveIntegerField(default=0, verbose_name="status reads")),
+                (
+                    "estimated_cost",
+                    models.DecimalField(
+                        decimal_places=4,
+                        default=Decimal("0"),
+                        max_digits=10,
+                        verbose_name="estimated cost (USD)",
+                    ),
+                ),
+                (
+                    "cost",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=4,
+                        max_digits=10,
+                        null=True,
+                        verbose_name="cost (USD)",
+                    ),
+                ),
+                ("submit_lease_until", models.DateTimeField(blank=True, editable=False, null=True)),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, verbose_name="created"
+                    ),
+                ),
+                (
+                    "submitted_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="submitted"),
+                ),
+                (
+                    "completed_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="completed"),
+                ),
+                (
+                    "updated_at",
+                    models.DateTimeField(auto_now=True, db_index=True, verbose_name="updated"),
+                ),
+                (
+                    "campaign",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="tasks",
+                        to="imagen_assets.campaign",
+                        verbose_name="campaign",
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="requested by",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'generation task',
-                'verbose_name_plural': 'generation tasks',
-                'ordering': ['-created_at', '-pk'],
+                "verbose_name": "generation task",
+                "verbose_name_plural": "generation tasks",
+                "ordering": ["-created_at", "-pk"],
             },
         ),
         migrations.CreateModel(
-            name='GeneratedImage',
+            name="GeneratedImage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('index', models.PositiveSmallIntegerField(verbose_name='position in task')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('processing', 'Generating'), ('succeeded', 'Ready'), ('filtered', 'Withheld by provider'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], db_index=True, default='queued', max_length=20, verbose_name='status')),
-                ('error_message', models.TextField(blank=True, verbose_name='error')),
-                ('source_url', models.URLField(blank=True, max_length=2000, verbose_name='provider URL')),
-                ('nsfw', models.BooleanField(default=False, verbose_name='flagged NSFW by provider')),
-                ('file', models.ImageField(blank=True, height_field='height', max_length=300, storage=imagen_assets.storage.image_storage, upload_to=imagen_assets.storage.image_upload_to, verbose_name='image', width_field='width')),
-                ('thumbnail', models.ImageField(blank=True, max_length=300, storage=imagen_assets.storage.image_storage, upload_to=imagen_assets.storage.thumbnail_upload_to, verbose_name='thumbnail')),
-                ('width', models.PositiveIntegerField(blank=True, null=True, verbose_name='width')),
-                ('height', models.PositiveIntegerField(blank=True, null=True, verbose_name='height')),
-                ('bytes', models.PositiveBigIntegerField(blank=True, null=True, verbose_name='size in bytes')),
-                ('sha256', models.CharField(blank=True, db_index=True, max_length=64, verbose_name='SHA-256')),
-                ('content_type', models.CharField(blank=True, max_length=50, verbose_name='content type')),
-                ('review_status', models.CharField(choices=[('pending', 'Pending review'), ('approved', 'Approved'), ('rejected', 'Rejected')], db_index=True, default='pending', max_length=20, verbose_name='review')),
-                ('reviewed_at', models.DateTimeField(blank=True, null=True, verbose_name='reviewed at')),
-                ('review_note', models.TextField(blank=True, verbose_name='review note')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, verbose_name='created')),
-                ('completed_at', models.DateTimeField(blank=True, null=True, verbose_name='completed')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
-                ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='images', to='imagen_assets.campaign', verbose_name='campaign')),
-                ('reviewed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='reviewed by')),
-                ('task', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='images', to='imagen_assets.generationtask', verbose_name='task')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("index", models.PositiveSmallIntegerField(verbose_name="position in task")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("processing", "Generating"),
+                            ("succeeded", "Ready"),
+                            ("filtered", "Withheld by provider"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=20,
+                        verbose_name="status",
+                    ),
+                ),
+                ("error_message", models.TextField(blank=True, verbose_name="error")),
+                (
+                    "source_url",
+                    models.URLField(blank=True, max_length=2000, verbose_name="provider URL"),
+                ),
+                (
+                    "nsfw",
+                    models.BooleanField(default=False, verbose_name="flagged NSFW by provider"),
+                ),
+                (
+                    "file",
+                    models.ImageField(
+                        blank=True,
+                        height_field="height",
+                        max_length=300,
+                        storage=imagen_assets.storage.image_storage,
+                        upload_to=imagen_assets.storage.image_upload_to,
+                        verbose_name="image",
+                        width_field="width",
+                    ),
+                ),
+                (
+                    "thumbnail",
+                    models.ImageField(
+                        blank=True,
+                        max_length=300,
+                        storage=imagen_assets.storage.image_storage,
+                        upload_to=imagen_assets.storage.thumbnail_upload_to,
+                        verbose_name="thumbnail",
+                    ),
+                ),
+                ("width", models.PositiveIntegerField(blank=True, null=True, verbose_name="width")),
+                (
+                    "height",
+                    models.PositiveIntegerField(blank=True, null=True, verbose_name="height"),
+                ),
+                (
+                    "bytes",
+                    models.PositiveBigIntegerField(
+                        blank=True, null=True, verbose_name="size in bytes"
+                    ),
+                ),
+                (
+                    "sha256",
+                    models.CharField(
+                        blank=True, db_index=True, max_length=64, verbose_name="SHA-256"
+                    ),
+                ),
+                (
+                    "content_type",
+                    models.CharField(blank=True, max_length=50, verbose_name="content type"),
+                ),
+                (
+                    "review_status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending review"),
+                            ("approved", "Approved"),
+                            ("rejected", "Rejected"),
+                        ],
+                        db_index=True,
+                        default="pending",
+                        max_length=20,
+                        verbose_name="review",
+                    ),
+                ),
+                (
+                    "reviewed_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="reviewed at"),
+                ),
+                ("review_note", models.TextField(blank=True, verbose_name="review note")),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, verbose_name="created"
+                    ),
+                ),
+                (
+                    "completed_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="completed"),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated")),
+                (
+                    "campaign",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="images",
+                        to="imagen_assets.campaign",
+                        verbose_name="campaign",
+                    ),
+                ),
+                (
+                    "reviewed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="reviewed by",
+                    ),
+                ),
+                (
+                    "task",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="images",
+                        to="imagen_assets.generationtask",
+                        verbose_name="task",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'generated image',
-                'verbose_name_plural': 'generated images',
-                'ordering': ['-created_at', '-pk'],
-                'permissions': [('approve_generatedimage', 'Can approve generated images'), ('reject_generatedimage', 'Can reject generated images')],
+                "verbose_name": "generated image",
+                "verbose_name_plural": "generated images",
+                "ordering": ["-created_at", "-pk"],
+                "permissions": [
+                    ("approve_generatedimage", "Can approve generated images"),
+                    ("reject_generatedimage", "Can reject generated images"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='WebhookEvent',
+            name="WebhookEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(max_length=50, verbose_name='provider')),
-                ('event_id', models.CharField(max_length=200, verbose_name='event id')),
-                ('provider_task_id', models.CharField(db_index=True, max_length=200, verbose_name='provider task id')),
-                ('payload', models.JSONField(default=dict, verbose_name='payload')),
-                ('state', models.JSONField(blank=True, null=True, verbose_name='reported state')),
-                ('received_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='received')),
-                ('processed_at', models.DateTimeField(blank=True, null=True, verbose_name='processed')),
-                ('outcome', models.CharField(blank=True, max_length=200, verbose_name='outcome')),
-                ('task', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='webhook_events', to='imagen_assets.generationtask', verbose_name='task')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("provider", models.CharField(max_length=50, verbose_name="provider")),
+                ("event_id", models.CharField(max_length=200, verbose_name="event id")),
+                (
+                    "provider_task_id",
+                    models.CharField(
+                        db_index=True, max_length=200, verbose_name="provider task id"
+                    ),
+                ),
+                ("payload", models.JSONField(default=dict, verbose_name="payload")),
+                ("state", models.JSONField(blank=True, null=True, verbose_name="reported state")),
+                (
+                    "received_at",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, verbose_name="received"
+                    ),
+                ),
+                (
+                    "processed_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="processed"),
+                ),
+                ("outcome", models.CharField(blank=True, max_length=200, verbose_name="outcome")),
+                (
+                    "task",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="webhook_events",
+                        to="imagen_assets.generationtask",
+                        verbose_name="task",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'webhook event',
-                'verbose_name_plural': 'webhook events',
-                'ordering': ['-received_at'],
+                "verbose_name": "webhook event",
+                "verbose_name_plural": "webhook events",
+                "ordering": ["-received_at"],
             },
         ),
         migrations.AddConstraint(
-            model_name='generationtask',
-            constraint=models.CheckConstraint(condition=models.Q(('progress__lte', 100)), name='imagen_task_progress_lte_100'),
+            model_name="generationtask",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("progress__lte", 100)), name="imagen_task_progress_lte_100"
+            ),
         ),
         migrations.AddIndex(
-            model_name='generatedimage',
-            index=models.Index(fields=['campaign', '-created_at'], name='imagen_image_campaign_idx'),
+            model_name="generatedimage",
+            index=models.Index(
+                fields=["campaign", "-created_at"], name="imagen_image_campaign_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='generatedimage',
-            constraint=models.UniqueConstraint(fields=('task', 'index'), name='imagen_image_task_index'),
+            model_name="generatedimage",
+            constraint=models.UniqueConstraint(
+                fields=("task", "index"), name="imagen_image_task_index"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='webhookevent',
-            constraint=models.UniqueConstraint(fields=('provider', 'event_id'), name='imagen_webhook_event_unique'),
+            model_name="webhookevent",
+            constraint=models.UniqueConstraint(
+                fields=("provider", "event_id"), name="imagen_webhook_event_unique"
+            ),
         ),
     ]

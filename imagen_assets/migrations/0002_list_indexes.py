@@ -5,20 +5,21 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('imagen_assets', '0001_initial'),
+        ("imagen_assets", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='campaign',
-            name='created_at',
-            field=models.DateTimeField(auto_now_add=True, db_index=True, verbose_name='created'),
+            model_name="campaign",
+            name="created_at",
+            field=models.DateTimeField(auto_now_add=True, db_index=True, verbose_name="created"),
         ),
         migrations.AddIndex(
-            model_name='generatedimage',
-            index=models.Index(fields=['campaign', 'status', 'review_status'], name='imagen_image_counts_idx'),
+            model_name="generatedimage",
+            index=models.Index(
+                fields=["campaign", "status", "review_status"], name="imagen_image_counts_idx"
+            ),
         ),
     ]

@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('imagen_assets', '0002_list_indexes'),
+        ("imagen_assets", "0002_list_indexes"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='generationtask',
-            name='next_poll_at',
+            model_name="generationtask",
+            name="next_poll_at",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='generationtask',
-            name='submit_started_at',
+            model_name="generationtask",
+            name="submit_started_at",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
     ]

@@ -34,165 +34,479 @@ def derive_review_status(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
-        ('imagen_assets', '0003_submit_attempt_and_next_poll'),
+        ("auth", "0012_alter_user_first_name_max_length"),
+        ("imagen_assets", "0003_submit_attempt_and_next_poll"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='campaign',
-            options={'ordering': ['-created_at'], 'permissions': [('generate_images', 'Can generate images for campaigns'), ('signoff_campaign', 'Can sign off campaigns or request changes'), ('change_review_policy', "Can change a campaign's review policy"), ('export_campaign', "Can download a campaign's approved images"), ('share_campaign', 'Can invite outside reviewers to a campaign')], 'verbose_name': 'campaign', 'verbose_name_plural': 'campaigns'},
+            name="campaign",
+            options={
+                "ordering": ["-created_at"],
+                "permissions": [
+                    ("generate_images", "Can generate images for campaigns"),
+                    ("signoff_campaign", "Can sign off campaigns or request changes"),
+                    ("change_review_policy", "Can change a campaign's review policy"),
+                    ("export_campaign", "Can download a campaign's approved images"),
+                    ("share_campaign", "Can invite outside reviewers to a campaign"),
+                ],
+                "verbose_name": "campaign",
+                "verbose_name_plural": "campaigns",
+            },
         ),
         migrations.AlterModelOptions(
-            name='generatedimage',
-            options={'ordering': ['-created_at', '-pk'], 'permissions': [('approve_generatedimage', 'Can approve generated images'), ('reject_generatedimage', 'Can reject generated images'), ('revoke_generatedimage', 'Can revoke the review of generated images')], 'verbose_name': 'generated image', 'verbose_name_plural': 'generated images'},
+            name="generatedimage",
+            options={
+                "ordering": ["-created_at", "-pk"],
+                "permissions": [
+                    ("approve_generatedimage", "Can approve generated images"),
+                    ("reject_generatedimage", "Can reject generated images"),
+                    ("revoke_generatedimage", "Can revoke the review of generated images"),
+                ],
+                "verbose_name": "generated image",
+                "verbose_name_plural": "generated images",
+            },
         ),
         migrations.AddField(
-            model_name='campaign',
-            name='allow_self_approval',
-            field=models.BooleanField(default=False, help_text='Let the person who asked for an image approve it, and whoever submitted the campaign sign it off. Off: four eyes.', verbose_name='allow self-approval'),
+            model_name="campaign",
+            name="allow_self_approval",
+            field=models.BooleanField(
+                default=False,
+                help_text="Let the person who asked for an image approve it, and whoever submitted the campaign sign it off. Off: four eyes.",
+                verbose_name="allow self-approval",
+            ),
         ),
         migrations.AddField(
-            model_name='campaign',
-            name='required_approvals',
-            field=models.PositiveSmallIntegerField(default=1, help_text='How many different reviewers must approve an image.', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(10)], verbose_name='approvals required'),
+            model_name="campaign",
+            name="required_approvals",
+            field=models.PositiveSmallIntegerField(
+                default=1,
+                help_text="How many different reviewers must approve an image.",
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(10),
+                ],
+                verbose_name="approvals required",
+            ),
         ),
         migrations.AddField(
-            model_name='campaign',
-            name='reviewer_group',
-            field=models.ForeignKey(blank=True, help_text='Only members of this group may review the campaign; empty means anyone who may approve images.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='auth.group', verbose_name='reviewer group'),
+            model_name="campaign",
+            name="reviewer_group",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Only members of this group may review the campaign; empty means anyone who may approve images.",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="auth.group",
+                verbose_name="reviewer group",
+            ),
         ),
         migrations.AddField(
-            model_name='campaign',
-            name='status',
-            field=models.CharField(choices=[('draft', 'Draft'), ('in_review', 'In review'), ('changes_requested', 'Changes requested'), ('approved', 'Approved'), ('archived', 'Archived')], db_index=True, default='draft', max_length=20, verbose_name='status'),
+            model_name="campaign",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("draft", "Draft"),
+                    ("in_review", "In review"),
+                    ("changes_requested", "Changes requested"),
+                    ("approved", "Approved"),
+                    ("archived", "Archived"),
+                ],
+                db_index=True,
+                default="draft",
+                max_length=20,
+                verbose_name="status",
+            ),
         ),
         migrations.AddField(
-            model_name='campaign',
-            name='submitted_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='submitted'),
+            model_name="campaign",
+            name="submitted_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="submitted"),
         ),
         migrations.AddField(
-            model_name='campaign',
-            name='submitted_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='submitted by'),
+            model_name="campaign",
+            name="submitted_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+                verbose_name="submitted by",
+            ),
         ),
         migrations.AddField(
-            model_name='generatedimage',
-            name='review_round',
-            field=models.PositiveIntegerField(default=1, verbose_name='review round'),
+            model_name="generatedimage",
+            name="review_round",
+            field=models.PositiveIntegerField(default=1, verbose_name="review round"),
         ),
         migrations.AlterField(
-            model_name='generatedimage',
-            name='campaign',
-            field=models.ForeignKey(on_delete=imagen_assets.models.protect_approved, related_name='images', to='imagen_assets.campaign', verbose_name='campaign'),
+            model_name="generatedimage",
+            name="campaign",
+            field=models.ForeignKey(
+                on_delete=imagen_assets.models.protect_approved,
+                related_name="images",
+                to="imagen_assets.campaign",
+                verbose_name="campaign",
+            ),
         ),
         migrations.AlterField(
-            model_name='generatedimage',
-            name='review_status',
-            field=models.CharField(choices=[('none', 'Not for review'), ('pending', 'Pending review'), ('approved', 'Approved'), ('rejected', 'Rejected')], db_index=True, default='none', max_length=20, verbose_name='review'),
+            model_name="generatedimage",
+            name="review_status",
+            field=models.CharField(
+                choices=[
+                    ("none", "Not for review"),
+                    ("pending", "Pending review"),
+                    ("approved", "Approved"),
+                    ("rejected", "Rejected"),
+                ],
+                db_index=True,
+                default="none",
+                max_length=20,
+                verbose_name="review",
+            ),
         ),
         migrations.AlterField(
-            model_name='generatedimage',
-            name='task',
-            field=models.ForeignKey(on_delete=imagen_assets.models.protect_approved, related_name='images', to='imagen_assets.generationtask', verbose_name='task'),
+            model_name="generatedimage",
+            name="task",
+            field=models.ForeignKey(
+                on_delete=imagen_assets.models.protect_approved,
+                related_name="images",
+                to="imagen_assets.generationtask",
+                verbose_name="task",
+            ),
         ),
         migrations.CreateModel(
-            name='Comment',
+            name="Comment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('author_label', models.CharField(max_length=254, verbose_name='author')),
-                ('text', models.TextField(verbose_name='text')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='written')),
-                ('author', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='author')),
-                ('image', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='comments', to='imagen_assets.generatedimage', verbose_name='image')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("author_label", models.CharField(max_length=254, verbose_name="author")),
+                ("text", models.TextField(verbose_name="text")),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, verbose_name="written"),
+                ),
+                (
+                    "author",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="author",
+                    ),
+                ),
+                (
+                    "image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="comments",
+                        to="imagen_assets.generatedimage",
+                        verbose_name="image",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'comment',
-                'verbose_name_plural': 'comments',
-                'ordering': ['created_at', 'pk'],
+                "verbose_name": "comment",
+                "verbose_name_plural": "comments",
+                "ordering": ["created_at", "pk"],
             },
         ),
         migrations.CreateModel(
-            name='Export',
+            name="Export",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('ready', 'Ready'), ('failed', 'Failed')], default='queued', max_length=10, verbose_name='status')),
-                ('file_name', models.CharField(blank=True, max_length=300, verbose_name='file')),
-                ('image_ids', models.JSONField(blank=True, default=list, verbose_name='images')),
-                ('stale', models.BooleanField(default=False, help_text='An image in it was revoked since.', verbose_name='stale')),
-                ('bytes', models.PositiveBigIntegerField(blank=True, null=True, verbose_name='size in bytes')),
-                ('error_message', models.TextField(blank=True, verbose_name='error')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='requested')),
-                ('finished_at', models.DateTimeField(blank=True, null=True, verbose_name='finished')),
-                ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='exports', to='imagen_assets.campaign', verbose_name='campaign')),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='requested by')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("queued", "Queued"), ("ready", "Ready"), ("failed", "Failed")],
+                        default="queued",
+                        max_length=10,
+                        verbose_name="status",
+                    ),
+                ),
+                ("file_name", models.CharField(blank=True, max_length=300, verbose_name="file")),
+                ("image_ids", models.JSONField(blank=True, default=list, verbose_name="images")),
+                (
+                    "stale",
+                    models.BooleanField(
+                        default=False,
+                        help_text="An image in it was revoked since.",
+                        verbose_name="stale",
+                    ),
+                ),
+                (
+                    "bytes",
+                    models.PositiveBigIntegerField(
+                        blank=True, null=True, verbose_name="size in bytes"
+                    ),
+                ),
+                ("error_message", models.TextField(blank=True, verbose_name="error")),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, verbose_name="requested"
+                    ),
+                ),
+                (
+                    "finished_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="finished"),
+                ),
+                (
+                    "campaign",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="exports",
+                        to="imagen_assets.campaign",
+                        verbose_name="campaign",
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="requested by",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'export',
-                'verbose_name_plural': 'exports',
-                'ordering': ['-created_at', '-pk'],
+                "verbose_name": "export",
+                "verbose_name_plural": "exports",
+                "ordering": ["-created_at", "-pk"],
             },
         ),
         migrations.CreateModel(
-            name='ShareLink',
+            name="ShareLink",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('email', models.EmailField(max_length=254, verbose_name="reviewer's address")),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='created')),
-                ('expires_at', models.DateTimeField(verbose_name='expires')),
-                ('revoked_at', models.DateTimeField(blank=True, null=True, verbose_name='revoked')),
-                ('last_used_at', models.DateTimeField(blank=True, null=True, verbose_name='last used')),
-                ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='share_links', to='imagen_assets.campaign', verbose_name='campaign')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='invited by')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("email", models.EmailField(max_length=254, verbose_name="reviewer's address")),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, verbose_name="created"),
+                ),
+                ("expires_at", models.DateTimeField(verbose_name="expires")),
+                ("revoked_at", models.DateTimeField(blank=True, null=True, verbose_name="revoked")),
+                (
+                    "last_used_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="last used"),
+                ),
+                (
+                    "campaign",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="share_links",
+                        to="imagen_assets.campaign",
+                        verbose_name="campaign",
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="invited by",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'outside reviewer link',
-                'verbose_name_plural': 'outside reviewer links',
-                'ordering': ['-created_at', '-pk'],
+                "verbose_name": "outside reviewer link",
+                "verbose_name_plural": "outside reviewer links",
+                "ordering": ["-created_at", "-pk"],
             },
         ),
         migrations.CreateModel(
-            name='Activity',
+            name="Activity",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('verb', models.CharField(choices=[('generated', 'requested images'), ('ready', 'image ready'), ('failed', 'image failed'), ('approved', 'approved'), ('rejected', 'rejected'), ('revoked', 'revoked the review'), ('commented', 'commented'), ('submitted', 'submitted for review'), ('back_in_review', 'sent back to review by a revoke'), ('signed_off', 'signed off'), ('changes_requested', 'requested changes'), ('archived', 'archived'), ('reopened', 'reopened'), ('policy_changed', 'changed the review policy'), ('exported', 'exported the approved images'), ('shared', 'invited an outside reviewer'), ('share_revoked', "revoked an outside reviewer's link")], max_length=30, verbose_name='what')),
-                ('actor_label', models.CharField(max_length=254, verbose_name='who')),
-                ('note', models.TextField(blank=True, verbose_name='note')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, verbose_name='when')),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='who')),
-                ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='activity', to='imagen_assets.campaign', verbose_name='campaign')),
-                ('image', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='activity', to='imagen_assets.generatedimage', verbose_name='image')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "verb",
+                    models.CharField(
+                        choices=[
+                            ("generated", "requested images"),
+                            ("ready", "image ready"),
+                            ("failed", "image failed"),
+                            ("approved", "approved"),
+                            ("rejected", "rejected"),
+                            ("revoked", "revoked the review"),
+                            ("commented", "commented"),
+                            ("submitted", "submitted for review"),
+                            ("back_in_review", "sent back to review by a revoke"),
+                            ("signed_off", "signed off"),
+                            ("changes_requested", "requested changes"),
+                            ("archived", "archived"),
+                            ("reopened", "reopened"),
+                            ("policy_changed", "changed the review policy"),
+                            ("exported", "exported the approved images"),
+                            ("shared", "invited an outside reviewer"),
+                            ("share_revoked", "revoked an outside reviewer's link"),
+                        ],
+                        max_length=30,
+                        verbose_name="what",
+                    ),
+                ),
+                ("actor_label", models.CharField(max_length=254, verbose_name="who")),
+                ("note", models.TextField(blank=True, verbose_name="note")),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, verbose_name="when"
+                    ),
+                ),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="who",
+                    ),
+                ),
+                (
+                    "campaign",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="activity",
+                        to="imagen_assets.campaign",
+                        verbose_name="campaign",
+                    ),
+                ),
+                (
+                    "image",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="activity",
+                        to="imagen_assets.generatedimage",
+                        verbose_name="image",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'activity',
-                'verbose_name_plural': 'activity',
-                'ordering': ['-created_at', '-pk'],
-                'indexes': [models.Index(fields=['campaign', '-created_at'], name='imagen_activity_campaign_idx'), models.Index(fields=['image', '-created_at'], name='imagen_activity_image_idx')],
+                "verbose_name": "activity",
+                "verbose_name_plural": "activity",
+                "ordering": ["-created_at", "-pk"],
+                "indexes": [
+                    models.Index(
+                        fields=["campaign", "-created_at"], name="imagen_activity_campaign_idx"
+                    ),
+                    models.Index(fields=["image", "-created_at"], name="imagen_activity_image_idx"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ReviewDecision',
+            name="ReviewDecision",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('round', models.PositiveIntegerField(verbose_name='round')),
-                ('decision', models.CharField(choices=[('approve', 'Approve'), ('reject', 'Reject'), ('revoke', 'Revoke')], max_length=10, verbose_name='decision')),
-                ('reviewer_email', models.EmailField(blank=True, max_length=254, verbose_name='outside reviewer')),
-                ('reviewer_label', models.CharField(max_length=254, verbose_name='reviewer')),
-                ('note', models.TextField(blank=True, verbose_name='note')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, verbose_name='decided')),
-                ('image', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='decisions', to='imagen_assets.generatedimage', verbose_name='image')),
-                ('reviewer', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='reviewer')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("round", models.PositiveIntegerField(verbose_name="round")),
+                (
+                    "decision",
+                    models.CharField(
+                        choices=[
+                            ("approve", "Approve"),
+                            ("reject", "Reject"),
+                            ("revoke", "Revoke"),
+                        ],
+                        max_length=10,
+                        verbose_name="decision",
+                    ),
+                ),
+                (
+                    "reviewer_email",
+                    models.EmailField(blank=True, max_length=254, verbose_name="outside reviewer"),
+                ),
+                ("reviewer_label", models.CharField(max_length=254, verbose_name="reviewer")),
+                ("note", models.TextField(blank=True, verbose_name="note")),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, verbose_name="decided"
+                    ),
+                ),
+                (
+                    "image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="decisions",
+                        to="imagen_assets.generatedimage",
+                        verbose_name="image",
+                    ),
+                ),
+                (
+                    "reviewer",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="reviewer",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'review decision',
-                'verbose_name_plural': 'review decisions',
-                'ordering': ['created_at', 'pk'],
-                'indexes': [models.Index(fields=['image', 'round'], name='imagen_decision_round_idx')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('decision__in', ['approve', 'reject']), ('reviewer__isnull', False)), fields=('image', 'round', 'reviewer'), name='imagen_one_decision_per_round'), models.UniqueConstraint(condition=models.Q(('decision__in', ['approve', 'reject']), ('reviewer__isnull', True), models.Q(('reviewer_email', ''), _negated=True)), fields=('image', 'round', 'reviewer_email'), name='imagen_one_outside_decision_per_round')],
+                "verbose_name": "review decision",
+                "verbose_name_plural": "review decisions",
+                "ordering": ["created_at", "pk"],
+                "indexes": [
+                    models.Index(fields=["image", "round"], name="imagen_decision_round_idx")
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(
+                            ("decision__in", ["approve", "reject"]), ("reviewer__isnull", False)
+                        ),
+                        fields=("image", "round", "reviewer"),
+                        name="imagen_one_decision_per_round",
+                    ),
+                    models.UniqueConstraint(
+                        condition=models.Q(
+                            ("decision__in", ["approve", "reject"]),
+                            ("reviewer__isnull", True),
+                            models.Q(("reviewer_email", ""), _negated=True),
+                        ),
+                        fields=("image", "round", "reviewer_email"),
+                        name="imagen_one_outside_decision_per_round",
+                    ),
+                ],
             },
         ),
         migrations.RunPython(derive_review_status, migrations.RunPython.noop),

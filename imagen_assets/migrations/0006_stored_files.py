@@ -5,26 +5,48 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('imagen_assets', '0005_provider_file_hash_and_c2pa'),
+        ("imagen_assets", "0005_provider_file_hash_and_c2pa"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='StoredFile',
+            name="StoredFile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=300, unique=True, verbose_name='file name')),
-                ('kind', models.CharField(choices=[('original', 'Original'), ('thumbnail', 'Thumbnail')], max_length=20, verbose_name='kind')),
-                ('image_id', models.PositiveBigIntegerField(blank=True, null=True, verbose_name='image')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, verbose_name='recorded')),
-                ('job_id', models.CharField(blank=True, default='', max_length=200, verbose_name='job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=300, unique=True, verbose_name="file name")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("original", "Original"), ("thumbnail", "Thumbnail")],
+                        max_length=20,
+                        verbose_name="kind",
+                    ),
+                ),
+                (
+                    "image_id",
+                    models.PositiveBigIntegerField(blank=True, null=True, verbose_name="image"),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, verbose_name="recorded"
+                    ),
+                ),
+                (
+                    "job_id",
+                    models.CharField(blank=True, default="", max_length=200, verbose_name="job"),
+                ),
             ],
             options={
-                'verbose_name': 'stored file record',
-                'verbose_name_plural': 'stored file records',
-                'ordering': ['pk'],
+                "verbose_name": "stored file record",
+                "verbose_name_plural": "stored file records",
+                "ordering": ["pk"],
             },
         ),
     ]

@@ -4,30 +4,58 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('imagen_assets', '0007_webhook_event_task_without_constraint'),
+        ("imagen_assets", "0007_webhook_event_task_without_constraint"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ProviderHealth',
+            name="ProviderHealth",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(max_length=50, unique=True, verbose_name='provider')),
-                ('state', models.CharField(choices=[('closed', 'Answering'), ('open', 'Not answering'), ('half_open', 'Being tried again')], default='closed', max_length=10, verbose_name='state')),
-                ('failures', models.PositiveIntegerField(default=0, verbose_name='failures in a row')),
-                ('failing_since', models.DateTimeField(blank=True, null=True, verbose_name='failing since')),
-                ('retry_at', models.DateTimeField(blank=True, null=True, verbose_name='next try')),
-                ('last_error', models.TextField(blank=True, verbose_name='last error')),
-                ('key_refused_at', models.DateTimeField(blank=True, null=True, verbose_name='API key refused')),
-                ('key_refused_message', models.TextField(blank=True, verbose_name='API key refusal')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("provider", models.CharField(max_length=50, unique=True, verbose_name="provider")),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("closed", "Answering"),
+                            ("open", "Not answering"),
+                            ("half_open", "Being tried again"),
+                        ],
+                        default="closed",
+                        max_length=10,
+                        verbose_name="state",
+                    ),
+                ),
+                (
+                    "failures",
+                    models.PositiveIntegerField(default=0, verbose_name="failures in a row"),
+                ),
+                (
+                    "failing_since",
+                    models.DateTimeField(blank=True, null=True, verbose_name="failing since"),
+                ),
+                ("retry_at", models.DateTimeField(blank=True, null=True, verbose_name="next try")),
+                ("last_error", models.TextField(blank=True, verbose_name="last error")),
+                (
+                    "key_refused_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="API key refused"),
+                ),
+                (
+                    "key_refused_message",
+                    models.TextField(blank=True, verbose_name="API key refusal"),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated")),
             ],
             options={
-                'verbose_name': 'provider health',
-                'verbose_name_plural': 'provider health',
-                'ordering': ['provider'],
+                "verbose_name": "provider health",
+                "verbose_name_plural": "provider health",
+                "ordering": ["provider"],
             },
         ),
     ]

@@ -7,34 +7,100 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('imagen_assets', '0008_provider_health'),
+        ("imagen_assets", "0008_provider_health"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='GenerationRequest',
+            name="GenerationRequest",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('prompt', models.TextField(blank=True, help_text="What the marketer wrote, before the brand's words.", verbose_name='prompt')),
-                ('count', models.PositiveIntegerField(default=0, verbose_name='images asked for')),
-                ('origin', models.CharField(choices=[('new', 'New request'), ('retry', 'Retry'), ('more_like_this', 'More like this'), ('other_provider', 'Same seed elsewhere'), ('batch', 'Batch')], default='new', max_length=20, verbose_name='origin')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, verbose_name='requested')),
-                ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='requests', to='imagen_assets.campaign', verbose_name='campaign')),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='requested by')),
-                ('source_image', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='imagen_assets.generatedimage', verbose_name='made from')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "prompt",
+                    models.TextField(
+                        blank=True,
+                        help_text="What the marketer wrote, before the brand's words.",
+                        verbose_name="prompt",
+                    ),
+                ),
+                ("count", models.PositiveIntegerField(default=0, verbose_name="images asked for")),
+                (
+                    "origin",
+                    models.CharField(
+                        choices=[
+                            ("new", "New request"),
+                            ("retry", "Retry"),
+                            ("more_like_this", "More like this"),
+                            ("other_provider", "Same seed elsewhere"),
+                            ("batch", "Batch"),
+                        ],
+                        default="new",
+                        max_length=20,
+                        verbose_name="origin",
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, verbose_name="requested"
+                    ),
+                ),
+                (
+                    "campaign",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="requests",
+                        to="imagen_assets.campaign",
+                        verbose_name="campaign",
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="requested by",
+                    ),
+                ),
+                (
+                    "source_image",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="imagen_assets.generatedimage",
+                        verbose_name="made from",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'generation request',
-                'verbose_name_plural': 'generation requests',
-                'ordering': ['-created_at', '-pk'],
+                "verbose_name": "generation request",
+                "verbose_name_plural": "generation requests",
+                "ordering": ["-created_at", "-pk"],
             },
         ),
         migrations.AddField(
-            model_name='generationtask',
-            name='request',
-            field=models.ForeignKey(blank=True, help_text='The ask that made this task (empty for tasks made before requests were kept).', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='tasks', to='imagen_assets.generationrequest', verbose_name='request'),
+            model_name="generationtask",
+            name="request",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The ask that made this task (empty for tasks made before requests were kept).",
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="tasks",
+                to="imagen_assets.generationrequest",
+                verbose_name="request",
+            ),
         ),
     ]

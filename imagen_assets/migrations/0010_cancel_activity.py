@@ -4,15 +4,37 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('imagen_assets', '0009_generation_requests'),
+        ("imagen_assets", "0009_generation_requests"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='activity',
-            name='verb',
-            field=models.CharField(choices=[('generated', 'requested images'), ('ready', 'image ready'), ('failed', 'image failed'), ('approved', 'approved'), ('rejected', 'rejected'), ('revoked', 'revoked the review'), ('commented', 'commented'), ('submitted', 'submitted for review'), ('back_in_review', 'sent back to review by a revoke'), ('signed_off', 'signed off'), ('changes_requested', 'requested changes'), ('archived', 'archived'), ('reopened', 'reopened'), ('policy_changed', 'changed the review policy'), ('exported', 'exported the approved images'), ('shared', 'invited an outside reviewer'), ('share_revoked', "revoked an outside reviewer's link"), ('cancelled', 'cancelled an unfinished image')], max_length=30, verbose_name='what'),
+            model_name="activity",
+            name="verb",
+            field=models.CharField(
+                choices=[
+                    ("generated", "requested images"),
+                    ("ready", "image ready"),
+                    ("failed", "image failed"),
+                    ("approved", "approved"),
+                    ("rejected", "rejected"),
+                    ("revoked", "revoked the review"),
+                    ("commented", "commented"),
+                    ("submitted", "submitted for review"),
+                    ("back_in_review", "sent back to review by a revoke"),
+                    ("signed_off", "signed off"),
+                    ("changes_requested", "requested changes"),
+                    ("archived", "archived"),
+                    ("reopened", "reopened"),
+                    ("policy_changed", "changed the review policy"),
+                    ("exported", "exported the approved images"),
+                    ("shared", "invited an outside reviewer"),
+                    ("share_revoked", "revoked an outside reviewer's link"),
+                    ("cancelled", "cancelled an unfinished image"),
+                ],
+                max_length=30,
+                verbose_name="what",
+            ),
         ),
     ]

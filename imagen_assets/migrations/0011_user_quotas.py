@@ -8,27 +8,65 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('imagen_assets', '0010_cancel_activity'),
+        ("imagen_assets", "0010_cancel_activity"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='UserQuota',
+            name="UserQuota",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('images_per_day', models.PositiveIntegerField(blank=True, help_text="Most images this user may ask for in a day; empty means the site's default.", null=True, verbose_name='images per day')),
-                ('spend_per_day', models.DecimalField(blank=True, decimal_places=2, help_text="Most this user's requests may cost in a day; empty means the site's default.", max_digits=10, null=True, validators=[django.core.validators.MinValueValidator(Decimal('0'))], verbose_name='spend per day (USD)')),
-                ('unlimited', models.BooleanField(default=False, help_text="Lift both limits for this user, whatever the site's defaults.", verbose_name='no daily quota')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='imagen_quota', to=settings.AUTH_USER_MODEL, verbose_name='user')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "images_per_day",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Most images this user may ask for in a day; empty means the site's default.",
+                        null=True,
+                        verbose_name="images per day",
+                    ),
+                ),
+                (
+                    "spend_per_day",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=2,
+                        help_text="Most this user's requests may cost in a day; empty means the site's default.",
+                        max_digits=10,
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(Decimal("0"))],
+                        verbose_name="spend per day (USD)",
+                    ),
+                ),
+                (
+                    "unlimited",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Lift both limits for this user, whatever the site's defaults.",
+                        verbose_name="no daily quota",
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated")),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="imagen_quota",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="user",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'user quota',
-                'verbose_name_plural': 'user quotas',
-                'ordering': ['user_id'],
+                "verbose_name": "user quota",
+                "verbose_name_plural": "user quotas",
+                "ordering": ["user_id"],
             },
         ),
     ]

@@ -42,127 +42,306 @@ def brands_to_campaign_prompts(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('imagen_assets', '0011_user_quotas'),
+        ("imagen_assets", "0011_user_quotas"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Brand',
+            name="Brand",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True, verbose_name='name')),
-                ('prompt_prefix', models.TextField(blank=True, help_text='Put before every prompt, e.g. “Product photograph for Meadow & Co.:”.', verbose_name='prompt prefix')),
-                ('prompt_suffix', models.TextField(blank=True, help_text="Put after every prompt: the brand's style, palette and light.", verbose_name='prompt suffix')),
-                ('banned_terms', models.TextField(blank=True, help_text='One word or phrase per line. A request whose prompt contains one is refused before anything is spent. Case does not matter; whole words are matched, and Chinese, Japanese or Korean terms anywhere in the text.', verbose_name='banned terms')),
-                ('default_negative_prompt', models.TextField(blank=True, help_text='Used when the campaign has no negative prompt of its own.', verbose_name='default negative prompt')),
-                ('default_aspect_ratio', models.CharField(blank=True, choices=[('1:1', '1:1'), ('3:4', '3:4'), ('4:3', '4:3'), ('9:16', '9:16'), ('16:9', '16:9')], help_text='Used when the campaign has no aspect ratio of its own; empty means 1:1.', max_length=8, verbose_name='default aspect ratio')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200, unique=True, verbose_name="name")),
+                (
+                    "prompt_prefix",
+                    models.TextField(
+                        blank=True,
+                        help_text="Put before every prompt, e.g. “Product photograph for Meadow & Co.:”.",
+                        verbose_name="prompt prefix",
+                    ),
+                ),
+                (
+                    "prompt_suffix",
+                    models.TextField(
+                        blank=True,
+                        help_text="Put after every prompt: the brand's style, palette and light.",
+                        verbose_name="prompt suffix",
+                    ),
+                ),
+                (
+                    "banned_terms",
+                    models.TextField(
+                        blank=True,
+                        help_text="One word or phrase per line. A request whose prompt contains one is refused before anything is spent. Case does not matter; whole words are matched, and Chinese, Japanese or Korean terms anywhere in the text.",
+                        verbose_name="banned terms",
+                    ),
+                ),
+                (
+                    "default_negative_prompt",
+                    models.TextField(
+                        blank=True,
+                        help_text="Used when the campaign has no negative prompt of its own.",
+                        verbose_name="default negative prompt",
+                    ),
+                ),
+                (
+                    "default_aspect_ratio",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("1:1", "1:1"),
+                            ("3:4", "3:4"),
+                            ("4:3", "4:3"),
+                            ("9:16", "9:16"),
+                            ("16:9", "16:9"),
+                        ],
+                        help_text="Used when the campaign has no aspect ratio of its own; empty means 1:1.",
+                        max_length=8,
+                        verbose_name="default aspect ratio",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created")),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated")),
             ],
             options={
-                'verbose_name': 'brand',
-                'verbose_name_plural': 'brands',
-                'ordering': ['name'],
+                "verbose_name": "brand",
+                "verbose_name_plural": "brands",
+                "ordering": ["name"],
             },
         ),
         migrations.AddField(
-            model_name='generationrequest',
-            name='template_values',
-            field=models.JSONField(blank=True, default=dict, help_text='What was filled in for each placeholder of the template.', verbose_name='template values'),
+            model_name="generationrequest",
+            name="template_values",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="What was filled in for each placeholder of the template.",
+                verbose_name="template values",
+            ),
         ),
         migrations.AlterField(
-            model_name='campaign',
-            name='brand_prompt',
-            field=models.TextField(blank=True, help_text="Added to every prompt of this campaign, after the style preset and before the brand's suffix.", verbose_name='campaign prompt'),
+            model_name="campaign",
+            name="brand_prompt",
+            field=models.TextField(
+                blank=True,
+                help_text="Added to every prompt of this campaign, after the style preset and before the brand's suffix.",
+                verbose_name="campaign prompt",
+            ),
         ),
         migrations.AlterField(
-            model_name='campaign',
-            name='default_aspect_ratio',
-            field=models.CharField(blank=True, choices=[('1:1', '1:1'), ('3:4', '3:4'), ('4:3', '4:3'), ('9:16', '9:16'), ('16:9', '16:9')], default='', help_text="Empty means the brand's, else 1:1.", max_length=8, verbose_name='default aspect ratio'),
+            model_name="campaign",
+            name="default_aspect_ratio",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("1:1", "1:1"),
+                    ("3:4", "3:4"),
+                    ("4:3", "4:3"),
+                    ("9:16", "9:16"),
+                    ("16:9", "16:9"),
+                ],
+                default="",
+                help_text="Empty means the brand's, else 1:1.",
+                max_length=8,
+                verbose_name="default aspect ratio",
+            ),
         ),
         migrations.AlterField(
-            model_name='campaign',
-            name='default_negative_prompt',
-            field=models.TextField(blank=True, help_text="Empty means the brand's.", verbose_name='default negative prompt'),
+            model_name="campaign",
+            name="default_negative_prompt",
+            field=models.TextField(
+                blank=True,
+                help_text="Empty means the brand's.",
+                verbose_name="default negative prompt",
+            ),
         ),
         migrations.AddField(
-            model_name='campaign',
-            name='brand',
-            field=models.ForeignKey(blank=True, help_text="The brand kit: words around every prompt, banned terms, defaults, style presets and templates. The campaign's own settings below override the brand's.", null=True, on_delete=django.db.models.deletion.PROTECT, related_name='campaigns', to='imagen_assets.brand', verbose_name='brand'),
+            model_name="campaign",
+            name="brand",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The brand kit: words around every prompt, banned terms, defaults, style presets and templates. The campaign's own settings below override the brand's.",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="campaigns",
+                to="imagen_assets.brand",
+                verbose_name="brand",
+            ),
         ),
         migrations.CreateModel(
-            name='PromptTemplate',
+            name="PromptTemplate",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, verbose_name='name')),
-                ('text', models.TextField(help_text='The prompt, with a {placeholder} for each part filled in when generating, e.g. “A {product} on a {surface}”. Write {{ or }} for a brace itself.', verbose_name='text')),
-                ('version', models.PositiveIntegerField(default=0, editable=False, verbose_name='version')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='changed')),
-                ('brand', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='templates', to='imagen_assets.brand', verbose_name='brand')),
-                ('updated_by', models.ForeignKey(blank=True, editable=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='changed by')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, verbose_name="name")),
+                (
+                    "text",
+                    models.TextField(
+                        help_text="The prompt, with a {placeholder} for each part filled in when generating, e.g. “A {product} on a {surface}”. Write {{ or }} for a brace itself.",
+                        verbose_name="text",
+                    ),
+                ),
+                (
+                    "version",
+                    models.PositiveIntegerField(default=0, editable=False, verbose_name="version"),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="changed")),
+                (
+                    "brand",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="templates",
+                        to="imagen_assets.brand",
+                        verbose_name="brand",
+                    ),
+                ),
+                (
+                    "updated_by",
+                    models.ForeignKey(
+                        blank=True,
+                        editable=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="changed by",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'prompt template',
-                'verbose_name_plural': 'prompt templates',
-                'ordering': ['brand', 'name'],
+                "verbose_name": "prompt template",
+                "verbose_name_plural": "prompt templates",
+                "ordering": ["brand", "name"],
             },
         ),
         migrations.CreateModel(
-            name='PromptTemplateVersion',
+            name="PromptTemplateVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField(verbose_name='version')),
-                ('name', models.CharField(max_length=100, verbose_name='name')),
-                ('text', models.TextField(verbose_name='text')),
-                ('changed_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='changed')),
-                ('changed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='changed by')),
-                ('template', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='versions', to='imagen_assets.prompttemplate', verbose_name='template')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField(verbose_name="version")),
+                ("name", models.CharField(max_length=100, verbose_name="name")),
+                ("text", models.TextField(verbose_name="text")),
+                (
+                    "changed_at",
+                    models.DateTimeField(default=django.utils.timezone.now, verbose_name="changed"),
+                ),
+                (
+                    "changed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="changed by",
+                    ),
+                ),
+                (
+                    "template",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="versions",
+                        to="imagen_assets.prompttemplate",
+                        verbose_name="template",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'prompt template version',
-                'verbose_name_plural': 'prompt template versions',
-                'ordering': ['template', '-number'],
+                "verbose_name": "prompt template version",
+                "verbose_name_plural": "prompt template versions",
+                "ordering": ["template", "-number"],
             },
         ),
         migrations.AddField(
-            model_name='generationrequest',
-            name='template_version',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='requests', to='imagen_assets.prompttemplateversion', verbose_name='template version'),
+            model_name="generationrequest",
+            name="template_version",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="requests",
+                to="imagen_assets.prompttemplateversion",
+                verbose_name="template version",
+            ),
         ),
         migrations.CreateModel(
-            name='StylePreset',
+            name="StylePreset",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, verbose_name='name')),
-                ('prompt', models.TextField(help_text='Added after the prompt, e.g. “seamless white backdrop, softbox light”.', verbose_name='words added')),
-                ('position', models.PositiveSmallIntegerField(default=0, verbose_name='position')),
-                ('brand', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='presets', to='imagen_assets.brand', verbose_name='brand')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, verbose_name="name")),
+                (
+                    "prompt",
+                    models.TextField(
+                        help_text="Added after the prompt, e.g. “seamless white backdrop, softbox light”.",
+                        verbose_name="words added",
+                    ),
+                ),
+                ("position", models.PositiveSmallIntegerField(default=0, verbose_name="position")),
+                (
+                    "brand",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="presets",
+                        to="imagen_assets.brand",
+                        verbose_name="brand",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'style preset',
-                'verbose_name_plural': 'style presets',
-                'ordering': ['brand', 'position', 'name'],
+                "verbose_name": "style preset",
+                "verbose_name_plural": "style presets",
+                "ordering": ["brand", "position", "name"],
             },
         ),
         migrations.AddField(
-            model_name='generationrequest',
-            name='style_preset',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='imagen_assets.stylepreset', verbose_name='style preset'),
+            model_name="generationrequest",
+            name="style_preset",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="imagen_assets.stylepreset",
+                verbose_name="style preset",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='prompttemplate',
-            constraint=models.UniqueConstraint(fields=('brand', 'name'), name='imagen_template_unique_name'),
+            model_name="prompttemplate",
+            constraint=models.UniqueConstraint(
+                fields=("brand", "name"), name="imagen_template_unique_name"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='prompttemplateversion',
-            constraint=models.UniqueConstraint(fields=('template', 'number'), name='imagen_template_version_unique'),
+            model_name="prompttemplateversion",
+            constraint=models.UniqueConstraint(
+                fields=("template", "number"), name="imagen_template_version_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='stylepreset',
-            constraint=models.UniqueConstraint(fields=('brand', 'name'), name='imagen_preset_unique_name'),
+            model_name="stylepreset",
+            constraint=models.UniqueConstraint(
+                fields=("brand", "name"), name="imagen_preset_unique_name"
+            ),
         ),
         migrations.RunPython(campaign_prompts_to_brands, brands_to_campaign_prompts),
     ]

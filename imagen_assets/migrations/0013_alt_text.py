@@ -39,21 +39,49 @@ def draft_alt_texts(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('imagen_assets', '0012_brand_kit'),
+        ("imagen_assets", "0012_brand_kit"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='generatedimage',
-            name='alt_text',
-            field=models.CharField(blank=True, help_text='What the image shows, for people who cannot see it (read aloud by screen readers, shown when the image does not load). Drafted from the prompt; edit it freely: it is not the image, so editing it changes no review.', max_length=500, verbose_name='alt text'),
+            model_name="generatedimage",
+            name="alt_text",
+            field=models.CharField(
+                blank=True,
+                help_text="What the image shows, for people who cannot see it (read aloud by screen readers, shown when the image does not load). Drafted from the prompt; edit it freely: it is not the image, so editing it changes no review.",
+                max_length=500,
+                verbose_name="alt text",
+            ),
         ),
         migrations.AlterField(
-            model_name='activity',
-            name='verb',
-            field=models.CharField(choices=[('generated', 'requested images'), ('ready', 'image ready'), ('failed', 'image failed'), ('approved', 'approved'), ('rejected', 'rejected'), ('revoked', 'revoked the review'), ('commented', 'commented'), ('submitted', 'submitted for review'), ('back_in_review', 'sent back to review by a revoke'), ('signed_off', 'signed off'), ('changes_requested', 'requested changes'), ('archived', 'archived'), ('reopened', 'reopened'), ('policy_changed', 'changed the review policy'), ('exported', 'exported the approved images'), ('shared', 'invited an outside reviewer'), ('share_revoked', "revoked an outside reviewer's link"), ('cancelled', 'cancelled an unfinished image'), ('alt_text_changed', 'edited the alt text')], max_length=30, verbose_name='what'),
+            model_name="activity",
+            name="verb",
+            field=models.CharField(
+                choices=[
+                    ("generated", "requested images"),
+                    ("ready", "image ready"),
+                    ("failed", "image failed"),
+                    ("approved", "approved"),
+                    ("rejected", "rejected"),
+                    ("revoked", "revoked the review"),
+                    ("commented", "commented"),
+                    ("submitted", "submitted for review"),
+                    ("back_in_review", "sent back to review by a revoke"),
+                    ("signed_off", "signed off"),
+                    ("changes_requested", "requested changes"),
+                    ("archived", "archived"),
+                    ("reopened", "reopened"),
+                    ("policy_changed", "changed the review policy"),
+                    ("exported", "exported the approved images"),
+                    ("shared", "invited an outside reviewer"),
+                    ("share_revoked", "revoked an outside reviewer's link"),
+                    ("cancelled", "cancelled an unfinished image"),
+                    ("alt_text_changed", "edited the alt text"),
+                ],
+                max_length=30,
+                verbose_name="what",
+            ),
         ),
         migrations.RunPython(draft_alt_texts, migrations.RunPython.noop, elidable=True),
     ]

@@ -19,21 +19,26 @@ def from_requests(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('imagen_assets', '0013_alt_text'),
+        ("imagen_assets", "0013_alt_text"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='generationtask',
-            name='written_prompt',
-            field=models.TextField(blank=True, help_text="The marketer's words for this task, before the brand kit's were added.", verbose_name='prompt as written'),
+            model_name="generationtask",
+            name="written_prompt",
+            field=models.TextField(
+                blank=True,
+                help_text="The marketer's words for this task, before the brand kit's were added.",
+                verbose_name="prompt as written",
+            ),
         ),
         migrations.RunPython(from_requests, migrations.RunPython.noop),
         migrations.AddField(
-            model_name='generationrequest',
-            name='batch_key',
-            field=models.CharField(blank=True, default=None, editable=False, max_length=32, null=True, unique=True),
+            model_name="generationrequest",
+            name="batch_key",
+            field=models.CharField(
+                blank=True, default=None, editable=False, max_length=32, null=True, unique=True
+            ),
         ),
     ]

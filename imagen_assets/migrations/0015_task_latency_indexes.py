@@ -5,19 +5,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('imagen_assets', '0014_prompt_as_written_and_batch_key'),
+        ("imagen_assets", "0014_prompt_as_written_and_batch_key"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='generationtask',
-            index=models.Index(fields=['provider', 'model', '-completed_at'], name='imagen_task_latency'),
+            model_name="generationtask",
+            index=models.Index(
+                fields=["provider", "model", "-completed_at"], name="imagen_task_latency"
+            ),
         ),
         migrations.AddIndex(
-            model_name='generationtask',
-            index=models.Index(fields=['provider', 'status'], name='imagen_task_provider_status'),
+            model_name="generationtask",
+            index=models.Index(fields=["provider", "status"], name="imagen_task_provider_status"),
         ),
     ]

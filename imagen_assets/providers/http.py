@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import functools
 import math
 import re
+import ssl
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -163,14 +165,27 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The TLS context every client of this process verifies with (httpx's defaults: the
+    certifi bundle, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``). Building one reads the whole CA
+    bundle, about 20 ms of CPU; a transport built without one pays that each time, and a
+    job pays it for its provider call and again for each of a task's downloads. The worker
+    builds it once before it forks (:class:`imagen_assets.worker.Worker`), so every job
+    inherits it."""
+    return httpx.create_ssl_context()
+
+
 class DeadlineTransport(httpx.HTTPTransport):
-    """httpx's own transport, whose network I/O honours :func:`deadline`.
+    """httpx's own transport, whose network I/O honours :func:`deadline`, verifying with
+    this process's one :func:`tls_context`.
 
     httpx does not yet take a network backend (encode/httpx#3749), so the one its connection
     pool was built with is wrapped; the pool hands it to every connection it opens.
     """
 
     def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("verify", tls_context())
         super().__init__(**kwargs)
         pool = self._pool
         pool._network_backend = _DeadlineBackend(pool._network_backend)

@@ -117,6 +117,13 @@ class WorkerCrashTests:
                 15,
                 "the sandbox to finish both tasks",
             )
+        # The reconciler repairs reads that are overdue (a read scheduled for later is not
+        # stuck): wait, with no worker alive, until theirs are.
+        wait_for(
+            lambda: all(t.next_poll_at < timezone.now() for t in tasks_of(tasks)),
+            15,
+            "the reads to be due",
+        )
         start_worker()
         settings.IMAGEN_ASSETS["RECONCILE_AFTER"] = 0
         counts = jobs.reconcile()

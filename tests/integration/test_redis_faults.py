@@ -195,8 +195,8 @@ class RedisStallTests:
             admin.close()
             probe.close()
         assert len(tasks) == 3
-        assert "Could not queue submit" in caplog.text and "TimeoutError" in caplog.text
-        assert "Not queueing the other 2 task(s) either" in caplog.text
+        assert "Could not queue submit_many" in caplog.text and "TimeoutError" in caplog.text
+        assert "Could not queue every submit; the reconciler will queue the rest." in caplog.text
         for task in GenerationTask.objects.filter(pk__in=[t.pk for t in tasks]):
             assert (task.status, task.attempts, task.provider_task_id) == ("queued", 0, "")
 

@@ -278,7 +278,7 @@ class SubmitManyTests:
     # From threads (each its own connection) in tests/integration/test_capacity_stack.py
     # and the benchmarks: SQLite's test database here is one connection's.
     def test_each_task_is_sent_once(self, settings, use_http, enqueued):
-        settings.IMAGEN_ASSETS = imagen_settings(SUBMIT_THREADS=1)
+        settings.IMAGEN_ASSETS = imagen_settings(JOB_THREADS=1)
         campaign = make_campaign("threads")
         tasks = [make_task(campaign, provider="wavespeed") for _ in range(3)]
         http = use_http(*[("POST", WAVESPEED.submit_url, WAVESPEED.submitted())] * 3)
@@ -290,6 +290,6 @@ class SubmitManyTests:
         assert {reload(task).status for task in tasks} == {"submitted"}
 
     def test_queued_in_jobs_of_submit_threads(self, settings, enqueued):
-        settings.IMAGEN_ASSETS = imagen_settings(SUBMIT_THREADS=2)
+        settings.IMAGEN_ASSETS = imagen_settings(JOB_THREADS=2)
         assert jobs.queue_submits([1, 2, 3, 4, 5])
         assert [c.args for c in enqueued] == [([1, 2],), ([3, 4],), ([5],)]

@@ -247,7 +247,7 @@ class QueueingTests:
         # for a request.
         for callback in callbacks:
             callback()
-        # Together: SUBMIT_THREADS (8) to a job, sent from threads of it.
+        # Together: JOB_THREADS (8) to a job, sent from threads of it.
         assert [(call.func, call.args, call.delay) for call in enqueued] == [
             (jobs.submit_many, ([task.pk for task in tasks],), None)
         ]
@@ -350,7 +350,7 @@ class EnqueueSubmitsTests:
         # Q10: each refusal can take the full socket timeout; the reconciler queues the rest.
         from imagen_assets import queueing
 
-        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "SUBMIT_THREADS": 1}
+        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "JOB_THREADS": 1}
         asked = []
 
         def refused(func, *args, **kwargs):
@@ -365,7 +365,7 @@ class EnqueueSubmitsTests:
         assert "Could not queue every submit; the reconciler will queue the rest." in caplog.text
 
     def test_every_task_is_queued_while_redis_takes_them(self, enqueued, settings):
-        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "SUBMIT_THREADS": 2}
+        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "JOB_THREADS": 2}
         services.enqueue_submits([11, 12, 13], "wavespeed")
 
         assert [(c.name, c.args) for c in enqueued] == [

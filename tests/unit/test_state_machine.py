@@ -84,7 +84,7 @@ TIMINGS = {
     "POLL_MAX_INTERVAL": 30.0,
     "SUBMIT_MAX_ATTEMPTS": 6,
     # One thread: the model runs in one transaction on one connection.
-    "SUBMIT_THREADS": 1,
+    "JOB_THREADS": 1,
 }
 PNG = image_bytes("PNG", (16, 12))
 
@@ -257,7 +257,14 @@ class FakeCDN:
 
 # -- the queue -------------------------------------------------------------------------------
 
-PIPELINE_JOBS = {jobs.submit, jobs.submit_many, jobs.poll, jobs.complete, jobs.process_webhook}
+PIPELINE_JOBS = {
+    jobs.submit,
+    jobs.submit_many,
+    jobs.poll,
+    jobs.poll_many,
+    jobs.complete,
+    jobs.process_webhook,
+}
 
 
 @dataclass

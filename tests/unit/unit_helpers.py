@@ -55,6 +55,9 @@ def imagen_settings(**overrides: Any) -> dict[str, Any]:
             },
         },
         "WEBHOOK_BASE_URL": None,
+        # One thread: a unit test's rows are in its transaction, which other threads'
+        # connections cannot see (threads: tests/integration, the benchmarks).
+        "JOB_THREADS": 1,
         "DOWNLOAD_ALLOW_HOSTS": [CDN_HOST],
         "SITE_URL": "https://marketing.example.com",
     }
