@@ -31,6 +31,11 @@ leave its PostgreSQL connection open until it is garbage-collected (with many sh
 connections that exhausts ``max_connections`` and answers 500), so it runs with the site's
 default of a connection per request. gunicorn's workers are long-lived: each keeps its one
 connection (``DATABASE_CONN_MAX_AGE`` 60, set by ``campaigns.stack.start_web``).
+
+So on PostgreSQL runserver is bound by CPU rather than by that stall (opening a database
+connection costs PostgreSQL about 4.5 ms per request), and the ratio of the two servers'
+req/s follows the ratio of their CPU per request, printed for each process: the figure to
+look at when other programs share the machine (the run says how much of the CPU they took).
 """
 
 from __future__ import annotations
