@@ -565,9 +565,11 @@ def start_worker(
     return _start(process, started)
 
 
-#: Threads per gunicorn worker (README, "Running in production"): the ``gthread`` worker,
-#: which keeps connections alive.
-GUNICORN_THREADS = 4
+#: Threads per gunicorn worker (README, "Running in production"): 1, gunicorn's sync
+#: worker. Measured by benchmarks.webhooks on 2 cores, 4 threads (``gthread``, connections
+#: kept alive) cost more CPU per webhook than a new connection for each request (2.9 ms
+#: against 2.3-2.6 ms in all, PostgreSQL's share doubled with four times the connections).
+GUNICORN_THREADS = 1
 
 
 def gunicorn_workers() -> int:

@@ -620,3 +620,36 @@ class WaveCallbackTests(WebhookViewContractCases):
         for text in [answer.content.decode() for answer in answers] + ours:
             assert task.callback_token not in text
         assert any("does not match this callback URL" in message for message in ours)
+
+
+@pytest.mark.django_db(transaction=True)
+class AutocommitPathTests:
+    """What one callback costs the database outside a transaction, as under gunicorn
+    (benchmarks.webhooks): the task read with its event count, then the INSERT; no BEGIN or
+    COMMIT around a single statement."""
+
+    def test_a_new_event_is_one_read_and_one_insert(self, client, enqueued):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        task = make_task(make_campaign(), status="processing", provider_task_id=WS_ID)
+
+        with CaptureQueriesContext(connection) as queries:
+            response = post_signed(client, webhook_id="msg-autocommit")
+
+        assert response.json() == {"ok": True}
+        statements = [query["sql"].split()[0].upper() for query in queries.captured_queries]
+        assert statements == ["SELECT", "INSERT"]
+        assert WebhookEvent.objects.get().task_id == task.pk
+        assert [job.args for job in enqueued] == [(WebhookEvent.objects.get().pk,)]
+
+    def test_a_duplicate_is_answered_and_the_connection_stays_usable(self, client, enqueued):
+        make_task(make_campaign(), status="processing", provider_task_id=WS_ID)
+
+        first = post_signed(client, webhook_id="msg-twice")
+        again = post_signed(client, webhook_id="msg-twice")
+
+        assert first.json() == {"ok": True}
+        assert again.json() == {"ok": True, "duplicate": True}
+        assert WebhookEvent.objects.count() == 1  # the connection still answers
+        assert len(enqueued) == 1
