@@ -15,8 +15,10 @@ Also prints the worker's peak resident memory, its forked work-horses included, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -27,6 +29,7 @@ from urllib.request import urlopen
 
 from campaigns.settings import imagen_files_root
 from campaigns.stack import (
+    Postgres,
     Process,
     bench_env,
     free_port,
@@ -94,9 +97,24 @@ def main() -> int:
     parser.add_argument(
         "--memory-bound", type=float, default=256, help="MiB for the worker's peak memory"
     )
+    parser.add_argument(
+        "--sqlite",
+        action="store_true",
+        help="a SQLite file instead of a private PostgreSQL (DATABASE_URL, when set, wins)",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="imagen-bench-"))
+    with contextlib.ExitStack() as stack:
+        if not args.sqlite and "DATABASE_URL" not in os.environ:
+            # As deployed: the workers' threads write at once (SQLite takes one at a time).
+            postgres = Postgres(Path(tempfile.mkdtemp(prefix="imagen-pg-"))).start()
+            stack.callback(postgres.stop)
+            os.environ["DATABASE_URL"] = postgres.url
+        return drain(args, work)
+
+
+def drain(args: argparse.Namespace, work: Path) -> int:
     redis, redis_url = start_redis(work / "redis")
     sandbox_port, web_port = free_port(), free_port()
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"

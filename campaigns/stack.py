@@ -39,9 +39,12 @@ class StackError(RuntimeError):
 
 def bench_env(work: Path, redis_url: str, sandbox_url: str, log_level: str) -> dict[str, str]:
     """The example site's environment for a benchmark in ``work``: its Redis, a SQLite file
-    there unless ``DATABASE_URL`` is set, and both providers pointed at the sandbox."""
+    there unless ``DATABASE_URL`` is set, both providers pointed at the sandbox, and
+    ``DEBUG`` off as deployed (with it on, Django keeps and formats every query)."""
     return {
         **os.environ,
+        "DEBUG": "0",
+        "SECRET_KEY": "benchmark-only-" + "x" * 40,
         "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{work / 'db.sqlite3'}"),
         "REDIS_URL": redis_url,
         "MEDIA_ROOT": str(work / "media"),

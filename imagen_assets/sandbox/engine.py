@@ -23,6 +23,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,6 +137,8 @@ class TaskEngine:
         self._peak_in_progress = 0
         self._stopping = False
         self._thread: threading.Thread | None = None
+        # Renders a task's images while it runs (ImageStore.prepare), one at a time.
+        self._renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-render")
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -155,6 +158,7 @@ class TaskEngine:
             self._settled.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._renderer.shutdown(wait=False, cancel_futures=True)
 
     # --- API used by the protocol modules -----------------------------------------------
 
@@ -275,6 +279,9 @@ class TaskEngine:
             queued_for = min(task.duration * QUEUED_SHARE, QUEUED_MAX_SECONDS)
             self._schedule_locked(now + queued_for, PROCESSING, task)
             self._schedule_locked(now + task.duration, "finish", task)
+            if not task.will_fail and not self._stopping:
+                delivered = task.image_specs[: max(0, task.requested - task.dropped)]
+                self._renderer.submit(self._images.prepare, delivered)
             started = True
         if started:
             self._wakeup.notify()

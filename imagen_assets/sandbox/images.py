@@ -13,6 +13,7 @@ import secrets
 import threading
 import unicodedata
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
@@ -214,7 +215,7 @@ class ImageStore:
     is harmless and cheaper than coordinating.
     """
 
-    def __init__(self, max_entries: int = 256, max_bytes: int = 128 * 1024 * 1024) -> None:
+    def __init__(self, max_entries: int = 1024, max_bytes: int = 128 * 1024 * 1024) -> None:
         self._lock = threading.Lock()
         self._specs: dict[str, ImageSpec] = {}
         self._cache: OrderedDict[ImageSpec, bytes] = OrderedDict()
@@ -229,6 +230,16 @@ class ImageStore:
             self._specs[name] = spec
         return name
 
+    def prepare(self, specs: Iterable[ImageSpec]) -> None:
+        """Render ``specs`` ahead of their download, as a real provider generates the
+        images while its task runs (the engine calls this when a task starts): the download
+        is then served from the cache, as a CDN serves a finished file."""
+        for spec in specs:
+            with self._lock:
+                if spec in self._cache:
+                    continue
+            self._keep(spec, render_image(spec))
+
     def content(self, name: str) -> tuple[bytes, str] | None:
         """Return ``(bytes, content_type)`` for a registered file name, or None if unknown."""
         with self._lock:
@@ -240,6 +251,10 @@ class ImageStore:
                 self._cache.move_to_end(spec)
                 return data, _CONTENT_TYPES[spec.fmt]
         data = render_image(spec)  # outside the lock: other downloads keep flowing
+        self._keep(spec, data)
+        return data, _CONTENT_TYPES[spec.fmt]
+
+    def _keep(self, spec: ImageSpec, data: bytes) -> None:
         with self._lock:
             if spec not in self._cache:
                 self._cache[spec] = data
@@ -249,4 +264,3 @@ class ImageStore:
                 ):
                     _, evicted = self._cache.popitem(last=False)
                     self._cached_bytes -= len(evicted)
-        return data, _CONTENT_TYPES[spec.fmt]

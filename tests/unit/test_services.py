@@ -237,8 +237,9 @@ class BudgetTests:
 
 class QueueingTests:
     def test_queues_one_submit_per_task_only_after_commit(
-        self, campaign, enqueued, django_capture_on_commit_callbacks
+        self, campaign, enqueued, django_capture_on_commit_callbacks, settings
     ):
+        settings.IMAGEN_ASSETS = {**settings.IMAGEN_ASSETS, "JOB_THREADS": 8}
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
             tasks = ask(campaign, count=6)
             assert enqueued == []

@@ -229,7 +229,7 @@ class Command(BaseCommand):
                         )
                         % {"seconds": options["timeout"]}
                     )
-                time.sleep(0.25)
+                time.sleep(0.1)
         self._report(images, options["json"])
         if options["wait"]:
             Status = GeneratedImage.Status
