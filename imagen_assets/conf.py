@@ -39,6 +39,9 @@ DEFAULTS: dict[str, Any] = {
     "SUBMIT_MAX_ATTEMPTS": 6,
     # One request's tasks are sent this many at once, from threads of one job.
     "JOB_THREADS": 8,
+    # ... and at most this many of a process's threads store results (download, check,
+    # write) at once: each may hold a storage client and decoded pixels.
+    "STORE_THREADS": 3,
     # Circuit breaker per provider: opened after this many transient failures in a row
     # (no answer, 5xx); while open, jobs wait BREAKER_COOLDOWN seconds, then one probes.
     "BREAKER_THRESHOLD": 5,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -162,6 +163,36 @@ def submit_many(task_ids: list[int]) -> list[Outcome]:
         if not queueing.enqueue(poll_many, sent, delay=max(delay, 0.001)):
             logger.error("Could not queue the reads of tasks %s; the reconciler will.", sent)
     return outcomes
+
+
+#: This process's threads that store results (see :func:`store`), made when first needed.
+_store_threads: ThreadPoolExecutor | None = None
+_store_threads_lock = threading.Lock()
+
+
+def store(task_id: int) -> Outcome:
+    """:func:`complete` ``task_id``: in this thread when it is the main one, else on one of
+    this process's ``STORE_THREADS`` threads. A job's threads (:func:`in_threads`) read
+    and decide many tasks at once, but only that many of them write files at once: a
+    storage may keep a client per thread that writes (django-storages' S3 keeps a boto3
+    session per thread, about 13 MB each), and each decode holds pixels."""
+    global _store_threads
+    if threading.current_thread() is threading.main_thread():
+        return complete(task_id)
+    with _store_threads_lock:
+        if _store_threads is None:
+            _store_threads = ThreadPoolExecutor(
+                max_workers=max(1, int(conf.get("STORE_THREADS"))),
+                thread_name_prefix="imagen-store",
+            )
+
+    def run() -> Outcome:
+        try:
+            return complete(task_id)
+        finally:
+            connections.close_all()
+
+    return _store_threads.submit(run).result()
 
 
 def _read_later(outcome: Outcome) -> bool:
@@ -429,12 +460,12 @@ def poll(task_id: int, reschedule: bool = True) -> Outcome:
     A scheduled read that finds it is not due yet (``next_poll_at``: a second chain, e.g.
     queued by the reconciler while a long Retry-After was being waited out) does nothing,
     so one task is never read by more than one chain. ``reschedule=False`` (a webhook's
-    re-read) always reads and never schedules.
+    re-read) always reads and never schedules. A task that ended meanwhile (a webhook said
+    so) is left alone: whoever saw it succeed stores it (its own retries, then the
+    reconciler, for images left open), not a second run downloading the same files.
     """
     task = GenerationTask.objects.filter(pk=task_id).first()
     if task is None or task.is_terminal:
-        if task is not None and task.status == TaskStatus.SUCCEEDED:
-            return complete(task_id)
         return _skipped(Why.TERMINAL)
     if not task.provider_task_id:
         return _skipped(Why.NOT_SUBMITTED)
@@ -489,7 +520,7 @@ def poll(task_id: int, reschedule: bool = True) -> Outcome:
     if task.status not in IN_FLIGHT:
         send_waiting(task.provider)
     if task.status == TaskStatus.SUCCEEDED:
-        return complete(task_id)
+        return store(task_id)
     if not task.is_terminal and reschedule:
         _schedule_poll(task_id, _next_read(task))
     return Outcome(Did.READ, detail=task.status)
@@ -741,8 +772,9 @@ def _process_event(event_id: int) -> Outcome:
             outcome = Outcome(Did.APPLIED, detail=state.status)
         if not before.terminal and task.status not in IN_FLIGHT:
             send_waiting(task.provider)
-        if task.status == TaskStatus.SUCCEEDED:
-            outcome = Outcome(outcome.did, detail=outcome.detail, then=complete(task.pk))
+        if task.status == TaskStatus.SUCCEEDED and before != TaskStatus.SUCCEEDED:
+            # Only the event that made it succeed stores it (a re-sent callback does not).
+            outcome = Outcome(outcome.did, detail=outcome.detail, then=store(task.pk))
     else:
         outcome = Outcome(Did.REREAD, then=poll(task.pk, reschedule=False))
     WebhookEvent.objects.filter(pk=event_id).update(
