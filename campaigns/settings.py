@@ -240,7 +240,10 @@ def imagen_assets_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     def cap(name: str) -> dict[str, Any]:
         """``{"MAX_CONCURRENCY": n}`` when the environment sets one, else nothing (no cap)."""
         value = environ.get(name, "").strip()
-        return {"MAX_CONCURRENCY": int(value)} if value else {}
+        if not value:
+            return {}
+        # Not a whole number: passed on as it is, for check E037 to say so.
+        return {"MAX_CONCURRENCY": int(value) if value.isdigit() else value}
 
     return {
         "DEFAULT_PROVIDER": environ.get("IMAGEN_DEFAULT_PROVIDER", "sandbox"),

@@ -25,7 +25,7 @@ from django.db.models import QuerySet
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from imagen_assets import breaker, lifecycle
+from imagen_assets import breaker, jobs, lifecycle
 from imagen_assets.activity import Actor
 from imagen_assets.models import GeneratedImage, GenerationTask
 from imagen_assets.money import dollars
@@ -100,6 +100,7 @@ def cancel(image_ids: Iterable[int], *, user: Any = None) -> CancelReport:
         .order_by("task_id", "index")
     )
     by_task: dict[int, list[GeneratedImage]] = {}
+    ended: set[str] = set()
     for image in images:
         reason = refusal(image)
         if reason:
@@ -113,8 +114,14 @@ def cancel(image_ids: Iterable[int], *, user: Any = None) -> CancelReport:
         )
         if open_ids <= {image.pk for image in chosen}:
             _cancel_task(task, actor, report)
+            ended.add(task.provider)
         else:
             _cancel_some(task, [image.pk for image in chosen], actor, report)
+    for alias in sorted(ended):
+        # Cancelled tasks left their provider's slots (imagen_assets.capacity). One the
+        # provider could not cancel may still run there: WaveSpeed queues a task beyond
+        # the account's limit rather than refusing it, so that costs a wait, not a 429.
+        jobs.send_waiting(alias)
     return report
 
 

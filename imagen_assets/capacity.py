@@ -24,6 +24,7 @@ first), and the reconciler does for any whose wake was lost.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from datetime import datetime
 
 from django.core.exceptions import ImproperlyConfigured
@@ -72,17 +73,36 @@ def waiting_tasks(alias: str) -> QuerySet[GenerationTask]:
     return waiting_tasks_anywhere().filter(provider=alias)
 
 
-def start_submit(task_id: int, lease: datetime, alias: str, cap: int | None) -> tuple[Start, int]:
+def _lock(alias: str) -> None:
+    """Take the provider's row lock, which every check of its slots takes (see the module
+    doc); call inside a transaction."""
+    ProviderHealth.objects.select_for_update().get_or_create(provider=alias)
+
+
+def start_submit(
+    task_id: int,
+    lease: datetime,
+    alias: str,
+    cap: int | None,
+    waiting: Callable[[int], str],
+) -> tuple[Start, int]:
     """Mark the submit of ``task_id`` (claimed with ``lease``) as under way, if the provider
-    has a slot for it; with the number in flight before it (0 when there is no cap)."""
+    has a slot for it; with the number of its other tasks in flight (0 without a cap).
+
+    When it has none, the claim is given back in the same transaction, the task noting
+    ``waiting(running)``, so a slot freed meanwhile finds it waiting (:func:`waiting_to_send`
+    takes the same lock). A task whose earlier attempt was cut short mid-call is counted in
+    flight already and is sent again without a slot of its own (its provider's idempotency
+    key makes it the same task there)."""
     if cap is None:
         started = lifecycle.mark_submit_started(task_id, lease)
         return (Start.STARTED if started else Start.GONE), 0
     with transaction.atomic():
-        # The provider's row is the lock every worker's check takes (see the module doc).
-        ProviderHealth.objects.select_for_update().get_or_create(provider=alias)
-        running = in_flight_tasks(alias).count()
-        if running >= cap:
+        _lock(alias)
+        resent = GenerationTask.objects.filter(pk=task_id, submit_started_at__isnull=False).exists()
+        running = in_flight_tasks(alias).exclude(pk=task_id).count()
+        if running >= cap and not resent:
+            lifecycle.wait_for_slot(task_id, lease, waiting(running))
             return Start.FULL, running
         started = lifecycle.mark_submit_started(task_id, lease)
         return (Start.STARTED if started else Start.GONE), running
@@ -94,14 +114,16 @@ def waiting_to_send(alias: str) -> list[int]:
     cap = cap_of(alias)
     if cap is None:
         return []
-    free = cap - in_flight_tasks(alias).count()
-    if free <= 0:
-        return []
-    now = timezone.now()
-    ready = waiting_tasks(alias).filter(  # not held for a retry, not being claimed
-        Q(submit_lease_until__isnull=True) | Q(submit_lease_until__lt=now)
-    )
-    return list(ready.order_by("pk").values_list("pk", flat=True)[:free])
+    with transaction.atomic():
+        _lock(alias)  # after a refused submit has given its claim back, not before
+        free = cap - in_flight_tasks(alias).count()
+        if free <= 0:
+            return []
+        now = timezone.now()
+        ready = waiting_tasks(alias).filter(  # not held for a retry, not being claimed
+            Q(submit_lease_until__isnull=True) | Q(submit_lease_until__lt=now)
+        )
+        return list(ready.order_by("pk").values_list("pk", flat=True)[:free])
 
 
 def counts(alias: str) -> tuple[int, int]:

@@ -383,6 +383,8 @@ def _check_orphan_grace(queue: str) -> list[checks.CheckMessage]:
     grace = conf.get("ORPHAN_GRACE")
     config = getattr(settings, "RQ_QUEUES", {}).get(queue) or {}
     timeout = config.get("DEFAULT_TIMEOUT") or RQ_DEFAULT_TIMEOUT
+    if isinstance(timeout, int | float):  # the jobs of several tasks may run this long
+        timeout = max(timeout, conf.BATCH_JOB_TIMEOUT)
     number = isinstance(grace, int | float) and not isinstance(grace, bool)
     if number and grace > 0 and (not isinstance(timeout, int | float) or grace > timeout):
         return []

@@ -93,6 +93,12 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+#: RQ's time limit for a job that handles several tasks from threads (submit_many,
+#: poll_many, process_webhook): up to JOB_THREADS results stored STORE_THREADS at a time,
+#: each download within its own deadline. ORPHAN_GRACE must outlast it (check E010).
+BATCH_JOB_TIMEOUT = 600
+
+
 def get(name: str) -> Any:
     """Return the current value of one ``IMAGEN_ASSETS`` key (or its default)."""
     if name not in DEFAULTS:

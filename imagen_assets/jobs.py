@@ -11,6 +11,7 @@ through :mod:`imagen_assets.queueing`. The rules are in ``docs/design.md``.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from django.db.models import Max, Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from imagen_assets import breaker, capacity, conf, ingest, latency, lifecycle, orphans, queueing
 from imagen_assets.hosts import ResultHosts
@@ -51,10 +53,11 @@ WEBHOOK_CLAIM_SECONDS = 90
 # How long a webhook for a task we cannot find yet is retried before it is filed as orphaned
 # (the provider may answer before our submit transaction commits).
 ORPHAN_GRACE_SECONDS = 60
-# A scheduled read may start this much before the time it was scheduled for: RQ keeps due
-# times in whole seconds (a job due at 12.9 s is moved to the queue at 12.0 s), plus 0.5 s
-# for the clocks of different hosts. Less, and a read released early is refused as "not
-# due" and nothing reads the task again until the reconciler does.
+# A scheduled read may start this much before the time it was scheduled for: a stock RQ
+# scheduler keeps due times in whole seconds (a job due at 12.9 s is moved to the queue at
+# 12.0 s; imagen_assets.worker's is exact), plus 0.5 s for the clocks of different hosts.
+# Less, and a read released early is refused as "not due" and nothing reads the task again
+# until the reconciler does.
 POLL_SLACK_SECONDS = 1.5
 # Status reads in a row whose answer cannot be read (not JSON, a missing field, an unknown
 # status) before the task fails (docs/reliability.md P6): a provider mid-deploy or a proxy's
@@ -137,15 +140,26 @@ def in_threads(func: Callable[[int], Outcome], ids: Sequence[int]) -> list[Outco
     """``func(id)`` for each of ``ids``, from up to ``JOB_THREADS`` threads of this job (in
     it, with one thread), each closing its database connections when done."""
 
-    def one(pk: int) -> Outcome:
+    def guarded(pk: int) -> Outcome:
         try:
             return func(pk)
+        except Exception as exc:
+            if len(ids) == 1:
+                raise  # the job's own failure, as for any job
+            # One row's failure is its own: the others' outcomes (and what the job does
+            # after them) stand; the reconciler repairs this one.
+            logger.exception("Row %s failed in a job of %d rows", pk, len(ids))
+            return Outcome(Did.FAILED, detail=repr(exc)[:200])
+
+    def one(pk: int) -> Outcome:
+        try:
+            return guarded(pk)
         finally:
             connections.close_all()  # this thread's connections only
 
     workers = max(1, min(int(conf.get("JOB_THREADS")), len(ids)))
     if workers == 1:
-        return [func(pk) for pk in ids]
+        return [guarded(pk) for pk in ids]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(one, ids))
 
@@ -160,7 +174,9 @@ def submit_many(task_ids: list[int]) -> list[Outcome]:
     if sent:
         due = GenerationTask.objects.filter(pk__in=sent).aggregate(due=Max("next_poll_at"))["due"]
         delay = (due - timezone.now()).total_seconds() if due is not None else 0.0
-        if not queueing.enqueue(poll_many, sent, delay=max(delay, 0.001)):
+        if not queueing.enqueue(
+            poll_many, sent, delay=max(delay, 0.001), timeout=conf.BATCH_JOB_TIMEOUT
+        ):
             logger.error("Could not queue the reads of tasks %s; the reconciler will.", sent)
     return outcomes
 
@@ -168,6 +184,16 @@ def submit_many(task_ids: list[int]) -> list[Outcome]:
 #: This process's threads that store results (see :func:`store`), made when first needed.
 _store_threads: ThreadPoolExecutor | None = None
 _store_threads_lock = threading.Lock()
+
+
+def _forget_store_threads() -> None:
+    """In a forked child: the parent's threads are not there; make new ones when needed."""
+    global _store_threads, _store_threads_lock
+    _store_threads = None
+    _store_threads_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_store_threads)
 
 
 def store(task_id: int) -> Outcome:
@@ -213,7 +239,7 @@ def queue_submits(task_ids: Sequence[int]) -> bool:
     size = max(1, int(conf.get("JOB_THREADS")))
     for start in range(0, len(task_ids), size):
         chunk = list(task_ids[start : start + size])
-        if not queueing.enqueue(submit_many, chunk):
+        if not queueing.enqueue(submit_many, chunk, timeout=conf.BATCH_JOB_TIMEOUT):
             return False
     return True
 
@@ -227,6 +253,22 @@ def send_waiting(alias: str) -> None:
 
 
 def submit(task_id: int, schedule_read: bool = True) -> Outcome:
+    """:func:`_submit`; a task it failed frees its provider's slot (if it held one) for the
+    oldest waiting task."""
+    outcome = _submit(task_id, schedule_read)
+    if outcome.did is Did.FAILED:
+        _left_flight(task_id)
+    return outcome
+
+
+def _left_flight(task_id: int) -> None:
+    """Task ``task_id`` ended: its provider's waiting tasks may have a slot now."""
+    alias = GenerationTask.objects.filter(pk=task_id).values_list("provider", flat=True).first()
+    if alias:
+        send_waiting(alias)
+
+
+def _submit(task_id: int, schedule_read: bool = True) -> Outcome:
     """Hand one task to its provider, exactly once, and save the provider's task id.
 
     A claim (a conditional UPDATE with a lease) makes a second concurrent run a no-op; the
@@ -297,16 +339,24 @@ def submit(task_id: int, schedule_read: bool = True) -> Outcome:
             # From here until the outcome is known, a crash leaves the attempt marked; with
             # a cap, only while the provider has a slot (imagen_assets.capacity).
             cap = provider.max_concurrency
-            started, running = capacity.start_submit(task_id, lease, task.provider, cap)
+            name = provider.display_name
+            started, _running = capacity.start_submit(
+                task_id,
+                lease,
+                task.provider,
+                cap,
+                lambda running: (
+                    ngettext(
+                        "Waiting for %(provider)s: %(running)d task is running, its limit.",
+                        "Waiting for %(provider)s: %(running)d tasks are running, its limit.",
+                        running,
+                    )
+                    % {"provider": name, "running": running}
+                ),
+            )
             if started is capacity.Start.GONE:
                 return _skipped(Why.CLAIM_LOST)  # cancelled since the claim: nothing sent
             if started is capacity.Start.FULL:
-                lifecycle.wait_for_slot(
-                    task_id,
-                    lease,
-                    _("Waiting for %(provider)s: %(running)d tasks are running, its limit.")
-                    % {"provider": provider.display_name, "running": running},
-                )
                 return Outcome(Did.WAITING, Why.PROVIDER_FULL)
             try:
                 result = provider.submit(
@@ -340,9 +390,11 @@ def submit(task_id: int, schedule_read: bool = True) -> Outcome:
     logger.info("Task %s submitted to %s as %s", task_id, task.provider, result.task_id)
     submitted = Outcome(Did.SUBMITTED, detail=result.task_id)
     if result.status.rank > TaskStatus.SUBMITTED.rank:
-        lifecycle.apply_state(task_id, result, counted_poll=False)
+        ended = lifecycle.apply_state(task_id, result, counted_poll=False)
+        if ended.status not in IN_FLIGHT:
+            send_waiting(ended.provider)
         if result.status == TaskStatus.SUCCEEDED:
-            return Outcome(Did.SUBMITTED, detail=result.task_id, then=complete(task_id))
+            return Outcome(Did.SUBMITTED, detail=result.task_id, then=store(task_id))
     if schedule_read:  # else the caller does (submit_many: one read job for its tasks)
         queueing.enqueue(poll, task_id, delay=delay)
     return submitted
@@ -455,6 +507,15 @@ def _submit_failed(task: GenerationTask, exc: ProviderError, *, idempotent: bool
 
 
 def poll(task_id: int, reschedule: bool = True) -> Outcome:
+    """:func:`_poll`; a task it failed (timed out, refused key, an error or answers it
+    cannot read) frees its provider's slot for the oldest waiting task."""
+    outcome = _poll(task_id, reschedule)
+    if outcome.did is Did.FAILED:
+        _left_flight(task_id)
+    return outcome
+
+
+def _poll(task_id: int, reschedule: bool = True) -> Outcome:
     """Read the task from its provider; finish it, or schedule the next read with backoff.
 
     A scheduled read that finds it is not due yet (``next_poll_at``: a second chain, e.g.
@@ -706,15 +767,12 @@ def process_webhook(event_id: int) -> Outcome:
         )
 
     def run(pk: int) -> Outcome:
-        if pk == event_id:
-            return _process_claimed(pk)  # this job's own: its failure is the job's
         try:
             return _process_claimed(pk)
         except Exception:
-            # Another job's event: its own job (or the reconciler) tries it again.
-            logger.exception("Webhook event %s failed in the job of event %s", pk, event_id)
+            # Not processed: free for its own job, a later batch or the reconciler.
             WebhookEvent.objects.filter(pk=pk).update(claimed_until=None)
-            return _failed()
+            raise
 
     return in_threads(run, [event_id, *others])[0]
 
@@ -748,8 +806,11 @@ def _process_event(event_id: int) -> Outcome:
     age = (timezone.now() - event.received_at).total_seconds()
     if task is None or not task.provider_task_id:
         if age < ORPHAN_GRACE_SECONDS:
-            WebhookEvent.objects.filter(pk=event_id).update(claimed_until=None)
-            queueing.enqueue(process_webhook, event_id, delay=2 + age / 4)
+            delay = 2 + age / 4
+            # Claimed until its own retry is due: other jobs' batches leave it alone.
+            until = timezone.now() + timedelta(seconds=max(0.0, delay - POLL_SLACK_SECONDS))
+            WebhookEvent.objects.filter(pk=event_id).update(claimed_until=until)
+            queueing.enqueue(process_webhook, event_id, delay=delay, timeout=conf.BATCH_JOB_TIMEOUT)
             return Outcome(Did.WAITING)
         outcome = Outcome(Did.ORPHANED)
         WebhookEvent.objects.filter(pk=event_id).update(
@@ -839,7 +900,9 @@ def reconcile(reschedule: bool = False, lost_before: float | None = None) -> dic
         counts["complete"] += queueing.enqueue(complete, task_id)
     events = WebhookEvent.objects.filter(processed_at__isnull=True, received_at__lt=stale)
     for event_id in events.values_list("pk", flat=True):
-        counts["webhook"] += queueing.enqueue(process_webhook, event_id)
+        counts["webhook"] += queueing.enqueue(
+            process_webhook, event_id, timeout=conf.BATCH_JOB_TIMEOUT
+        )
     # Files a dead run left behind: swept by a job of their own, so a slow storage never
     # holds up the repairs above.
     counts["sweep"] = int(orphans.due() and queueing.enqueue(sweep_files))

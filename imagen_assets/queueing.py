@@ -86,10 +86,14 @@ def enqueue(
     *args: Any,
     delay: float | None = None,
     job_id: str | None = None,
+    timeout: int | None = None,
 ) -> bool:
-    """Queue ``func(*args)`` now or after ``delay`` seconds. False if Redis refused it."""
+    """Queue ``func(*args)`` now or after ``delay`` seconds, with RQ's time limit of
+    ``timeout`` seconds (default: the queue's). False if Redis refused it."""
     path = job_path(func)
     options: dict[str, Any] = {"job_id": job_id} if job_id else {}
+    if timeout:
+        options["job_timeout"] = timeout
     try:
         queue = get_queue()
         if delay and delay > 0:
@@ -99,7 +103,10 @@ def enqueue(
             # for the precise scheduler of imagen_assets.worker (a stock one reads it as the
             # next whole second). XX: only while the job is still waiting there.
             registry = ScheduledJobRegistry(queue=queue)  # type: ignore[no-untyped-call]  # rq: untyped
-            queue.connection.zadd(registry.key, {job.id: due}, xx=True)
+            try:
+                queue.connection.zadd(registry.key, {job.id: due}, xx=True)
+            except RedisError as exc:  # queued all the same, due at the whole second
+                logger.warning("Could not set the exact due time of %s: %s", job.id, exc)
         else:  # one round trip to Redis (RQ alone makes two)
             with queue.connection.pipeline() as pipeline:
                 queue.enqueue(path, *args, pipeline=pipeline, **options)

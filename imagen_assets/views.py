@@ -204,8 +204,9 @@ def webhook(request: HttpRequest, provider: str, token: str | None = None) -> Js
         # and a duplicate's IntegrityError leaves nothing to roll back: no BEGIN and COMMIT
         # (two more round trips). Inside one (ATOMIC_REQUESTS, a test's), a savepoint, so
         # that a duplicate does not break the enclosing transaction.
-        in_transaction = transaction.get_connection().in_atomic_block
-        with transaction.atomic() if in_transaction else contextlib.nullcontext():
+        alias = router.db_for_write(WebhookEvent)
+        in_transaction = transaction.get_connection(alias).in_atomic_block
+        with transaction.atomic(alias) if in_transaction else contextlib.nullcontext():
             event = WebhookEvent.objects.create(
                 provider=provider,
                 event_id=notice.event_id,
@@ -214,7 +215,11 @@ def webhook(request: HttpRequest, provider: str, token: str | None = None) -> Js
                 payload=dict(notice.payload),
                 state=notice.task.to_json() if notice.task is not None else None,
             )
-            transaction.on_commit(lambda: queueing.enqueue(jobs.process_webhook, event.pk))
+            transaction.on_commit(
+                lambda: queueing.enqueue(
+                    jobs.process_webhook, event.pk, timeout=conf.BATCH_JOB_TIMEOUT
+                )
+            )
     except IntegrityError:
         return JsonResponse({"ok": True, "duplicate": True})
     except DataError as exc:  # e.g. a value too long for its column: the sender's fault

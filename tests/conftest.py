@@ -69,6 +69,7 @@ class Enqueued:
     args: tuple[Any, ...]
     delay: float | None
     job_id: str | None
+    timeout: int | None = None
 
     @property
     def name(self) -> str:
@@ -89,10 +90,14 @@ def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[Enqueued]:
     calls: list[Enqueued] = []
 
     def record(
-        func: queueing.Job_, *args: Any, delay: float | None = None, job_id: str | None = None
+        func: queueing.Job_,
+        *args: Any,
+        delay: float | None = None,
+        job_id: str | None = None,
+        timeout: int | None = None,
     ) -> bool:
         job = import_string(func) if isinstance(func, str) else func
-        calls.append(Enqueued(job, args, delay, job_id))
+        calls.append(Enqueued(job, args, delay, job_id, timeout))
         return True
 
     monkeypatch.setattr(queueing, "enqueue", record)

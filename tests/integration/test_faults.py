@@ -147,21 +147,23 @@ class WorkerCrashTests:
         tasks = services.request_images(campaign=campaign, prompt="Hailstones", count=1)
         # The submit job ends by scheduling the first read: once that is in Redis, all
         # that is left is a scheduled job, which only a scheduler moves to the queue.
+        # (The submits of a request are one job, submit_many; their first reads one too.)
+        read = [([tasks[0].pk],)]
         wait_for(
-            lambda: scheduled_calls("imagen_assets.jobs.poll") == [(tasks[0].pk,)],
+            lambda: scheduled_calls("imagen_assets.jobs.poll_many") == read,
             15,
             "the first status read to be scheduled",
         )
         worker.kill()  # worker, scheduler and work horse
-        assert scheduled_calls("imagen_assets.jobs.poll") == [(tasks[0].pk,)]
+        assert scheduled_calls("imagen_assets.jobs.poll_many") == read
         start_worker()
-        # The poll was due 2 s after the submit and the task is done at the provider after
-        # 1 s: with a working scheduler the image is stored within a few seconds (about 5 s
-        # here). The wait allows for a loaded CI machine but stays well under the dead
-        # scheduler's 61 s lock, so it still fails when the lock is not taken over. The new
-        # scheduler moves the read to the queue as soon as it starts, up to a second before
-        # it is due (RQ keeps whole seconds): the read must not refuse it as early
-        # (jobs.POLL_SLACK_SECONDS), or nothing reads the task again for minutes.
+        # The read was due 5.4 s after the submit (0.9 x POLL_EXPECTED_SECONDS, no history)
+        # and the task is done at the provider after 1 s: with a working scheduler the image
+        # is stored within a few seconds of that. The wait allows for a loaded CI machine
+        # but stays well under the dead scheduler's 61 s lock, so it still fails when the
+        # lock is not taken over. A stock scheduler moves the read to the queue up to a
+        # second before it is due (RQ keeps whole seconds): the read must not refuse it as
+        # early (jobs.POLL_SLACK_SECONDS), or nothing reads the task again for minutes.
         images = wait_all_finished(tasks, timeout=30)
         assert images[0].status == GeneratedImage.Status.SUCCEEDED
 

@@ -233,18 +233,23 @@ class ErrorCheckTests:
 
         assert ids(check_settings()) == ["imagen_assets.E004"]
 
-    @pytest.mark.parametrize("grace", [0, -5, "3600", None, True, 300, 120])
+    @pytest.mark.parametrize("grace", [0, -5, "3600", None, True, 600, 300, 120])
     def test_e010_orphan_grace_not_longer_than_the_job_timeout(self, settings, grace):
         messages = run(settings, **imagen_settings(ORPHAN_GRACE=grace))
 
         assert ids(messages) == ["imagen_assets.E010"]
-        assert "300 s" in messages[0].msg  # the queue's DEFAULT_TIMEOUT in tests/settings.py
+        # The longer of the queue's DEFAULT_TIMEOUT (300 s in tests/settings.py) and the
+        # time limit of the jobs that handle several tasks (conf.BATCH_JOB_TIMEOUT).
+        assert "600 s" in messages[0].msg
 
-    def test_e010_uses_rq_default_timeout_when_the_queue_names_none(self, settings):
-        settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:1/0"}}
+    def test_e010_uses_the_longest_job_timeout(self, settings):
+        settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:1/0"}}  # RQ's 180 s
+        assert ids(run(settings, **imagen_settings(ORPHAN_GRACE=600))) == ["imagen_assets.E010"]
+        assert ids(run(settings, **imagen_settings(ORPHAN_GRACE=601))) == []
 
-        assert ids(run(settings, **imagen_settings(ORPHAN_GRACE=180))) == ["imagen_assets.E010"]
-        assert ids(run(settings, **imagen_settings(ORPHAN_GRACE=181))) == []
+        settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 900}}
+        assert ids(run(settings, **imagen_settings(ORPHAN_GRACE=900))) == ["imagen_assets.E010"]
+        assert ids(run(settings, **imagen_settings(ORPHAN_GRACE=901))) == []
 
     def test_e005_storage_alias_missing(self, settings):
         messages = run(settings, **imagen_settings(STORAGE="imagen"))

@@ -293,3 +293,74 @@ class SubmitManyTests:
         settings.IMAGEN_ASSETS = imagen_settings(JOB_THREADS=2)
         assert jobs.queue_submits([1, 2, 3, 4, 5])
         assert [c.args for c in enqueued] == [([1, 2],), ([3, 4],), ([5],)]
+
+
+class CapEdgeTests:
+    def test_a_submit_cut_short_is_sent_again_without_a_slot_of_its_own(
+        self, campaign, settings, use_http, enqueued
+    ):
+        # Wave takes the same idempotency key twice as one task: the earlier attempt holds
+        # its slot already; counting it against itself would keep it waiting for good.
+        with_cap(settings, "wave", 1)
+        task = make_task(campaign, provider="wave", submit_started_at=timezone.now())
+        use_http(("POST", WAVE.submit_url, WAVE.submitted()))
+
+        assert jobs.submit(task.pk).did is Did.SUBMITTED
+
+    def test_a_refused_submit_is_waiting_when_the_lock_is_released(self, campaign, settings):
+        with_cap(settings, "wave", 1)
+        running(campaign, 1)
+        task = make_task(campaign, provider="wave")
+        lease = timezone.now() + timedelta(minutes=1)
+        assert lifecycle.claim_submit(task.pk, lease)
+
+        started, count = capacity.start_submit(task.pk, lease, "wave", 1, lambda n: f"{n} running")
+
+        # Given back in the same transaction: a slot freed right after finds it.
+        assert (started, count) == (capacity.Start.FULL, 1)
+        GenerationTask.objects.filter(status="submitted").update(status="succeeded")
+        assert capacity.waiting_to_send("wave") == [task.pk]
+        assert reload(task).error_message == "1 running"
+
+    def test_a_cancel_frees_the_slot_for_the_oldest_waiting_task(
+        self, campaign, settings, enqueued
+    ):
+        from imagen_assets import cancels
+
+        with_cap(settings, "wavespeed", 1)
+        (busy,) = running(campaign, 1, provider="wavespeed")
+        waiting = make_task(campaign, provider="wavespeed")
+
+        cancels.cancel(busy.images.values_list("pk", flat=True))
+
+        assert reload(busy).status == "cancelled"
+        assert [(c.func, c.args) for c in enqueued] == [(jobs.submit_many, ([waiting.pk],))]
+
+    def test_a_webhook_for_a_task_not_found_yet_stays_claimed_until_its_retry(
+        self, campaign, enqueued
+    ):
+        from imagen_assets.models import WebhookEvent
+
+        early = WebhookEvent.objects.create(
+            provider="wavespeed", event_id="evt-early", provider_task_id="not-yet"
+        )
+
+        outcome = jobs.process_webhook(early.pk)
+
+        early.refresh_from_db()
+        assert outcome.did is Did.WAITING
+        # Other jobs' batches leave it alone until its own retry comes.
+        assert early.claimed_until is not None and early.claimed_until > timezone.now()
+        assert [c.func for c in enqueued] == [jobs.process_webhook]
+
+    def test_one_rows_failure_in_a_batch_leaves_the_others_done(self, monkeypatch):
+        def flaky(pk: int) -> Outcome:
+            if pk == 2:
+                raise RuntimeError("boom")
+            return Outcome(Did.READ)
+
+        outcomes = jobs.in_threads(flaky, [1, 2, 3])
+
+        assert [o.did for o in outcomes] == [Did.READ, Did.FAILED, Did.READ]
+        with pytest.raises(RuntimeError):  # a job of one row fails as any job does
+            jobs.in_threads(flaky, [2])

@@ -342,7 +342,12 @@ class PipelineMachine(RuleBasedStateMachine):
         self.remote.latency = latency
 
     def enqueue(
-        self, func: queueing.Job_, *args: Any, delay: float | None = None, job_id: str | None = None
+        self,
+        func: queueing.Job_,
+        *args: Any,
+        delay: float | None = None,
+        job_id: str | None = None,
+        timeout: int | None = None,
     ) -> bool:
         job = import_string(func) if isinstance(func, str) else func
         if job not in PIPELINE_JOBS:
