@@ -56,7 +56,9 @@ class CapacityRaceTests:
 
             outcomes = at_once(
                 [
-                    lambda task=task: capacity.start_submit(task[0], task[1], "wave", cap)
+                    lambda task=task: capacity.start_submit(
+                        task[0], task[1], "wave", cap, lambda n: f"{n} running"
+                    )
                     for task in tasks
                 ]
             )
@@ -65,8 +67,12 @@ class CapacityRaceTests:
             full = [outcome for outcome in outcomes if outcome[0] is capacity.Start.FULL]
             assert len(starts) == cap and len(full) == racers - cap, outcomes
             assert capacity.in_flight_tasks("wave").count() == cap
-            # What a refused run saw: the provider full.
+            # What a refused run saw: the provider full; its claim is given back, saying so.
             assert all(running == cap for _, running in full)
+            waiting = GenerationTask.objects.filter(campaign=campaign, submit_started_at=None)
+            assert waiting.count() == racers - cap
+            assert set(waiting.values_list("error_message", flat=True)) == {f"{cap} running"}
+            assert set(waiting.values_list("submit_lease_until", flat=True)) == {None}
             # The next round starts from a provider with free slots again.
             GenerationTask.objects.filter(campaign=campaign).update(status="succeeded")
             assert capacity.in_flight_tasks("wave").count() == 0

@@ -278,7 +278,13 @@ class EarlyCallbackTests:
             assert early == Outcome(Did.WAITING)
         assert scheduled_calls("imagen_assets.jobs.process_webhook") == [(event.pk,)]
 
-        # The scheduled retry, now that the submit has committed.
+        # The scheduled retry, now that the submit has committed, once it is due: until
+        # then the event stays claimed, so no other job's batch takes it early.
+        wait_for(
+            lambda: WebhookEvent.objects.get(pk=event.pk).claimed_until < timezone.now(),
+            10,
+            "the retry to be due",
+        )
         outcome = jobs.process_webhook(event.pk)
         assert outcome == Outcome(
             Did.APPLIED, detail="succeeded", then=Outcome(Did.STORED, stored=1)
