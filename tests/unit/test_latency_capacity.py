@@ -364,3 +364,19 @@ class CapEdgeTests:
         assert [o.did for o in outcomes] == [Did.READ, Did.FAILED, Did.READ]
         with pytest.raises(RuntimeError):  # a job of one row fails as any job does
             jobs.in_threads(flaky, [2])
+
+
+class MallocArenaTests:
+    """The worker caps glibc's malloc arenas (a thread each) before it forks work horses."""
+
+    def test_capped_on_glibc(self, monkeypatch):
+        from imagen_assets import worker
+
+        monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+        assert worker.limit_malloc_arenas() is True  # Debian: glibc
+
+    def test_the_environment_decides_when_it_says(self, monkeypatch):
+        from imagen_assets import worker
+
+        monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+        assert worker.limit_malloc_arenas() is False
