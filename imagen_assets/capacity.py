@@ -35,7 +35,7 @@ from django.utils import timezone
 from imagen_assets import lifecycle
 from imagen_assets.models import GenerationTask, ProviderHealth
 from imagen_assets.providers import get_provider
-from imagen_assets.status import TaskStatus
+from imagen_assets.status import IN_FLIGHT_TASK_STATUSES, TaskStatus
 
 
 class Start(enum.Enum):
@@ -56,7 +56,7 @@ def cap_of(alias: str) -> int | None:
 
 def in_flight_tasks(alias: str) -> QuerySet[GenerationTask]:
     return GenerationTask.objects.filter(provider=alias).filter(
-        Q(status__in=[TaskStatus.SUBMITTED, TaskStatus.PROCESSING])
+        Q(status__in=IN_FLIGHT_TASK_STATUSES)
         | Q(status=TaskStatus.QUEUED, submit_started_at__isnull=False)
     )
 

@@ -43,7 +43,7 @@ from imagen_assets.providers import (
     get_provider,
     get_provider_class,
 )
-from imagen_assets.status import OPEN_IMAGE_STATUSES, TaskStatus
+from imagen_assets.status import IN_FLIGHT_TASK_STATUSES, OPEN_IMAGE_STATUSES, TaskStatus
 
 logger = logging.getLogger(__name__)
 
@@ -132,8 +132,12 @@ def _fail_unconfigured(task: GenerationTask, exc: ImproperlyConfigured) -> Outco
 
 # -- submit ----------------------------------------------------------------------------------
 
-#: Tasks a provider is working on (for its cap, :mod:`imagen_assets.capacity`).
-IN_FLIGHT = frozenset({TaskStatus.SUBMITTED, TaskStatus.PROCESSING})
+
+def _after_state(task: GenerationTask) -> None:
+    """A state was applied to ``task``: if that ended its flight, its provider's waiting
+    tasks may have a slot now (:mod:`imagen_assets.capacity`)."""
+    if task.status not in IN_FLIGHT_TASK_STATUSES:
+        send_waiting(task.provider)
 
 
 def in_threads(func: Callable[[int], Outcome], ids: Sequence[int]) -> list[Outcome]:
@@ -390,9 +394,7 @@ def _submit(task_id: int, schedule_read: bool = True) -> Outcome:
     logger.info("Task %s submitted to %s as %s", task_id, task.provider, result.task_id)
     submitted = Outcome(Did.SUBMITTED, detail=result.task_id)
     if result.status.rank > TaskStatus.SUBMITTED.rank:
-        ended = lifecycle.apply_state(task_id, result, counted_poll=False)
-        if ended.status not in IN_FLIGHT:
-            send_waiting(ended.provider)
+        _after_state(lifecycle.apply_state(task_id, result, counted_poll=False))
         if result.status == TaskStatus.SUCCEEDED:
             return Outcome(Did.SUBMITTED, detail=result.task_id, then=store(task_id))
     if schedule_read:  # else the caller does (submit_many: one read job for its tasks)
@@ -578,8 +580,7 @@ def _poll(task_id: int, reschedule: bool = True) -> Outcome:
             _schedule_poll(task_id, max(poll_delay(task.polls + 1), exc.retry_after or 0))
         return Outcome(Did.READ_FAILED, detail=str(exc))
     task = lifecycle.apply_state(task_id, state, counted_poll=True)
-    if task.status not in IN_FLIGHT:
-        send_waiting(task.provider)
+    _after_state(task)
     if task.status == TaskStatus.SUCCEEDED:
         return store(task_id)
     if not task.is_terminal and reschedule:
@@ -760,7 +761,7 @@ def process_webhook(event_id: int) -> Outcome:
     if limit > 0:
         others = list(
             WebhookEvent.objects.filter(processed_at__isnull=True, received_at__lte=timezone.now())
-            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=timezone.now()))
+            .filter(_unclaimed(timezone.now()))
             .exclude(pk=event_id)
             .order_by("received_at")
             .values_list("pk", flat=True)[:limit]
@@ -777,12 +778,17 @@ def process_webhook(event_id: int) -> Outcome:
     return in_threads(run, [event_id, *others])[0]
 
 
+def _unclaimed(now: datetime) -> Q:
+    """Webhook events no job holds at ``now`` (never claimed, or the claim lapsed)."""
+    return Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+
+
 def _process_claimed(event_id: int) -> Outcome:
     """:func:`_process_event` once this run holds the event's claim."""
     now = timezone.now()
     claimed = (
         WebhookEvent.objects.filter(pk=event_id, processed_at__isnull=True)
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .filter(_unclaimed(now))
         .update(claimed_until=now + timedelta(seconds=WEBHOOK_CLAIM_SECONDS))
     )
     if not claimed:
@@ -831,8 +837,8 @@ def _process_event(event_id: int) -> Outcome:
             outcome = Outcome(Did.IGNORED, detail=f"{state.status}: the task was already {before}")
         else:
             outcome = Outcome(Did.APPLIED, detail=state.status)
-        if not before.terminal and task.status not in IN_FLIGHT:
-            send_waiting(task.provider)
+        if not before.terminal:
+            _after_state(task)
         if task.status == TaskStatus.SUCCEEDED and before != TaskStatus.SUCCEEDED:
             # Only the event that made it succeed stores it (a re-sent callback does not).
             outcome = Outcome(outcome.did, detail=outcome.detail, then=store(task.pk))
@@ -884,7 +890,7 @@ def reconcile(reschedule: bool = False, lost_before: float | None = None) -> dic
         waiting = capacity.waiting_to_send(alias)
         counts["submit"] += len(waiting) if queue_submits(waiting) else 0
     to_poll = GenerationTask.objects.filter(
-        status__in=[TaskStatus.SUBMITTED, TaskStatus.PROCESSING], updated_at__lt=stale
+        status__in=IN_FLIGHT_TASK_STATUSES, updated_at__lt=stale
     ).exclude(provider_task_id="")
     if not restoring:
         # A read still scheduled (e.g. waiting out a long Retry-After) is not stuck.

@@ -97,6 +97,8 @@ CLOSED_CAMPAIGN_STATUSES = (CampaignStatus.APPROVED, CampaignStatus.ARCHIVED)
 TERMINAL_TASK_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 #: Tasks the pipeline still has to move on (listed, for ``status__in`` filters).
 OPEN_TASK_STATUSES = (TaskStatus.QUEUED, TaskStatus.SUBMITTED, TaskStatus.PROCESSING)
+#: Tasks a provider is working on: its concurrency cap counts them (imagen_assets.capacity).
+IN_FLIGHT_TASK_STATUSES = frozenset({TaskStatus.SUBMITTED, TaskStatus.PROCESSING})
 #: Images still waiting for their task or their file.
 OPEN_IMAGE_STATUSES = (ImageStatus.QUEUED, ImageStatus.PROCESSING)
 #: Images that ended without a file. Each of the three is its own outcome on every page and
